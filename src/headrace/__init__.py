@@ -1,0 +1,3 @@
+"""headrace: device-data integration hub."""
+
+__version__ = "0.1.0"
