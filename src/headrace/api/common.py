@@ -1,0 +1,115 @@
+"""What every HTTP route shares: the error shape, admin auth, paging."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import TYPE_CHECKING, Any
+
+from litestar import Request, Response
+from litestar.connection import ASGIConnection
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers.base import BaseRouteHandler
+
+from ..errors import HeadraceError, Unauthorized, ValidationFailed
+
+if TYPE_CHECKING:
+    from ..app import Hub
+
+log = logging.getLogger("headrace.api")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+}
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> Response[Any]:
+    body: dict[str, Any] = {"status": status, "code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return Response({"error": body}, status_code=status)
+
+
+def on_headrace_error(request: Request[Any, Any, Any], exc: HeadraceError) -> Response[Any]:
+    if exc.status >= 500:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+    return error_response(exc.status, exc.code, exc.message, exc.field)
+
+
+def on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, ValidationException):
+        return _validation_response(exc)
+    status = exc.status_code
+    return error_response(status, _STATUS_CODES.get(status, "error"), str(exc.detail))
+
+
+def _validation_response(exc: ValidationException) -> Response[Any]:
+    """msgspec decode errors: bad JSON is 400; a wrong field is 422 naming the field path."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    message = str(extra[0].get("message", exc.detail)) if extra and isinstance(extra[0], dict) else str(exc.detail)
+    key = extra[0].get("key") if extra and isinstance(extra[0], dict) else None
+    if any(w in message.lower() for w in ("malformed", "truncated", "invalid json", "unexpected character")):
+        return error_response(400, "bad_request", f"request body is not valid JSON: {message}")
+    field = _field_from_message(message) or (str(key) if key and key != "body" else None)
+    return error_response(422, "validation_failed", message, field)
+
+
+def _field_from_message(message: str) -> str | None:
+    # msgspec: "Expected `int`, got `str` - at `$.measurepoints[0].id`"; unknown field: "Object contains unknown field `x` - at `$`"
+    at = message.rfind("- at `$")
+    path = message[at + 7 : message.rfind("`")] if at >= 0 else ""
+    path = path.lstrip(".")
+    if "unknown field `" in message:
+        name = message.split("unknown field `", 1)[1].split("`", 1)[0]
+        return f"{path}.{name}" if path else name
+    if "missing required field `" in message:
+        name = message.split("missing required field `", 1)[1].split("`", 1)[0]
+        return f"{path}.{name}" if path else name
+    return path or None
+
+
+def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error; see the server log")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    HeadraceError: on_headrace_error,
+    HTTPException: on_http_exception,
+    Exception: on_unexpected,
+}
+
+
+def hub_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Hub:
+    return connection.app.state.hub  # type: ignore[no-any-return]
+
+
+def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    token = hub_of(connection).admin_token
+    header = connection.headers.get("authorization", "")
+    scheme, _sep, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise Unauthorized("missing admin token: send 'Authorization: Bearer <token>'")
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise Unauthorized("invalid admin token")
+
+
+def page_limit(limit: int) -> int:
+    if not 1 <= limit <= 1000:
+        raise ValidationFailed("limit must be 1..1000", field="limit")
+    return limit
+
+
+def page(items: list[Any], limit: int, key: str) -> dict[str, Any]:
+    """One page of a list: ``nextCursor`` is the last key when the page is full."""
+    nxt = getattr(items[-1], key) if len(items) == limit and items else None
+    return {"items": items, "nextCursor": nxt}

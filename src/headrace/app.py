@@ -1,0 +1,144 @@
+"""Wiring: one Hub owns the settings, store, registry and every server, in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+from typing import Any, Protocol
+
+import uvicorn
+from litestar import Litestar, get
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from . import __version__
+from .api.admin import registry_router
+from .api.common import EXCEPTION_HANDLERS
+from .config import Settings
+from .registry import Registry
+from .server.tls import ensure_self_signed, server_context
+from .store.sqlite.store import SQLiteStore
+
+log = logging.getLogger("headrace")
+
+
+class Service(Protocol):
+    """A network server the hub runs beside the HTTP API (MQTT, noti)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class Hub:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.data_dir: Path = settings.data_dir
+        self.store = SQLiteStore(
+            self.data_dir / "headrace.db",
+            synchronous=settings["store.synchronous"],
+            max_batch=settings["store.max_batch"],
+            readers=settings["store.readers"],
+        )
+        self.registry = Registry(self.store)
+        self.admin_token = ""
+        self.services: list[Service] = []
+        self._http: uvicorn.Server | None = None
+        self._stop = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the data dir, open the store, load the registry (no sockets yet)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store.start()
+        self.registry.load()
+        self.admin_token = self._admin_token()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _admin_token(self) -> str:
+        configured = self.settings["admin.token"]
+        if configured:
+            return str(configured)
+        path = self.data_dir / "admin-token"
+        if path.exists():
+            return path.read_text().strip()
+        token = secrets.token_urlsafe(32)
+        with open(path, "w", opener=lambda p, f: os.open(p, f, 0o600)) as f:
+            f.write(token + "\n")
+        log.warning("generated the admin token", extra={"path": str(path)})
+        return token
+
+    def tls_context(self) -> Any:
+        cert, key = self.settings["tls.cert_file"], self.settings["tls.key_file"]
+        if cert:
+            return server_context(Path(cert), Path(key))
+        cert_path, key_path = ensure_self_signed(self.data_dir / "tls")
+        return server_context(cert_path, key_path)
+
+    def http_app(self) -> Litestar:
+        return Litestar(
+            route_handlers=[registry_router, health],
+            exception_handlers=EXCEPTION_HANDLERS,
+            state=State({"hub": self}),
+            request_max_body_size=self.settings["http.max_body"],
+            openapi_config=OpenAPIConfig(
+                title="headrace", version=__version__, path="/api/docs",
+                render_plugins=[SwaggerRenderPlugin()],
+            ),
+            logging_config=None,
+        )
+
+    async def serve(self, ready: asyncio.Event | None = None) -> None:
+        """Run every server until SIGINT/SIGTERM (or ``request_stop``), then stop cleanly."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+            except (NotImplementedError, RuntimeError):
+                pass
+        config = uvicorn.Config(
+            self.http_app(), host=self.settings["http.host"], port=self.settings["http.port"],
+            lifespan="off", log_config=None, access_log=False, server_header=False,
+            http="httptools", timeout_graceful_shutdown=10,
+        )
+        config.load()
+        self._http = uvicorn.Server(config)
+        self._http.lifespan = config.lifespan_class(config)
+        try:
+            await self._http.startup()
+        except SystemExit:  # uvicorn exits when it cannot bind
+            raise OSError(f"cannot listen on {self.settings['http.host']}:{self.settings['http.port']}") from None
+        started: list[Service] = []
+        try:
+            for svc in self.services:
+                await svc.start()
+                started.append(svc)
+            log.info(
+                "headrace is serving",
+                extra={"http": f"http://{self.settings['http.host']}:{self.settings['http.port']}",
+                       "data_dir": str(self.data_dir)},
+            )
+            if ready is not None:
+                ready.set()
+            await self._stop.wait()
+        finally:
+            log.info("stopping")
+            for svc in reversed(started):
+                await svc.stop()
+            self._http.should_exit = True
+            await self._http.shutdown()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+
+@get("/healthz", include_in_schema=False)
+async def health() -> dict[str, str]:
+    return {"status": "ok"}

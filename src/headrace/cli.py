@@ -1,0 +1,266 @@
+"""The ``headrace`` command: serve the hub, show settings, and manage the registry.
+
+Registry commands talk to a running hub through its admin API (so the hub's caches stay
+true); ``--url`` and ``--token`` default to the local settings and data dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import Settings, env_name
+from .errors import ConfigError, HeadraceError
+
+app = typer.Typer(help="headrace: device-data integration hub.", no_args_is_help=True, add_completion=False)
+org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
+model_app = typer.Typer(help="Thing models.", no_args_is_help=True)
+product_app = typer.Typer(help="Products.", no_args_is_help=True)
+device_app = typer.Typer(help="Devices.", no_args_is_help=True)
+app.add_typer(org_app, name="org")
+app.add_typer(model_app, name="model")
+app.add_typer(product_app, name="product")
+app.add_typer(device_app, name="device")
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (setting data_dir).")]
+
+
+def load_settings(config: Path | None, sets: list[str] | None, data_dir: Path | None) -> Settings:
+    overrides = list(sets or [])
+    if data_dir is not None:
+        overrides.append(f"data_dir={data_dir}")
+    try:
+        return Settings.load(config, overrides)
+    except ConfigError as e:
+        err.print(f"[red]error:[/red] {e.message}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Seed a demo organization, model, product and devices.")] = False,
+) -> None:
+    """Run the hub: HTTP API, MQTT integration endpoint, noti push service."""
+    from .app import Hub
+    from .logsetup import setup_logging
+
+    settings = load_settings(config, set_, data_dir)
+    setup_logging(settings["log.level"], settings["log.format"])
+    hub = Hub(settings)
+    hub.open()
+    try:
+        try:
+            import uvloop
+
+            runner = uvloop.run
+        except ImportError:  # pragma: no cover - non-Linux
+            runner = asyncio.run
+
+        async def main() -> None:
+            if demo:
+                from .demo import seed_demo
+
+                summary = await seed_demo(hub)
+                console.print(summary)
+            await hub.serve()
+
+        runner(main())
+    except OSError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from None
+    finally:
+        hub.close()
+
+
+@app.command("settings")
+def show_settings(config: ConfigOpt = None, set_: SetOpt = None, data_dir: DataDirOpt = None) -> None:
+    """List every setting with its current value, where it came from, and help."""
+    settings = load_settings(config, set_, data_dir)
+    table = Table("setting", "value", "source", "environment", "help", show_lines=False)
+    for s, value, source in settings.items():
+        shown = "********" if s.name == "admin.token" and value else repr(value)
+        table.add_row(s.name, shown, source, env_name(s.name), s.help)
+    console.print(table)
+
+
+# -- registry commands (through the admin API) -------------------------------------------
+
+UrlOpt = Annotated[str | None, typer.Option("--url", help="Hub base URL; default from settings.")]
+TokenOpt = Annotated[str | None, typer.Option("--token", help="Admin token; default <data_dir>/admin-token.")]
+OrgOpt = Annotated[str, typer.Option("--org", help="Organization id.")]
+
+
+class Api:
+    def __init__(self, url: str | None, token: str | None, config: Path | None = None):
+        settings = load_settings(config, None, None)
+        self.url = (url or f"http://{settings['http.host']}:{settings['http.port']}").rstrip("/")
+        tok = token or settings["admin.token"]
+        if not tok:
+            path = settings.data_dir / "admin-token"
+            if not path.exists():
+                err.print(f"[red]error:[/red] no admin token: pass --token or start the hub once ({path})")
+                raise typer.Exit(2)
+            tok = path.read_text().strip()
+        self.token = tok
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + "/api/v1" + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            try:
+                detail = json.loads(e.read())["error"]
+                msg = detail["message"] + (f" (field {detail['field']})" if detail.get("field") else "")
+            except (ValueError, KeyError, TypeError):
+                msg = str(e)
+            err.print(f"[red]error {e.code}:[/red] {msg}")
+            raise typer.Exit(1) from None
+        except urllib.error.URLError as e:
+            err.print(f"[red]error:[/red] cannot reach the hub at {self.url}: {e.reason}")
+            raise typer.Exit(1) from None
+        return json.loads(raw) if raw else None
+
+
+def _out(value: Any) -> None:
+    console.print_json(json.dumps(value))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        err.print(f"[red]error:[/red] cannot read JSON from {path}: {e}")
+        raise typer.Exit(2) from None
+
+
+@org_app.command("create")
+def org_create(name: str, org_id: Annotated[str | None, typer.Option("--id")] = None,
+               url: UrlOpt = None, token: TokenOpt = None) -> None:
+    body: dict[str, Any] = {"name": name}
+    if org_id:
+        body["orgId"] = org_id
+    _out(Api(url, token).call("POST", "/orgs", body))
+
+
+@org_app.command("list")
+def org_list(url: UrlOpt = None, token: TokenOpt = None) -> None:
+    _out(Api(url, token).call("GET", "/orgs"))
+
+
+@org_app.command("delete")
+def org_delete(org_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    Api(url, token).call("DELETE", f"/orgs/{org_id}")
+
+
+@model_app.command("import")
+def model_import(file: Path, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Create a thing model from a JSON file (or several: a JSON array)."""
+    doc = _read_json(file)
+    api = Api(url, token)
+    for m in doc if isinstance(doc, list) else [doc]:
+        _out(api.call("POST", f"/orgs/{org}/models", m))
+
+
+@model_app.command("list")
+def model_list(org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    _out(Api(url, token).call("GET", f"/orgs/{org}/models"))
+
+
+@model_app.command("get")
+def model_get(model_id: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    _out(Api(url, token).call("GET", f"/orgs/{org}/models/{model_id}"))
+
+
+@model_app.command("delete")
+def model_delete(model_id: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    Api(url, token).call("DELETE", f"/orgs/{org}/models/{model_id}")
+
+
+@product_app.command("create")
+def product_create(
+    name: str, org: OrgOpt,
+    model: Annotated[str, typer.Option("--model", help="Thing model id.")],
+    data_format: Annotated[str, typer.Option("--format", help="json or custom.")] = "json",
+    product_key: Annotated[str | None, typer.Option("--key", help="Keep an existing productKey.")] = None,
+    product_secret: Annotated[str | None, typer.Option("--secret", help="Keep an existing productSecret.")] = None,
+    url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    body: dict[str, Any] = {"name": name, "modelId": model, "dataFormat": data_format}
+    if product_key:
+        body["productKey"] = product_key
+    if product_secret:
+        body["productSecret"] = product_secret
+    _out(Api(url, token).call("POST", f"/orgs/{org}/products", body))
+
+
+@product_app.command("list")
+def product_list(org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    _out(Api(url, token).call("GET", f"/orgs/{org}/products"))
+
+
+@product_app.command("delete")
+def product_delete(product_key: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    Api(url, token).call("DELETE", f"/orgs/{org}/products/{product_key}")
+
+
+@device_app.command("create")
+def device_create(
+    org: OrgOpt,
+    product: Annotated[str, typer.Option("--product", help="productKey.")],
+    device_keys: Annotated[list[str] | None, typer.Argument(help="deviceKeys to create.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="JSON array of devices to create at once.")] = None,
+    url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Create devices by key, or in bulk from a JSON file (all or nothing)."""
+    bodies: list[Any] = [{"deviceKey": k} for k in device_keys or []]
+    if file is not None:
+        doc = _read_json(file)
+        bodies += doc if isinstance(doc, list) else [doc]
+    if not bodies:
+        err.print("[red]error:[/red] give deviceKeys or --file")
+        raise typer.Exit(2)
+    _out(Api(url, token).call("POST", f"/orgs/{org}/products/{product}/devices", bodies))
+
+
+@device_app.command("list")
+def device_list(org: OrgOpt, product: Annotated[str, typer.Option("--product")],
+                url: UrlOpt = None, token: TokenOpt = None) -> None:
+    _out(Api(url, token).call("GET", f"/orgs/{org}/products/{product}/devices"))
+
+
+@device_app.command("delete")
+def device_delete(device_key: str, org: OrgOpt, product: Annotated[str, typer.Option("--product")],
+                  url: UrlOpt = None, token: TokenOpt = None) -> None:
+    Api(url, token).call("DELETE", f"/orgs/{org}/products/{product}/devices/{device_key}")
+
+
+def main() -> None:
+    try:
+        app()
+    except HeadraceError as e:
+        err.print(f"[red]error:[/red] {e.message}")
+        sys.exit(1)
+
+

@@ -1,0 +1,67 @@
+"""Versioned schema migrations; index i brings the database to ``user_version`` i+1.
+
+Never edit a released migration: append a new one.
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: registry (generic objects + devices) and time series
+    """
+    CREATE TABLE objects (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        doc BLOB NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX objects_scope ON objects (kind, scope, key);
+
+    CREATE TABLE devices (
+        id INTEGER PRIMARY KEY,
+        asset_id TEXT NOT NULL UNIQUE,
+        org_id TEXT NOT NULL,
+        product_key TEXT NOT NULL,
+        device_key TEXT NOT NULL,
+        doc BLOB NOT NULL,
+        UNIQUE (product_key, device_key)
+    );
+
+    CREATE TABLE point_names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+
+    CREATE TABLE samples (
+        device INTEGER NOT NULL,
+        point INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        value,
+        quality INTEGER,
+        source INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (device, point, ts)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE attributes (
+        device INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (device, name)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE events (
+        device INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        outputs BLOB NOT NULL,
+        source INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (device, event, ts)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE channel_log (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX channel_log_time ON channel_log (channel, ts);
+    CREATE INDEX channel_log_age ON channel_log (ts)
+    """,
+)
