@@ -42,10 +42,25 @@ class HubProcess:
 
     def start(self) -> None:
         args = [
-            sys.executable, "-m", "headrace", "serve", "--data-dir", str(self.data_dir),
-            "--set", f"http.port={self.http_port}", "--set", f"mqtt.port={self.mqtt_port}",
-            "--set", f"mqtt.tls_port={self.mqtt_tls_port}", "--set", f"noti.port={self.noti_port}",
-            "--set", f"admin.token={ADMIN_TOKEN}", "--set", "log.level=debug", *self.extra,
+            sys.executable,
+            "-m",
+            "headrace",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--set",
+            f"http.port={self.http_port}",
+            "--set",
+            f"mqtt.port={self.mqtt_port}",
+            "--set",
+            f"mqtt.tls_port={self.mqtt_tls_port}",
+            "--set",
+            f"noti.port={self.noti_port}",
+            "--set",
+            f"admin.token={ADMIN_TOKEN}",
+            "--set",
+            "log.level=debug",
+            *self.extra,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
         with open(self.log_path, "ab") as log:
@@ -88,7 +103,9 @@ class HubProcess:
         self.start()
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+        )
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import signal
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,8 +19,11 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from . import __version__
 from .api.admin import registry_router
+from .api.channels import channel_router
 from .api.common import EXCEPTION_HANDLERS
+from .api.query import query_router
 from .config import Settings
+from .ingest.pipeline import Pipeline
 from .registry import Registry
 from .server.tls import ensure_self_signed, server_context
 from .store.sqlite.store import SQLiteStore
@@ -45,6 +49,12 @@ class Hub:
             readers=settings["store.readers"],
         )
         self.registry = Registry(self.store)
+        self.pipeline = Pipeline(
+            self.registry,
+            self.store,
+            max_message_size=settings["ingest.max_message_size"],
+            log_payload_sample=settings["log.payload_sample"],
+        )
         self.admin_token = ""
         self.services: list[Service] = []
         self._http: uvicorn.Server | None = None
@@ -84,12 +94,14 @@ class Hub:
 
     def http_app(self) -> Litestar:
         return Litestar(
-            route_handlers=[registry_router, health],
+            route_handlers=[registry_router, channel_router, query_router, health],
             exception_handlers=EXCEPTION_HANDLERS,
             state=State({"hub": self}),
             request_max_body_size=self.settings["http.max_body"],
             openapi_config=OpenAPIConfig(
-                title="headrace", version=__version__, path="/api/docs",
+                title="headrace",
+                version=__version__,
+                path="/api/docs",
                 render_plugins=[SwaggerRenderPlugin()],
             ),
             logging_config=None,
@@ -104,9 +116,15 @@ class Hub:
             except (NotImplementedError, RuntimeError):
                 pass
         config = uvicorn.Config(
-            self.http_app(), host=self.settings["http.host"], port=self.settings["http.port"],
-            lifespan="off", log_config=None, access_log=False, server_header=False,
-            http="httptools", timeout_graceful_shutdown=10,
+            self.http_app(),
+            host=self.settings["http.host"],
+            port=self.settings["http.port"],
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            http="httptools",
+            timeout_graceful_shutdown=10,
         )
         config.load()
         self._http = uvicorn.Server(config)
@@ -114,7 +132,9 @@ class Hub:
         try:
             await self._http.startup()
         except SystemExit:  # uvicorn exits when it cannot bind
-            raise OSError(f"cannot listen on {self.settings['http.host']}:{self.settings['http.port']}") from None
+            raise OSError(
+                f"cannot listen on {self.settings['http.host']}:{self.settings['http.port']}"
+            ) from None
         started: list[Service] = []
         try:
             for svc in self.services:
@@ -122,18 +142,34 @@ class Hub:
                 started.append(svc)
             log.info(
                 "headrace is serving",
-                extra={"http": f"http://{self.settings['http.host']}:{self.settings['http.port']}",
-                       "data_dir": str(self.data_dir)},
+                extra={
+                    "http": f"http://{self.settings['http.host']}:{self.settings['http.port']}",
+                    "data_dir": str(self.data_dir),
+                },
             )
             if ready is not None:
                 ready.set()
+            pruner = asyncio.create_task(self._prune_log())
             await self._stop.wait()
+            pruner.cancel()
         finally:
             log.info("stopping")
             for svc in reversed(started):
                 await svc.stop()
             self._http.should_exit = True
             await self._http.shutdown()
+
+    async def _prune_log(self) -> None:
+        """Drop message-log records older than the retention, every 10 minutes."""
+        while True:
+            cutoff = int((time.time() - self.settings["log.retention_days"] * 86400) * 1000)
+            try:
+                removed = await self.store.prune_log(cutoff)
+                if removed:
+                    log.info("pruned the message log", extra={"records": removed})
+            except Exception:
+                log.exception("message log pruning failed")
+            await asyncio.sleep(600)
 
     def request_stop(self) -> None:
         self._stop.set()

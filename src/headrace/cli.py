@@ -21,7 +21,9 @@ from rich.table import Table
 from .config import Settings, env_name
 from .errors import ConfigError, HeadraceError
 
-app = typer.Typer(help="headrace: device-data integration hub.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="headrace: device-data integration hub.", no_args_is_help=True, add_completion=False
+)
 org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
 model_app = typer.Typer(help="Thing models.", no_args_is_help=True)
 product_app = typer.Typer(help="Products.", no_args_is_help=True)
@@ -35,8 +37,12 @@ console = Console()
 err = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (setting data_dir).")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")
+]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (setting data_dir).")
+]
 
 
 def load_settings(config: Path | None, sets: list[str] | None, data_dir: Path | None) -> Settings:
@@ -55,7 +61,9 @@ def serve(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     data_dir: DataDirOpt = None,
-    demo: Annotated[bool, typer.Option("--demo", help="Seed a demo organization, model, product and devices.")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Seed a demo organization, model, product and devices.")
+    ] = False,
 ) -> None:
     """Run the hub: HTTP API, MQTT integration endpoint, noti push service."""
     from .app import Hub
@@ -90,7 +98,9 @@ def serve(
 
 
 @app.command("settings")
-def show_settings(config: ConfigOpt = None, set_: SetOpt = None, data_dir: DataDirOpt = None) -> None:
+def show_settings(
+    config: ConfigOpt = None, set_: SetOpt = None, data_dir: DataDirOpt = None
+) -> None:
     """List every setting with its current value, where it came from, and help."""
     settings = load_settings(config, set_, data_dir)
     table = Table("setting", "value", "source", "environment", "help", show_lines=False)
@@ -103,7 +113,9 @@ def show_settings(config: ConfigOpt = None, set_: SetOpt = None, data_dir: DataD
 # -- registry commands (through the admin API) -------------------------------------------
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="Hub base URL; default from settings.")]
-TokenOpt = Annotated[str | None, typer.Option("--token", help="Admin token; default <data_dir>/admin-token.")]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", help="Admin token; default <data_dir>/admin-token.")
+]
 OrgOpt = Annotated[str, typer.Option("--org", help="Organization id.")]
 
 
@@ -115,7 +127,9 @@ class Api:
         if not tok:
             path = settings.data_dir / "admin-token"
             if not path.exists():
-                err.print(f"[red]error:[/red] no admin token: pass --token or start the hub once ({path})")
+                err.print(
+                    f"[red]error:[/red] no admin token: pass --token or start the hub once ({path})"
+                )
                 raise typer.Exit(2)
             tok = path.read_text().strip()
         self.token = tok
@@ -132,7 +146,9 @@ class Api:
         except urllib.error.HTTPError as e:
             try:
                 detail = json.loads(e.read())["error"]
-                msg = detail["message"] + (f" (field {detail['field']})" if detail.get("field") else "")
+                msg = detail["message"] + (
+                    f" (field {detail['field']})" if detail.get("field") else ""
+                )
             except (ValueError, KeyError, TypeError):
                 msg = str(e)
             err.print(f"[red]error {e.code}:[/red] {msg}")
@@ -156,8 +172,12 @@ def _read_json(path: Path) -> Any:
 
 
 @org_app.command("create")
-def org_create(name: str, org_id: Annotated[str | None, typer.Option("--id")] = None,
-               url: UrlOpt = None, token: TokenOpt = None) -> None:
+def org_create(
+    name: str,
+    org_id: Annotated[str | None, typer.Option("--id")] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
     body: dict[str, Any] = {"name": name}
     if org_id:
         body["orgId"] = org_id
@@ -200,12 +220,18 @@ def model_delete(model_id: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt
 
 @product_app.command("create")
 def product_create(
-    name: str, org: OrgOpt,
+    name: str,
+    org: OrgOpt,
     model: Annotated[str, typer.Option("--model", help="Thing model id.")],
     data_format: Annotated[str, typer.Option("--format", help="json or custom.")] = "json",
-    product_key: Annotated[str | None, typer.Option("--key", help="Keep an existing productKey.")] = None,
-    product_secret: Annotated[str | None, typer.Option("--secret", help="Keep an existing productSecret.")] = None,
-    url: UrlOpt = None, token: TokenOpt = None,
+    product_key: Annotated[
+        str | None, typer.Option("--key", help="Keep an existing productKey.")
+    ] = None,
+    product_secret: Annotated[
+        str | None, typer.Option("--secret", help="Keep an existing productSecret.")
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     body: dict[str, Any] = {"name": name, "modelId": model, "dataFormat": data_format}
     if product_key:
@@ -221,7 +247,9 @@ def product_list(org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> Non
 
 
 @product_app.command("delete")
-def product_delete(product_key: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+def product_delete(
+    product_key: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None
+) -> None:
     Api(url, token).call("DELETE", f"/orgs/{org}/products/{product_key}")
 
 
@@ -230,8 +258,11 @@ def device_create(
     org: OrgOpt,
     product: Annotated[str, typer.Option("--product", help="productKey.")],
     device_keys: Annotated[list[str] | None, typer.Argument(help="deviceKeys to create.")] = None,
-    file: Annotated[Path | None, typer.Option("--file", help="JSON array of devices to create at once.")] = None,
-    url: UrlOpt = None, token: TokenOpt = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="JSON array of devices to create at once.")
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Create devices by key, or in bulk from a JSON file (all or nothing)."""
     bodies: list[Any] = [{"deviceKey": k} for k in device_keys or []]
@@ -245,14 +276,23 @@ def device_create(
 
 
 @device_app.command("list")
-def device_list(org: OrgOpt, product: Annotated[str, typer.Option("--product")],
-                url: UrlOpt = None, token: TokenOpt = None) -> None:
+def device_list(
+    org: OrgOpt,
+    product: Annotated[str, typer.Option("--product")],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
     _out(Api(url, token).call("GET", f"/orgs/{org}/products/{product}/devices"))
 
 
 @device_app.command("delete")
-def device_delete(device_key: str, org: OrgOpt, product: Annotated[str, typer.Option("--product")],
-                  url: UrlOpt = None, token: TokenOpt = None) -> None:
+def device_delete(
+    device_key: str,
+    org: OrgOpt,
+    product: Annotated[str, typer.Option("--product")],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
     Api(url, token).call("DELETE", f"/orgs/{org}/products/{product}/devices/{device_key}")
 
 
@@ -262,5 +302,3 @@ def main() -> None:
     except HeadraceError as e:
         err.print(f"[red]error:[/red] {e.message}")
         sys.exit(1)
-
-

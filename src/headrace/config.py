@@ -27,37 +27,96 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("data_dir", str, "./headrace-data", "Directory for the database, files, TLS keys and the admin token."),
+    Setting(
+        "data_dir",
+        str,
+        "./headrace-data",
+        "Directory for the database, files, TLS keys and the admin token.",
+    ),
     Setting("http.host", str, "127.0.0.1", "Address the HTTP API listens on."),
-    Setting("http.port", int, 8080, "Port of the HTTP API (admin, query, EnOS real-time integration)."),
+    Setting(
+        "http.port", int, 8080, "Port of the HTTP API (admin, query, EnOS real-time integration)."
+    ),
     Setting("http.max_body", int, 1 * MiB, "Largest admin API request body in bytes (413 above)."),
-    Setting("http.public_url", str, "", "Base URL clients use to reach the HTTP API (signed download URLs); default http://{http.host}:{http.port}."),
+    Setting(
+        "http.public_url",
+        str,
+        "",
+        "Base URL clients use to reach the HTTP API (signed download URLs); default http://{http.host}:{http.port}.",
+    ),
     Setting("mqtt.host", str, "127.0.0.1", "Address the MQTT integration endpoint listens on."),
     Setting("mqtt.port", int, 1883, "Plain TCP MQTT port (0 disables)."),
     Setting("mqtt.tls_port", int, 8883, "MQTT over TLS port (0 disables)."),
-    Setting("mqtt.max_packet_size", int, 2 * MiB, "Largest MQTT packet accepted; larger ones close the connection."),
-    Setting("mqtt.max_inflight", int, 64, "Unanswered QoS 1/2 requests per connection before the server stops reading it."),
+    Setting(
+        "mqtt.max_packet_size",
+        int,
+        2 * MiB,
+        "Largest MQTT packet accepted; larger ones close the connection.",
+    ),
+    Setting(
+        "mqtt.max_inflight",
+        int,
+        64,
+        "Unanswered QoS 1/2 requests per connection before the server stops reading it.",
+    ),
     Setting("mqtt.max_connections", int, 10000, "Concurrent MQTT connections; more are refused."),
-    Setting("mqtt.public_host", str, "", "Host name put in channel broker URLs; default mqtt.host."),
+    Setting(
+        "mqtt.public_host", str, "", "Host name put in channel broker URLs; default mqtt.host."
+    ),
     Setting("noti.host", str, "127.0.0.1", "Address the noti push service listens on."),
     Setting("noti.port", int, 2015, "TLS port of the noti enterprise push service (0 disables)."),
-    Setting("noti.idle_timeout", float, 360.0, "Seconds of client silence after which a noti connection is closed."),
+    Setting(
+        "noti.idle_timeout",
+        float,
+        360.0,
+        "Seconds of client silence after which a noti connection is closed.",
+    ),
     Setting("noti.max_line", int, 64 * 1024, "Longest inbound noti line in bytes."),
-    Setting("tls.cert_file", str, "", "PEM certificate (chain) for MQTT/TLS and noti; self-signed when empty."),
+    Setting(
+        "tls.cert_file",
+        str,
+        "",
+        "PEM certificate (chain) for MQTT/TLS and noti; self-signed when empty.",
+    ),
     Setting("tls.key_file", str, "", "PEM private key for tls.cert_file."),
-    Setting("admin.token", str, "", "Bearer token of the admin API; generated into <data_dir>/admin-token when empty."),
-    Setting("ingest.max_message_size", int, 512 * 1024, "Largest integration request payload (reply 1008 above)."),
-    Setting("ingest.rate_limit", float, 0.0, "Requests per second allowed per channel (0 = unlimited; reply 1274 above)."),
+    Setting(
+        "admin.token",
+        str,
+        "",
+        "Bearer token of the admin API; generated into <data_dir>/admin-token when empty.",
+    ),
+    Setting(
+        "ingest.max_message_size",
+        int,
+        512 * 1024,
+        "Largest integration request payload (reply 1008 above).",
+    ),
+    Setting(
+        "ingest.rate_limit",
+        float,
+        0.0,
+        "Requests per second allowed per channel (0 = unlimited; reply 1274 above).",
+    ),
     Setting("script.time_limit_ms", int, 100, "Time limit of one parsing script call."),
     Setting("script.memory_limit", int, 32 * MiB, "Memory limit of a parsing script context."),
     Setting("store.backend", str, "sqlite", "Storage engine: sqlite (embedded)."),
-    Setting("store.synchronous", str, "full", "SQLite synchronous mode: full (survives power loss) or normal (survives process crash)."),
+    Setting(
+        "store.synchronous",
+        str,
+        "full",
+        "SQLite synchronous mode: full (survives power loss) or normal (survives process crash).",
+    ),
     Setting("store.max_batch", int, 512, "Most write operations committed in one group commit."),
     Setting("store.readers", int, 4, "Reader connections (threads) for queries."),
     Setting("log.level", str, "info", "Log level: debug, info, warning, error."),
     Setting("log.format", str, "text", "Log format: text or json (one JSON object per line)."),
     Setting("log.retention_days", float, 7.0, "Days channel message-log records are kept."),
-    Setting("log.payload_sample", int, 256, "Bytes of each payload kept in payload records of the message log."),
+    Setting(
+        "log.payload_sample",
+        int,
+        256,
+        "Bytes of each payload kept in payload records of the message log.",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -79,7 +138,16 @@ def _coerce(setting: Setting, raw: Any, source: str) -> Any:
         if t is bool:
             if isinstance(raw, bool):
                 return raw
-            if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            if isinstance(raw, str) and raw.lower() in (
+                "1",
+                "true",
+                "yes",
+                "on",
+                "0",
+                "false",
+                "no",
+                "off",
+            ):
                 return raw.lower() in ("1", "true", "yes", "on")
             raise ValueError(raw)
         if t is int:
@@ -96,7 +164,9 @@ def _coerce(setting: Setting, raw: Any, source: str) -> Any:
             return str(raw)
     except (TypeError, ValueError):
         pass
-    raise ConfigError(f"{source}: setting {setting.name!r} expects {t.__name__}, got {raw!r}", field=setting.name)
+    raise ConfigError(
+        f"{source}: setting {setting.name!r} expects {t.__name__}, got {raw!r}", field=setting.name
+    )
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -161,7 +231,9 @@ class Settings:
                 raise ConfigError(f"environment: unknown setting variable {key}", field=key)
             values[setting.name] = _coerce(setting, raw, f"environment {key}")
             sources[setting.name] = "environment"
-        items = overrides.items() if isinstance(overrides, dict) else _split_overrides(overrides or [])
+        items = (
+            overrides.items() if isinstance(overrides, dict) else _split_overrides(overrides or [])
+        )
         for name, raw in items:
             setting = BY_NAME.get(name)
             if setting is None:
@@ -196,4 +268,6 @@ def _check(values: dict[str, Any]) -> None:
         if values[name] not in allowed:
             raise ConfigError(f"setting {name!r} must be one of {', '.join(allowed)}", field=name)
     if bool(values["tls.cert_file"]) != bool(values["tls.key_file"]):
-        raise ConfigError("tls.cert_file and tls.key_file must be given together", field="tls.cert_file")
+        raise ConfigError(
+            "tls.cert_file and tls.key_file must be given together", field="tls.cert_file"
+        )

@@ -37,11 +37,14 @@ async def seed_demo(hub: Hub) -> str:
         await reg.create_model(DEMO_ORG, msgspec.convert(DEMO_MODEL, ThingModel))
     if DEMO_PRODUCT not in reg.products:
         await reg.create_product(
-            DEMO_ORG, ProductCreate(name="Demo inverter", modelId="inverter", productKey=DEMO_PRODUCT)
+            DEMO_ORG,
+            ProductCreate(name="Demo inverter", modelId="inverter", productKey=DEMO_PRODUCT),
         )
     missing = [k for k in ("inv001", "inv002", "inv003") if (DEMO_PRODUCT, k) not in reg.devices]
     if missing:
-        await reg.create_devices(DEMO_ORG, DEMO_PRODUCT, [DeviceCreate(deviceKey=k, name=k) for k in missing])
+        await reg.create_devices(
+            DEMO_ORG, DEMO_PRODUCT, [DeviceCreate(deviceKey=k, name=k) for k in missing]
+        )
     extra = ""
     seed_channel = getattr(hub, "seed_demo_channel", None)
     if seed_channel is not None:
@@ -52,7 +55,7 @@ async def seed_demo(hub: Hub) -> str:
         f"[bold]demo data ready[/bold]: organization {DEMO_ORG}, model inverter, product {DEMO_PRODUCT}, "
         f"devices inv001..inv003\n"
         f"  admin token: {hub.data_dir / 'admin-token'}\n"
-        f"  try: curl -H \"Authorization: Bearer $(cat {hub.data_dir / 'admin-token'})\" "
+        f'  try: curl -H "Authorization: Bearer $(cat {hub.data_dir / "admin-token"})" '
         f"{base}/api/v1/orgs/{DEMO_ORG}/products/{DEMO_PRODUCT}/devices\n"
         f"  API docs: {base}/api/docs" + extra
     )

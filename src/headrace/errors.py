@@ -134,7 +134,9 @@ REPLY_HTTP_STATUS = {
 class IntegrationError(ClientError):
     """A whole integration request refused with one A.5 reply code."""
 
-    def __init__(self, reply_code: int, message: str, *, errors: list[dict[str, Any]] | None = None):
+    def __init__(
+        self, reply_code: int, message: str, *, errors: list[dict[str, Any]] | None = None
+    ):
         super().__init__(message, reply_code=reply_code)
         self.status = REPLY_HTTP_STATUS.get(reply_code, 400)
         self.errors = errors or []

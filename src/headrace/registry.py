@@ -8,6 +8,8 @@ so a refused change leaves nothing behind.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 import string
@@ -18,7 +20,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from .errors import Conflict, NotFound, ValidationFailed
-from .model.types import DataFormat, Device, Organization, Product, ThingModel
+from .model.types import Channel, DataFormat, Device, Organization, Product, ThingModel
 from .model.validate import CompiledModel, check_model, compile_model
 from .store.base import DeviceRow, Store
 
@@ -87,6 +89,38 @@ class DeviceUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     group: str | None = None
 
 
+class ChannelCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    products: list[str]
+    enabled: bool = True
+    clientId: str = ""
+    rateLimit: float = 0.0
+
+
+class ChannelUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str | None = None
+    products: list[str] | None = None
+    enabled: bool | None = None
+    clientId: str | None = None
+    rateLimit: float | None = None
+
+
+def hash_password(password: str) -> str:
+    # Channel passwords are generated (24 random characters, ~143 bits), so a salted
+    # SHA-256 resists guessing as well as a slow KDF would, at no cost per CONNECT.
+    salt = secrets.token_bytes(16)
+    return salt.hex() + "$" + hashlib.sha256(salt + password.encode()).hexdigest()
+
+
+def verify_password(password: str, stored: str) -> bool:
+    salt_hex, _, digest = stored.partition("$")
+    try:
+        salt = bytes.fromhex(salt_hex)
+    except ValueError:
+        return False
+    return hmac.compare_digest(hashlib.sha256(salt + password.encode()).hexdigest(), digest)
+
+
 @dataclass(slots=True)
 class DeviceEntry:
     """A device as the pipeline sees it: its compact store id and its document."""
@@ -111,6 +145,10 @@ class Registry:
         self.products: dict[str, Product] = {}
         self.devices: dict[tuple[str, str], DeviceEntry] = {}
         self.by_asset: dict[str, DeviceEntry] = {}
+        self.channels: dict[str, Channel] = {}
+        self.channels_by_user: dict[str, Channel] = {}
+        # called with a channel after it changed or was deleted (servers drop its clients)
+        self.channel_listeners: list[Any] = []
 
     def load(self) -> None:
         dec = msgspec.json.Decoder
@@ -124,6 +162,9 @@ class Registry:
         for doc in self.store.load_objects("product"):
             p = dec(Product).decode(doc)
             self.products[p.productKey] = p
+        for doc in self.store.load_objects("channel"):
+            ch = dec(Channel).decode(doc)
+            self._cache_channel(ch)
         ddec = dec(Device)
         for row in self.store.load_devices():
             self._cache_device(DeviceEntry(row.id, ddec.decode(row.doc)))
@@ -141,7 +182,9 @@ class Registry:
         return org
 
     async def create_org(self, body: OrgCreate) -> Organization:
-        org_id = check_key(body.orgId, "orgId") if body.orgId else "o" + random_key(14, string.digits)
+        org_id = (
+            check_key(body.orgId, "orgId") if body.orgId else "o" + random_key(14, string.digits)
+        )
         org = Organization(orgId=org_id, name=_name(body.name), createdAt=now_ms())
         await self.store.insert_objects([("organization", org_id, "", _enc.encode(org))])
         self.orgs[org_id] = org
@@ -155,8 +198,14 @@ class Registry:
 
     async def delete_org(self, org_id: str) -> None:
         self.org(org_id)
-        if any(k[0] == org_id for k in self.models) or any(p.orgId == org_id for p in self.products.values()):
-            raise Conflict(f"organization {org_id!r} still has models or products; delete them first")
+        if (
+            any(k[0] == org_id for k in self.models)
+            or any(p.orgId == org_id for p in self.products.values())
+            or any(c.orgId == org_id for c in self.channels.values())
+        ):
+            raise Conflict(
+                f"organization {org_id!r} still has models, products or channels; delete them first"
+            )
         await self.store.delete_object("organization", org_id)
         del self.orgs[org_id]
 
@@ -201,15 +250,23 @@ class Registry:
 
     async def delete_model(self, org_id: str, model_id: str) -> None:
         self._model_entry(org_id, model_id)
-        users = [p.productKey for p in self.products.values() if p.orgId == org_id and p.modelId == model_id]
+        users = [
+            p.productKey
+            for p in self.products.values()
+            if p.orgId == org_id and p.modelId == model_id
+        ]
         if users:
-            raise Conflict(f"model {model_id!r} is used by products {', '.join(sorted(users)[:10])}")
+            raise Conflict(
+                f"model {model_id!r} is used by products {', '.join(sorted(users)[:10])}"
+            )
         await self.store.delete_object("model", f"{org_id}/{model_id}")
         del self.models[(org_id, model_id)]
 
     async def list_models(self, org_id: str, after: str, limit: int) -> list[ThingModel]:
         self.org(org_id)
-        docs = await self.store.list_objects("model", org_id, f"{org_id}/{after}" if after else "", limit)
+        docs = await self.store.list_objects(
+            "model", org_id, f"{org_id}/{after}" if after else "", limit
+        )
         return [msgspec.json.decode(d, type=_StoredModel).model for d in docs]
 
     # -- products --------------------------------------------------------------------
@@ -225,13 +282,23 @@ class Registry:
         self.org(org_id)
         self._model_entry(org_id, body.modelId)
         pk = check_key(body.productKey, "productKey") if body.productKey else random_key(8)
-        secret = check_key(body.productSecret, "productSecret") if body.productSecret else random_key(16)
+        secret = (
+            check_key(body.productSecret, "productSecret") if body.productSecret else random_key(16)
+        )
         if body.inactivityTimeout <= 0:
-            raise ValidationFailed("inactivityTimeout must be positive (seconds)", field="inactivityTimeout")
+            raise ValidationFailed(
+                "inactivityTimeout must be positive (seconds)", field="inactivityTimeout"
+            )
         p = Product(
-            orgId=org_id, productKey=pk, productSecret=secret, name=_name(body.name), modelId=body.modelId,
-            dataFormat=body.dataFormat, inactivityTimeout=body.inactivityTimeout,
-            description=body.description, createdAt=now_ms(),
+            orgId=org_id,
+            productKey=pk,
+            productSecret=secret,
+            name=_name(body.name),
+            modelId=body.modelId,
+            dataFormat=body.dataFormat,
+            inactivityTimeout=body.inactivityTimeout,
+            description=body.description,
+            createdAt=now_ms(),
         )
         await self.store.insert_objects([("product", pk, org_id, _enc.encode(p))])
         self.products[pk] = p
@@ -241,7 +308,9 @@ class Registry:
         p = _apply(self.product(org_id, product_key), body)
         self._model_entry(org_id, p.modelId)
         if p.inactivityTimeout <= 0:
-            raise ValidationFailed("inactivityTimeout must be positive (seconds)", field="inactivityTimeout")
+            raise ValidationFailed(
+                "inactivityTimeout must be positive (seconds)", field="inactivityTimeout"
+            )
         await self.store.update_object("product", product_key, _enc.encode(p))
         self.products[product_key] = p
         return p
@@ -250,6 +319,11 @@ class Registry:
         self.product(org_id, product_key)
         if any(k[0] == product_key for k in self.devices):
             raise Conflict(f"product {product_key!r} still has devices; delete them first")
+        users = [c.channelId for c in self.channels.values() if product_key in c.products]
+        if users:
+            raise Conflict(
+                f"product {product_key!r} is integrated by channels {', '.join(sorted(users))}"
+            )
         await self.store.delete_object("product", product_key)
         del self.products[product_key]
 
@@ -273,7 +347,9 @@ class Registry:
             raise NotFound(f"device {asset_id!r} not found in organization {org_id!r}")
         return e
 
-    async def create_devices(self, org_id: str, product_key: str, bodies: list[DeviceCreate]) -> list[Device]:
+    async def create_devices(
+        self, org_id: str, product_key: str, bodies: list[DeviceCreate]
+    ) -> list[Device]:
         """Create one or many devices atomically: all are created or none."""
         self.product(org_id, product_key)
         if not bodies:
@@ -286,26 +362,45 @@ class Registry:
             prefix = f"[{i}]." if len(bodies) > 1 else ""
             dk = check_key(b.deviceKey, f"{prefix}deviceKey")
             aid = check_key(b.assetId, f"{prefix}assetId") if b.assetId else random_key(10)
-            secret = check_key(b.deviceSecret, f"{prefix}deviceSecret") if b.deviceSecret else random_key(20)
+            secret = (
+                check_key(b.deviceSecret, f"{prefix}deviceSecret")
+                if b.deviceSecret
+                else random_key(20)
+            )
             if dk in seen_keys or (product_key, dk) in self.devices:
-                raise Conflict(f"device with deviceKey {dk!r} already exists", field=f"{prefix}deviceKey")
+                raise Conflict(
+                    f"device with deviceKey {dk!r} already exists", field=f"{prefix}deviceKey"
+                )
             if aid in seen_assets or aid in self.by_asset:
-                raise Conflict(f"device with assetId {aid!r} already exists", field=f"{prefix}assetId")
+                raise Conflict(
+                    f"device with assetId {aid!r} already exists", field=f"{prefix}assetId"
+                )
             seen_keys.add(dk)
             seen_assets.add(aid)
             devices.append(
                 Device(
-                    orgId=org_id, productKey=product_key, deviceKey=dk, assetId=aid, deviceSecret=secret,
-                    name=b.name, group=b.group, createdAt=now,
+                    orgId=org_id,
+                    productKey=product_key,
+                    deviceKey=dk,
+                    assetId=aid,
+                    deviceSecret=secret,
+                    name=b.name,
+                    group=b.group,
+                    createdAt=now,
                 )
             )
-        rows = [DeviceRow(0, d.assetId, org_id, product_key, d.deviceKey, _enc.encode(d)) for d in devices]
+        rows = [
+            DeviceRow(0, d.assetId, org_id, product_key, d.deviceKey, _enc.encode(d))
+            for d in devices
+        ]
         ids = await self.store.insert_devices(rows)
         for dev_id, d in zip(ids, devices, strict=True):
             self._cache_device(DeviceEntry(dev_id, d))
         return devices
 
-    async def update_device(self, org_id: str, product_key: str, device_key: str, body: DeviceUpdate) -> Device:
+    async def update_device(
+        self, org_id: str, product_key: str, device_key: str, body: DeviceUpdate
+    ) -> Device:
         e = self.device(org_id, product_key, device_key)
         d = _apply(e.device, body)
         await self.store.update_device(e.id, _enc.encode(d))
@@ -318,14 +413,107 @@ class Registry:
         self.devices.pop((product_key, device_key), None)
         self.by_asset.pop(e.device.assetId, None)
 
-    async def list_devices(self, org_id: str, product_key: str, after: str, limit: int) -> list[Device]:
+    async def list_devices(
+        self, org_id: str, product_key: str, after: str, limit: int
+    ) -> list[Device]:
         self.product(org_id, product_key)
         docs = await self.store.list_devices(product_key, after, limit)
         return [msgspec.json.decode(d, type=Device) for d in docs]
 
+    # -- channels --------------------------------------------------------------------
+
+    def _cache_channel(self, ch: Channel) -> None:
+        self.channels[ch.channelId] = ch
+        self.channels_by_user[ch.username] = ch
+
+    def channel(self, org_id: str, channel_id: str) -> Channel:
+        self.org(org_id)
+        ch = self.channels.get(channel_id)
+        if ch is None or ch.orgId != org_id:
+            raise NotFound(f"channel {channel_id!r} not found in organization {org_id!r}")
+        return ch
+
+    def _check_channel_products(self, org_id: str, products: list[str]) -> list[str]:
+        if not products:
+            raise ValidationFailed("a channel needs at least one product", field="products")
+        for i, pk in enumerate(products):
+            p = self.products.get(pk)
+            if p is None or p.orgId != org_id:
+                raise ValidationFailed(
+                    f"product {pk!r} not found in organization {org_id!r}", field=f"products[{i}]"
+                )
+        return sorted(set(products))
+
+    async def create_channel(self, org_id: str, body: ChannelCreate) -> tuple[Channel, str]:
+        """Create a channel; returns it with its password (shown this once)."""
+        self.org(org_id)
+        products = self._check_channel_products(org_id, body.products)
+        if body.clientId:
+            check_key(body.clientId, "clientId")
+        channel_id = "ch" + random_key(10)
+        password = random_key(24)
+        ch = Channel(
+            orgId=org_id,
+            channelId=channel_id,
+            name=_name(body.name),
+            products=products,
+            enabled=body.enabled,
+            username=f"{channel_id}@{org_id}",
+            passwordHash=hash_password(password),
+            clientId=body.clientId,
+            rateLimit=max(0.0, body.rateLimit),
+            createdAt=now_ms(),
+        )
+        await self.store.insert_objects([("channel", channel_id, org_id, _enc.encode(ch))])
+        self._cache_channel(ch)
+        return ch, password
+
+    async def _replace_channel(self, ch: Channel) -> Channel:
+        await self.store.update_object("channel", ch.channelId, _enc.encode(ch))
+        self._cache_channel(ch)
+        for listener in self.channel_listeners:
+            listener(ch)
+        return ch
+
+    async def update_channel(self, org_id: str, channel_id: str, body: ChannelUpdate) -> Channel:
+        ch = _apply(self.channel(org_id, channel_id), body)
+        ch = msgspec.structs.replace(
+            ch, products=self._check_channel_products(org_id, ch.products), name=_name(ch.name)
+        )
+        if ch.clientId:
+            check_key(ch.clientId, "clientId")
+        return await self._replace_channel(ch)
+
+    async def reset_channel_password(self, org_id: str, channel_id: str) -> tuple[Channel, str]:
+        password = random_key(24)
+        ch = msgspec.structs.replace(
+            self.channel(org_id, channel_id), passwordHash=hash_password(password)
+        )
+        return await self._replace_channel(ch), password
+
+    async def delete_channel(self, org_id: str, channel_id: str) -> None:
+        ch = self.channel(org_id, channel_id)
+        await self.store.delete_object("channel", channel_id)
+        del self.channels[channel_id]
+        self.channels_by_user.pop(ch.username, None)
+        for listener in self.channel_listeners:
+            listener(msgspec.structs.replace(ch, enabled=False))
+
+    async def list_channels(self, org_id: str, after: str, limit: int) -> list[Channel]:
+        self.org(org_id)
+        docs = await self.store.list_objects("channel", org_id, after, limit)
+        return [msgspec.json.decode(d, type=Channel) for d in docs]
+
+    def channel_for_product(self, product_key: str) -> Channel | None:
+        """The enabled channel an EnOS signed login for this product belongs to."""
+        found = [c for c in self.channels.values() if c.enabled and product_key in c.products]
+        return min(found, key=lambda c: c.createdAt) if found else None
+
     def summary(self) -> dict[str, Any]:
         return {
-            "orgs": len(self.orgs), "models": len(self.models), "products": len(self.products),
+            "orgs": len(self.orgs),
+            "models": len(self.models),
+            "products": len(self.products),
             "devices": len(self.devices),
         }
 

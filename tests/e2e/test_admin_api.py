@@ -52,14 +52,23 @@ def test_auth_required(shared_hub: HubProcess) -> None:
 def test_error_shape_is_pinned(shared_api: httpx.Client) -> None:
     assert_error(shared_api.get("/api/v1/orgs/nope"), 404, "not_found")
     assert_error(shared_api.get("/api/v1/no/such/route"), 404, "not_found")
-    r = shared_api.post("/api/v1/orgs", content=b"{bad", headers={"content-type": "application/json"})
+    r = shared_api.post(
+        "/api/v1/orgs", content=b"{bad", headers={"content-type": "application/json"}
+    )
     assert_error(r, 400, "bad_request")
-    assert_error(shared_api.post("/api/v1/orgs", json={"name": "x", "bogus": 1}), 422, "validation_failed", "bogus")
+    assert_error(
+        shared_api.post("/api/v1/orgs", json={"name": "x", "bogus": 1}),
+        422,
+        "validation_failed",
+        "bogus",
+    )
     assert_error(shared_api.post("/api/v1/orgs", json={}), 422, "validation_failed", "name")
     big = {"name": "x" * (2 * 1024 * 1024)}
     assert_error(shared_api.post("/api/v1/orgs", json=big), 413, "payload_too_large")
     org = new_org(shared_api)
-    assert_error(shared_api.post("/api/v1/orgs", json={"name": "again", "orgId": org}), 409, "conflict")
+    assert_error(
+        shared_api.post("/api/v1/orgs", json={"name": "again", "orgId": org}), 409, "conflict"
+    )
 
 
 def test_org_crud_and_paging(shared_api: httpx.Client) -> None:
@@ -94,11 +103,18 @@ def test_model_product_device_lifecycle(shared_api: httpx.Client) -> None:
     # a product moving from another platform keeps its keys
     r = shared_api.post(
         f"/api/v1/orgs/{org}/products",
-        json={"name": "Moved", "modelId": "inverter", "productKey": f"pk{org}", "productSecret": "s3cret-kept"},
+        json={
+            "name": "Moved",
+            "modelId": "inverter",
+            "productKey": f"pk{org}",
+            "productSecret": "s3cret-kept",
+        },
     )
     assert r.json()["productKey"] == f"pk{org}" and r.json()["productSecret"] == "s3cret-kept"
     # single and bulk device creation
-    r = shared_api.post(f"/api/v1/orgs/{org}/products/{pk}/devices", json={"deviceKey": "d1", "name": "one"})
+    r = shared_api.post(
+        f"/api/v1/orgs/{org}/products/{pk}/devices", json={"deviceKey": "d1", "name": "one"}
+    )
     assert r.status_code == 201 and r.json()["assetId"]
     asset = r.json()["assetId"]
     r = shared_api.post(
@@ -108,7 +124,9 @@ def test_model_product_device_lifecycle(shared_api: httpx.Client) -> None:
     assert r.status_code == 201, r.text
     assert [d["deviceKey"] for d in r.json()["items"]] == ["d2", "d3"]
     # bulk with one duplicate: nothing is created
-    r = shared_api.post(f"/api/v1/orgs/{org}/products/{pk}/devices", json=[{"deviceKey": "d4"}, {"deviceKey": "d1"}])
+    r = shared_api.post(
+        f"/api/v1/orgs/{org}/products/{pk}/devices", json=[{"deviceKey": "d4"}, {"deviceKey": "d1"}]
+    )
     assert_error(r, 409, "conflict", "[1].deviceKey")
     assert_error(shared_api.get(f"/api/v1/orgs/{org}/products/{pk}/devices/d4"), 404, "not_found")
     listed = shared_api.get(f"/api/v1/orgs/{org}/products/{pk}/devices").json()["items"]
@@ -133,14 +151,24 @@ def test_model_product_device_lifecycle(shared_api: httpx.Client) -> None:
     [
         ({"id": "m", "measurepoints": [{"id": "a", "type": "flot"}]}, "measurepoints[0].type"),
         ({"id": "m", "measurepoints": [{"id": "a", "type": "array"}]}, "measurepoints[0].items"),
-        ({"id": "m", "measurepoints": [{"id": "a", "type": "int"}, {"id": "a", "type": "int"}]}, "measurepoints[1].id"),
-        ({"id": "m", "attributes": [{"id": "a", "type": "int", "flag": "fault"}]}, "attributes[0].flag"),
+        (
+            {"id": "m", "measurepoints": [{"id": "a", "type": "int"}, {"id": "a", "type": "int"}]},
+            "measurepoints[1].id",
+        ),
+        (
+            {"id": "m", "attributes": [{"id": "a", "type": "int", "flag": "fault"}]},
+            "attributes[0].flag",
+        ),
         ({"id": "m", "measurepoints": [{"id": "x" * 129, "type": "int"}]}, "measurepoints[0].id"),
     ],
 )
-def test_invalid_models_refused_precisely(shared_api: httpx.Client, model: dict, field: str) -> None:
+def test_invalid_models_refused_precisely(
+    shared_api: httpx.Client, model: dict, field: str
+) -> None:
     org = new_org(shared_api)
-    assert_error(shared_api.post(f"/api/v1/orgs/{org}/models", json=model), 422, "validation_failed", field)
+    assert_error(
+        shared_api.post(f"/api/v1/orgs/{org}/models", json=model), 422, "validation_failed", field
+    )
     assert shared_api.get(f"/api/v1/orgs/{org}/models").json()["items"] == []
 
 
@@ -155,7 +183,9 @@ def test_registry_survives_restart(hub: HubProcess) -> None:
     with hub.client() as api:
         org = new_org(api)
         api.post(f"/api/v1/orgs/{org}/models", json=INVERTER)
-        pk = api.post(f"/api/v1/orgs/{org}/products", json={"name": "p", "modelId": "inverter"}).json()["productKey"]
+        pk = api.post(
+            f"/api/v1/orgs/{org}/products", json={"name": "p", "modelId": "inverter"}
+        ).json()["productKey"]
         api.post(f"/api/v1/orgs/{org}/products/{pk}/devices", json={"deviceKey": "d1"})
     hub.restart()
     with hub.client() as api:

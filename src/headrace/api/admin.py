@@ -9,7 +9,14 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..model.types import Device, Organization, Product, ThingModel
-from ..registry import DeviceCreate, DeviceUpdate, OrgCreate, OrgUpdate, ProductCreate, ProductUpdate
+from ..registry import (
+    DeviceCreate,
+    DeviceUpdate,
+    OrgCreate,
+    OrgUpdate,
+    ProductCreate,
+    ProductUpdate,
+)
 from .common import admin_guard, hub_of, page, page_limit
 
 Req = Request[Any, Any, Any]
@@ -54,8 +61,12 @@ async def create_model(request: Req, org_id: str, data: ThingModel) -> ThingMode
 
 
 @get("/orgs/{org_id:str}/models")
-async def list_models(request: Req, org_id: str, limit: int = Limit, cursor: str = Cursor) -> dict[str, Any]:
-    return page(await hub_of(request).registry.list_models(org_id, cursor, page_limit(limit)), limit, "id")
+async def list_models(
+    request: Req, org_id: str, limit: int = Limit, cursor: str = Cursor
+) -> dict[str, Any]:
+    return page(
+        await hub_of(request).registry.list_models(org_id, cursor, page_limit(limit)), limit, "id"
+    )
 
 
 @get("/orgs/{org_id:str}/models/{model_id:str}")
@@ -82,7 +93,9 @@ async def create_product(request: Req, org_id: str, data: ProductCreate) -> Prod
 
 
 @get("/orgs/{org_id:str}/products")
-async def list_products(request: Req, org_id: str, limit: int = Limit, cursor: str = Cursor) -> dict[str, Any]:
+async def list_products(
+    request: Req, org_id: str, limit: int = Limit, cursor: str = Cursor
+) -> dict[str, Any]:
     items = await hub_of(request).registry.list_products(org_id, cursor, page_limit(limit))
     return page(items, limit, "productKey")
 
@@ -93,7 +106,9 @@ async def get_product(request: Req, org_id: str, product_key: str) -> Product:
 
 
 @patch("/orgs/{org_id:str}/products/{product_key:str}")
-async def update_product(request: Req, org_id: str, product_key: str, data: ProductUpdate) -> Product:
+async def update_product(
+    request: Req, org_id: str, product_key: str, data: ProductUpdate
+) -> Product:
     return await hub_of(request).registry.update_product(org_id, product_key, data)
 
 
@@ -121,7 +136,9 @@ async def create_devices(
 async def list_devices(
     request: Req, org_id: str, product_key: str, limit: int = Limit, cursor: str = Cursor
 ) -> dict[str, Any]:
-    items = await hub_of(request).registry.list_devices(org_id, product_key, cursor, page_limit(limit))
+    items = await hub_of(request).registry.list_devices(
+        org_id, product_key, cursor, page_limit(limit)
+    )
     return page(items, limit, "deviceKey")
 
 
@@ -131,7 +148,9 @@ async def get_device(request: Req, org_id: str, product_key: str, device_key: st
 
 
 @patch(_DEVICES + "/{device_key:str}")
-async def update_device(request: Req, org_id: str, product_key: str, device_key: str, data: DeviceUpdate) -> Device:
+async def update_device(
+    request: Req, org_id: str, product_key: str, device_key: str, data: DeviceUpdate
+) -> Device:
     return await hub_of(request).registry.update_device(org_id, product_key, device_key, data)
 
 
@@ -150,9 +169,26 @@ registry_router = Router(
     guards=[admin_guard],
     tags=["admin"],
     route_handlers=[
-        create_org, list_orgs, get_org, update_org, delete_org,
-        create_model, list_models, get_model, update_model, delete_model,
-        create_product, list_products, get_product, update_product, delete_product,
-        create_devices, list_devices, get_device, update_device, delete_device, get_device_by_asset,
+        create_org,
+        list_orgs,
+        get_org,
+        update_org,
+        delete_org,
+        create_model,
+        list_models,
+        get_model,
+        update_model,
+        delete_model,
+        create_product,
+        list_products,
+        get_product,
+        update_product,
+        delete_product,
+        create_devices,
+        list_devices,
+        get_device,
+        update_device,
+        delete_device,
+        get_device_by_asset,
     ],
 )

@@ -55,9 +55,16 @@ def on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Re
 def _validation_response(exc: ValidationException) -> Response[Any]:
     """msgspec decode errors: bad JSON is 400; a wrong field is 422 naming the field path."""
     extra = exc.extra if isinstance(exc.extra, list) else []
-    message = str(extra[0].get("message", exc.detail)) if extra and isinstance(extra[0], dict) else str(exc.detail)
+    message = (
+        str(extra[0].get("message", exc.detail))
+        if extra and isinstance(extra[0], dict)
+        else str(exc.detail)
+    )
     key = extra[0].get("key") if extra and isinstance(extra[0], dict) else None
-    if any(w in message.lower() for w in ("malformed", "truncated", "invalid json", "unexpected character")):
+    if any(
+        w in message.lower()
+        for w in ("malformed", "truncated", "invalid json", "unexpected character")
+    ):
         return error_response(400, "bad_request", f"request body is not valid JSON: {message}")
     field = _field_from_message(message) or (str(key) if key and key != "body" else None)
     return error_response(422, "validation_failed", message, field)

@@ -11,7 +11,16 @@ from typing import Literal
 import msgspec
 
 PointType = Literal[
-    "int", "float", "double", "bool", "string", "enum", "date", "timestamp", "array", "struct",
+    "int",
+    "float",
+    "double",
+    "bool",
+    "string",
+    "enum",
+    "date",
+    "timestamp",
+    "array",
+    "struct",
     "file",
 ]
 POINT_TYPES: tuple[str, ...] = PointType.__args__  # type: ignore[attr-defined]
@@ -87,4 +96,20 @@ class Device(msgspec.Struct, kw_only=True):
     deviceSecret: str
     name: str = ""
     group: str = ""
+    createdAt: int = 0
+
+
+class Channel(msgspec.Struct, kw_only=True):
+    """An offline message integration channel: one third-party system's MQTT login."""
+
+    orgId: str
+    channelId: str
+    name: str
+    products: list[str]
+    enabled: bool = True
+    username: str
+    # "<salt hex>$<sha256 hex>"; never returned by the API
+    passwordHash: str = ""
+    clientId: str = ""  # when set, the only client id accepted for this channel
+    rateLimit: float = 0.0  # requests/s (0: the ingest.rate_limit setting)
     createdAt: int = 0

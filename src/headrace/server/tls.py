@@ -51,7 +51,9 @@ def ensure_self_signed(directory: Path) -> tuple[Path, Path]:
     with open(tmp_key, "wb", opener=lambda p, f: os.open(p, f, 0o600)) as f:
         f.write(
             key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
             )
         )
     os.replace(tmp_key, key_path)

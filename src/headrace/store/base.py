@@ -69,20 +69,42 @@ class Store(Protocol):
     # ingest and queries
     async def write_batch(self, batch: WriteBatch) -> None: ...
     async def query_samples(
-        self, device: int, points: list[str], start: int, end: int, limit: int, desc: bool,
+        self,
+        device: int,
+        points: list[str],
+        start: int,
+        end: int,
+        limit: int,
+        desc: bool,
         after: tuple[int, str] | None,
     ) -> list[Sample]: ...
     async def aggregate(
-        self, device: int, points: list[str], start: int, end: int, interval: int, fn: str,
+        self,
+        device: int,
+        points: list[str],
+        start: int,
+        end: int,
+        interval: int,
+        fn: str,
     ) -> dict[str, list[tuple[int, Any]]]: ...
     async def latest(self, device: int, points: list[str]) -> dict[str, Sample]: ...
     async def attributes(self, device: int) -> dict[str, tuple[Any, int]]: ...
     async def events(
-        self, device: int, start: int, end: int, limit: int,
+        self,
+        device: int,
+        start: int,
+        end: int,
+        limit: int,
     ) -> list[tuple[str, int, bytes]]: ...
     async def append_log(self, records: list[tuple[str, int, str, bytes]]) -> None: ...
     async def query_log(
-        self, channel: str, kinds: list[str], start: int, end: int, limit: int, before_id: int | None,
+        self,
+        channel: str,
+        kinds: list[str],
+        start: int,
+        end: int,
+        limit: int,
+        before_id: int | None,
     ) -> list[tuple[int, int, str, bytes]]: ...
     async def prune_log(self, older_than: int) -> int: ...
 

@@ -28,7 +28,9 @@ WriteFn = Callable[[sqlite3.Connection], Any]
 _STOP = object()
 
 
-def connect(path: str | Path, *, synchronous: str = "full", readonly: bool = False) -> sqlite3.Connection:
+def connect(
+    path: str | Path, *, synchronous: str = "full", readonly: bool = False
+) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=30.0, cached_statements=256
     )
@@ -71,7 +73,9 @@ class SQLiteEngine:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(self.path, synchronous=self.synchronous)
         self._migrate(conn)
-        self._writer = threading.Thread(target=self._run_writer, args=(conn,), name="headrace-writer", daemon=True)
+        self._writer = threading.Thread(
+            target=self._run_writer, args=(conn,), name="headrace-writer", daemon=True
+        )
         self._writer.start()
 
     def close(self) -> None:

@@ -44,16 +44,24 @@ _AGG_SQL = {
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path, *, synchronous: str = "full", max_batch: int = 512, readers: int = 4):
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "full", max_batch: int = 512, readers: int = 4
+    ):
         self.engine = SQLiteEngine(
-            path, migrations=MIGRATIONS, synchronous=synchronous, max_batch=max_batch, readers=readers
+            path,
+            migrations=MIGRATIONS,
+            synchronous=synchronous,
+            max_batch=max_batch,
+            readers=readers,
         )
         # point name -> id; touched by the writer thread only (readers query the table)
         self._point_ids: dict[str, int] = {}
 
     def start(self) -> None:
         self.engine.start()
-        rows = self.engine.read_sync(lambda c: c.execute("SELECT name, id FROM point_names").fetchall())
+        rows = self.engine.read_sync(
+            lambda c: c.execute("SELECT name, id FROM point_names").fetchall()
+        )
         self._point_ids = dict(rows)
 
     def close(self) -> None:
@@ -67,7 +75,9 @@ class SQLiteStore:
     async def insert_objects(self, rows: list[tuple[str, str, str, bytes]]) -> None:
         def fn(c: sqlite3.Connection) -> None:
             for kind, key, _scope, _doc in rows:
-                if c.execute("SELECT 1 FROM objects WHERE kind=? AND key=?", (kind, key)).fetchone():
+                if c.execute(
+                    "SELECT 1 FROM objects WHERE kind=? AND key=?", (kind, key)
+                ).fetchone():
                     raise Conflict(f"{kind} {key!r} already exists")
             c.executemany("INSERT INTO objects(kind, key, scope, doc) VALUES (?,?,?,?)", rows)
 
@@ -75,14 +85,21 @@ class SQLiteStore:
 
     async def update_object(self, kind: str, key: str, doc: bytes) -> None:
         def fn(c: sqlite3.Connection) -> None:
-            if c.execute("UPDATE objects SET doc=? WHERE kind=? AND key=?", (doc, kind, key)).rowcount == 0:
+            if (
+                c.execute(
+                    "UPDATE objects SET doc=? WHERE kind=? AND key=?", (doc, kind, key)
+                ).rowcount
+                == 0
+            ):
                 raise NotFound(f"{kind} {key!r} not found")
 
         await self.engine.write(fn)
 
     async def delete_object(self, kind: str, key: str) -> bool:
         return await self.engine.write(
-            lambda c: c.execute("DELETE FROM objects WHERE kind=? AND key=?", (kind, key)).rowcount > 0
+            lambda c: (
+                c.execute("DELETE FROM objects WHERE kind=? AND key=?", (kind, key)).rowcount > 0
+            )
         )
 
     async def list_objects(self, kind: str, scope: str, after: str, limit: int) -> list[bytes]:
@@ -98,7 +115,10 @@ class SQLiteStore:
 
     def load_objects(self, kind: str) -> list[bytes]:
         return self.engine.read_sync(
-            lambda c: [r[0] for r in c.execute("SELECT doc FROM objects WHERE kind=? ORDER BY key", (kind,))]
+            lambda c: [
+                r[0]
+                for r in c.execute("SELECT doc FROM objects WHERE kind=? ORDER BY key", (kind,))
+            ]
         )
 
     # -- devices ---------------------------------------------------------------------
@@ -115,14 +135,18 @@ class SQLiteStore:
                 except sqlite3.IntegrityError as e:
                     what = "assetId" if "asset_id" in str(e) else "deviceKey"
                     value = r.asset_id if what == "assetId" else r.device_key
-                    raise Conflict(f"device with {what} {value!r} already exists", field=what) from e
+                    raise Conflict(
+                        f"device with {what} {value!r} already exists", field=what
+                    ) from e
                 ids.append(int(cur.lastrowid or 0))
             return ids
 
         return await self.engine.write(fn)
 
     async def update_device(self, device_id: int, doc: bytes) -> None:
-        await self.engine.write(lambda c: c.execute("UPDATE devices SET doc=? WHERE id=?", (doc, device_id)))
+        await self.engine.write(
+            lambda c: c.execute("UPDATE devices SET doc=? WHERE id=?", (doc, device_id))
+        )
 
     async def delete_device(self, device_id: int) -> None:
         def fn(c: sqlite3.Connection) -> None:
@@ -147,18 +171,24 @@ class SQLiteStore:
         return self.engine.read_sync(
             lambda c: [
                 DeviceRow(*r)
-                for r in c.execute("SELECT id, asset_id, org_id, product_key, device_key, doc FROM devices")
+                for r in c.execute(
+                    "SELECT id, asset_id, org_id, product_key, device_key, doc FROM devices"
+                )
             ]
         )
 
     # -- ingest ----------------------------------------------------------------------
 
-    def _intern_points(self, c: sqlite3.Connection, names: set[str], added: list[str]) -> dict[str, int]:
+    def _intern_points(
+        self, c: sqlite3.Connection, names: set[str], added: list[str]
+    ) -> dict[str, int]:
         ids = self._point_ids
         for name in names:
             if name not in ids:
                 c.execute("INSERT OR IGNORE INTO point_names(name) VALUES (?)", (name,))
-                ids[name] = c.execute("SELECT id FROM point_names WHERE name=?", (name,)).fetchone()[0]
+                ids[name] = c.execute(
+                    "SELECT id FROM point_names WHERE name=?", (name,)
+                ).fetchone()[0]
                 added.append(name)
         return ids
 
@@ -176,7 +206,10 @@ class SQLiteStore:
                     src = batch.source
                     c.executemany(
                         "INSERT OR REPLACE INTO samples(device, point, ts, value, quality, source) VALUES (?,?,?,?,?,?)",
-                        [(d, ids[p], t, encode_value(v), q, src) for d, p, t, v, q in batch.samples],
+                        [
+                            (d, ids[p], t, encode_value(v), q, src)
+                            for d, p, t, v, q in batch.samples
+                        ],
                     )
                 if batch.attributes:
                     c.executemany(
@@ -190,7 +223,10 @@ class SQLiteStore:
                         [(d, e, t, o, batch.source) for d, e, t, o in batch.events],
                     )
                 if batch.log:
-                    c.executemany("INSERT INTO channel_log(channel, ts, kind, doc) VALUES (?,?,?,?)", batch.log)
+                    c.executemany(
+                        "INSERT INTO channel_log(channel, ts, kind, doc) VALUES (?,?,?,?)",
+                        batch.log,
+                    )
             except BaseException:
                 for name in added:  # rolled back with the savepoint
                     self._point_ids.pop(name, None)
@@ -205,10 +241,19 @@ class SQLiteStore:
         if not points:
             return {}
         marks = ",".join("?" * len(points))
-        return {r[0]: r[1] for r in c.execute(f"SELECT id, name FROM point_names WHERE name IN ({marks})", points)}
+        return {
+            r[0]: r[1]
+            for r in c.execute(f"SELECT id, name FROM point_names WHERE name IN ({marks})", points)
+        }
 
     async def query_samples(
-        self, device: int, points: list[str], start: int, end: int, limit: int, desc: bool,
+        self,
+        device: int,
+        points: list[str],
+        start: int,
+        end: int,
+        limit: int,
+        desc: bool,
         after: tuple[int, str] | None,
     ) -> list[Sample]:
         def fn(c: sqlite3.Connection) -> list[Sample]:
@@ -229,7 +274,9 @@ class SQLiteStore:
                 f"AND s.ts >= ? AND s.ts < ?) WHERE 1{cursor_sql} ORDER BY ts {order}, point_name {order} LIMIT ?"
             )
             args.append(limit)
-            return [Sample(r[1], r[0], decode_value(r[2]), r[3], r[4]) for r in c.execute(sql, args)]
+            return [
+                Sample(r[1], r[0], decode_value(r[2]), r[3], r[4]) for r in c.execute(sql, args)
+            ]
 
         return await self.engine.read(fn)
 
@@ -275,11 +322,15 @@ class SQLiteStore:
         return await self.engine.read(
             lambda c: {
                 r[0]: (decode_value(r[1]), r[2])
-                for r in c.execute("SELECT name, value, updated_at FROM attributes WHERE device=?", (device,))
+                for r in c.execute(
+                    "SELECT name, value, updated_at FROM attributes WHERE device=?", (device,)
+                )
             }
         )
 
-    async def events(self, device: int, start: int, end: int, limit: int) -> list[tuple[str, int, bytes]]:
+    async def events(
+        self, device: int, start: int, end: int, limit: int
+    ) -> list[tuple[str, int, bytes]]:
         return await self.engine.read(
             lambda c: c.execute(
                 "SELECT event, ts, outputs FROM events WHERE device=? AND ts >= ? AND ts < ? ORDER BY ts, event LIMIT ?",
@@ -291,11 +342,19 @@ class SQLiteStore:
 
     async def append_log(self, records: list[tuple[str, int, str, bytes]]) -> None:
         await self.engine.write(
-            lambda c: c.executemany("INSERT INTO channel_log(channel, ts, kind, doc) VALUES (?,?,?,?)", records)
+            lambda c: c.executemany(
+                "INSERT INTO channel_log(channel, ts, kind, doc) VALUES (?,?,?,?)", records
+            )
         )
 
     async def query_log(
-        self, channel: str, kinds: list[str], start: int, end: int, limit: int, before_id: int | None
+        self,
+        channel: str,
+        kinds: list[str],
+        start: int,
+        end: int,
+        limit: int,
+        before_id: int | None,
     ) -> list[tuple[int, int, str, bytes]]:
         def fn(c: sqlite3.Connection) -> list[tuple[int, int, str, bytes]]:
             sql = "SELECT id, ts, kind, doc FROM channel_log WHERE channel=? AND ts >= ? AND ts < ?"

@@ -1,0 +1,137 @@
+"""Admin API for integration channels and their message log."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request, Router, delete, get, patch, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_204_NO_CONTENT
+
+from ..errors import ValidationFailed
+from ..model.types import Channel
+from ..registry import ChannelCreate, ChannelUpdate
+from .admin import Cursor, Limit
+from .common import admin_guard, hub_of, page, page_limit
+
+Req = Request[Any, Any, Any]
+LOG_KINDS = ("connection", "payload", "error")
+
+
+class ChannelView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    orgId: str
+    channelId: str
+    name: str
+    products: list[str]
+    enabled: bool
+    username: str
+    clientId: str
+    rateLimit: float
+    createdAt: int
+    brokers: list[str]
+    password: str | None = None  # only when created or reset
+
+
+def view(request: Req, ch: Channel, password: str | None = None) -> ChannelView:
+    s = hub_of(request).settings
+    host = s["mqtt.public_host"] or s["mqtt.host"]
+    brokers = []
+    if s["mqtt.port"]:
+        brokers.append(f"tcp://{host}:{s['mqtt.port']}")
+    if s["mqtt.tls_port"]:
+        brokers.append(f"ssl://{host}:{s['mqtt.tls_port']}")
+    return ChannelView(
+        orgId=ch.orgId,
+        channelId=ch.channelId,
+        name=ch.name,
+        products=ch.products,
+        enabled=ch.enabled,
+        username=ch.username,
+        clientId=ch.clientId,
+        rateLimit=ch.rateLimit,
+        createdAt=ch.createdAt,
+        brokers=brokers,
+        password=password,
+    )
+
+
+_BASE = "/orgs/{org_id:str}/channels"
+
+
+@post(_BASE)
+async def create_channel(request: Req, org_id: str, data: ChannelCreate) -> ChannelView:
+    ch, password = await hub_of(request).registry.create_channel(org_id, data)
+    return view(request, ch, password)
+
+
+@get(_BASE)
+async def list_channels(
+    request: Req, org_id: str, limit: int = Limit, cursor: str = Cursor
+) -> dict[str, Any]:
+    items = await hub_of(request).registry.list_channels(org_id, cursor, page_limit(limit))
+    return page([view(request, c) for c in items], limit, "channelId")
+
+
+@get(_BASE + "/{channel_id:str}")
+async def get_channel(request: Req, org_id: str, channel_id: str) -> ChannelView:
+    return view(request, hub_of(request).registry.channel(org_id, channel_id))
+
+
+@patch(_BASE + "/{channel_id:str}")
+async def update_channel(
+    request: Req, org_id: str, channel_id: str, data: ChannelUpdate
+) -> ChannelView:
+    return view(request, await hub_of(request).registry.update_channel(org_id, channel_id, data))
+
+
+@post(_BASE + "/{channel_id:str}/reset-password", status_code=200)
+async def reset_password(request: Req, org_id: str, channel_id: str) -> ChannelView:
+    ch, password = await hub_of(request).registry.reset_channel_password(org_id, channel_id)
+    return view(request, ch, password)
+
+
+@delete(_BASE + "/{channel_id:str}", status_code=HTTP_204_NO_CONTENT)
+async def delete_channel(request: Req, org_id: str, channel_id: str) -> None:
+    await hub_of(request).registry.delete_channel(org_id, channel_id)
+
+
+@get(_BASE + "/{channel_id:str}/logs")
+async def channel_logs(
+    request: Req,
+    org_id: str,
+    channel_id: str,
+    kind: str = "",
+    start: int = 0,
+    end: int | None = None,
+    limit: int = Parameter(default=100, ge=1, le=1000),
+    cursor: int | None = None,
+) -> dict[str, Any]:
+    """Message-log records, newest first: connection, payload and error records."""
+    hub = hub_of(request)
+    hub.registry.channel(org_id, channel_id)
+    kinds = [k for k in kind.split(",") if k]
+    for k in kinds:
+        if k not in LOG_KINDS:
+            raise ValidationFailed(f"kind must be among {', '.join(LOG_KINDS)}", field="kind")
+    end = end if end is not None else int(time.time() * 1000) + 1
+    rows = await hub.store.query_log(channel_id, kinds, start, end, limit, cursor)
+    items = [{"id": r[0], "time": r[1], "kind": r[2], **msgspec.json.decode(r[3])} for r in rows]
+    return {"items": items, "nextCursor": rows[-1][0] if len(rows) == limit else None}
+
+
+channel_router = Router(
+    path="/api/v1",
+    guards=[admin_guard],
+    tags=["channels"],
+    route_handlers=[
+        create_channel,
+        list_channels,
+        get_channel,
+        update_channel,
+        reset_password,
+        delete_channel,
+        channel_logs,
+    ],
+)

@@ -1,0 +1,329 @@
+"""The ingest pipeline: every transport hands it one integration request.
+
+decode -> method/topic check -> permission -> resolve devices -> validate (model) ->
+one atomic store write -> reply. Every failing item is listed in the reply; the request
+is stored whole or not at all. The reply is built only after the store has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from ..errors import (
+    REPLY_BAD_JSON,
+    REPLY_DEVICE_NOT_FOUND,
+    REPLY_EMPTY,
+    REPLY_METHOD_MISMATCH,
+    REPLY_MODEL_INVALID,
+    REPLY_NO_PERMISSION,
+    REPLY_OK,
+    REPLY_TOO_LARGE,
+    REPLY_UNKNOWN_METHOD,
+)
+from ..model.validate import ValueInvalid
+from ..registry import DeviceEntry, Registry
+from ..store.base import Store, WriteBatch
+from .messages import (
+    ENVELOPE,
+    ITEMS,
+    METHOD_ATTRIBUTE,
+    METHOD_MEASUREPOINT,
+    METHODS,
+    Item,
+)
+from .messages import encode as json_encode
+
+log = logging.getLogger("headrace.ingest")
+
+
+@dataclass(slots=True)
+class Origin:
+    """Who sent a request: the channel (for permissions and the message log)."""
+
+    org_id: str
+    channel_id: str
+    products: Collection[str]  # product keys this sender may integrate for
+    client_id: str = ""
+    address: str = ""
+    realtime: bool = False
+
+
+@dataclass(slots=True)
+class Result:
+    """The outcome of one request, with what a reply needs."""
+
+    id: Any
+    code: int
+    message: str
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    items: int = 0
+    points: int = 0
+    batch: WriteBatch | None = None
+    devices: list[DeviceEntry] = field(default_factory=list)
+
+    def reply(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"errors": self.errors} if self.errors else {}
+        return {"id": self.id, "code": self.code, "message": self.message, "data": data}
+
+    def reply_bytes(self) -> bytes:
+        return json_encode(self.reply())
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, message: str):
+        self.code = code
+        self.message = message
+
+
+StoredHook = Callable[[Result, Origin, str], Awaitable[None] | None]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        *,
+        max_message_size: int,
+        log_payload_sample: int = 256,
+    ):
+        self.registry = registry
+        self.store = store
+        self.max_message_size = max_message_size
+        self.log_payload_sample = log_payload_sample
+        # called after a request has been committed (push events, rules)
+        self.on_stored: list[StoredHook] = []
+        self.requests = 0
+        self.points = 0
+
+    async def handle(
+        self,
+        payload: bytes,
+        *,
+        method: str | None,
+        product_key: str,
+        origin: Origin,
+        topic: str = "",
+        request: dict[str, Any] | None = None,
+    ) -> Result:
+        """Process one request. ``method`` is the one the topic implies (None: any).
+
+        ``request`` is an already decoded request (raw data scripts produce one).
+        """
+        started = time.perf_counter()
+        now = int(time.time() * 1000)
+        try:
+            result = self._prepare(payload, method, product_key, origin, now, request)
+        except _Refused as e:
+            result = Result(self._request_id(payload, request), e.code, e.message)
+        if result.batch is not None:
+            result.batch.log.append(
+                self._payload_record(origin, topic, payload, result, now, started)
+            )
+            try:
+                await self.store.write_batch(result.batch)
+            except Exception:
+                log.exception("store write failed")
+                raise
+            self.requests += 1
+            self.points += result.points
+            for hook in self.on_stored:
+                r = hook(result, origin, product_key)
+                if r is not None:
+                    await r
+        else:
+            records = [self._payload_record(origin, topic, payload, result, now, started)]
+            records.append(
+                (
+                    origin.channel_id,
+                    now,
+                    "error",
+                    json_encode(
+                        {
+                            "topic": topic,
+                            "requestId": _str_id(result.id),
+                            "code": result.code,
+                            "message": result.message,
+                            "errors": result.errors[:20],
+                        }
+                    ),
+                )
+            )
+            await self.store.append_log(records)
+        return result
+
+    def _payload_record(
+        self, origin: Origin, topic: str, payload: bytes, result: Result, now: int, started: float
+    ) -> tuple[str, int, str, bytes]:
+        return (
+            origin.channel_id,
+            now,
+            "payload",
+            json_encode(
+                {
+                    "topic": topic,
+                    "size": len(payload),
+                    "requestId": _str_id(result.id),
+                    "items": result.items,
+                    "code": result.code,
+                    "clientId": origin.client_id,
+                    "ms": round((time.perf_counter() - started) * 1000, 3),
+                }
+            ),
+        )
+
+    @staticmethod
+    def _request_id(payload: bytes, request: dict[str, Any] | None) -> Any:
+        if request is not None:
+            return request.get("id")
+        try:
+            return ENVELOPE.decode(payload).id
+        except (msgspec.DecodeError, ValueError):
+            return None
+
+    def _prepare(
+        self,
+        payload: bytes,
+        method: str | None,
+        product_key: str,
+        origin: Origin,
+        now: int,
+        request: dict[str, Any] | None,
+    ) -> Result:
+        if len(payload) > self.max_message_size:
+            raise _Refused(
+                REPLY_TOO_LARGE,
+                f"message of {len(payload)} bytes exceeds the limit of {self.max_message_size}",
+            )
+        if request is None and not payload.strip():
+            raise _Refused(REPLY_EMPTY, "payload is empty")
+        try:
+            env = (
+                msgspec.convert(request, type=ENVELOPE.type)
+                if request is not None
+                else ENVELOPE.decode(payload)
+            )
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise _Refused(REPLY_BAD_JSON, f"payload is not a valid JSON request: {e}") from None
+        rid = env.id
+        if not isinstance(env.method, str) or env.method not in METHODS:
+            return Result(rid, REPLY_UNKNOWN_METHOD, f"unknown method {env.method!r}")
+        if method is not None and env.method != method:
+            return Result(
+                rid,
+                REPLY_METHOD_MISMATCH,
+                f"method {env.method} does not match the topic ({method})",
+            )
+        try:
+            if request is not None:
+                items: list[Item] = msgspec.convert(
+                    request.get("params"), type=ITEMS[env.method].type
+                )
+            else:
+                if not env.params:
+                    return Result(rid, REPLY_BAD_JSON, "params is missing")
+                items = ITEMS[env.method].decode(env.params)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            return Result(rid, REPLY_BAD_JSON, f"params: {e}")
+        if not items:
+            return Result(rid, REPLY_EMPTY, "params is empty")
+        realtime = origin.realtime
+        if isinstance(env.isRealtimeIntegration, bool):
+            realtime = env.isRealtimeIntegration
+        return self._validate(rid, env.method, items, product_key, origin, now, realtime)
+
+    def _validate(
+        self,
+        rid: Any,
+        method: str,
+        items: list[Item],
+        product_key: str,
+        origin: Origin,
+        now: int,
+        realtime: bool,
+    ) -> Result:
+        reg = self.registry
+        errors: list[dict[str, Any]] = []
+        batch = WriteBatch(source=1 if realtime else 0)
+        samples, attributes, events = batch.samples, batch.attributes, batch.events
+        devices: list[DeviceEntry] = []
+        points = 0
+        compiled_cache: dict[str, Any] = {}
+        for index, item in enumerate(items):
+            pk = item.productKey or product_key
+            entry = None
+            if item.assetId and not item.deviceKey:
+                entry = reg.by_asset.get(item.assetId)
+                if entry is not None:
+                    pk = entry.device.productKey
+            if pk not in origin.products or (pk != product_key and product_key):
+                errors.append(
+                    _item_error(
+                        index, item, REPLY_NO_PERMISSION, f"no permission for product {pk!r}"
+                    )
+                )
+                continue
+            if entry is None:
+                entry = reg.devices.get((pk, item.deviceKey or ""))
+            if entry is None or entry.device.orgId != origin.org_id:
+                what = f"device {item.deviceKey or item.assetId!r} not found in product {pk!r}"
+                errors.append(_item_error(index, item, REPLY_DEVICE_NOT_FOUND, what))
+                continue
+            compiled = compiled_cache.get(pk)
+            if compiled is None:
+                product = reg.products[pk]
+                compiled = compiled_cache[pk] = reg.models[(product.orgId, product.modelId)][1]
+            dev = entry.id
+            try:
+                if method == METHOD_MEASUREPOINT:
+                    ts = item.time if item.time is not None else now  # type: ignore[union-attr]
+                    values = compiled.check_measurepoints(item.measurepoints)  # type: ignore[union-attr]
+                    if not values:
+                        raise ValueInvalid("no measurepoints given", "measurepoints")
+                    for point, (value, quality) in values.items():
+                        samples.append((dev, point, ts, value, quality))
+                    points += len(values)
+                elif method == METHOD_ATTRIBUTE:
+                    values = compiled.check_attributes(item.attributes)  # type: ignore[union-attr]
+                    if not values:
+                        raise ValueInvalid("no attributes given", "attributes")
+                    for name, value in values.items():
+                        attributes.append((dev, name, value, now))
+                    points += len(values)
+                else:
+                    ts = item.time if item.time is not None else now  # type: ignore[union-attr]
+                    checked = compiled.check_events(item.events)  # type: ignore[union-attr]
+                    if not checked:
+                        raise ValueInvalid("no events given", "events")
+                    for event_id, outputs in checked.items():
+                        events.append((dev, event_id, ts, json_encode(outputs)))
+                    points += len(checked)
+            except ValueInvalid as e:
+                errors.append(_item_error(index, item, REPLY_MODEL_INVALID, str(e)))
+                continue
+            devices.append(entry)
+        if errors:
+            first = errors[0]
+            return Result(rid, first["code"], first["message"], errors=errors, items=len(items))
+        return Result(
+            rid, REPLY_OK, "success", items=len(items), points=points, batch=batch, devices=devices
+        )
+
+
+def _item_error(index: int, item: Item, code: int, message: str) -> dict[str, Any]:
+    return {
+        "index": index,
+        "deviceKey": item.deviceKey or item.assetId or "",
+        "code": code,
+        "message": message,
+    }
+
+
+def _str_id(rid: Any) -> str:
+    return rid if isinstance(rid, str) else ("" if rid is None else json_encode(rid).decode())
