@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .model.types import ThingModel
-from .registry import DeviceCreate, OrgCreate, ProductCreate
+from .registry import ChannelCreate, DeviceCreate, OrgCreate, ProductCreate
 
 if TYPE_CHECKING:
     from .app import Hub
@@ -45,11 +45,23 @@ async def seed_demo(hub: Hub) -> str:
         await reg.create_devices(
             DEMO_ORG, DEMO_PRODUCT, [DeviceCreate(deviceKey=k, name=k) for k in missing]
         )
-    extra = ""
-    seed_channel = getattr(hub, "seed_demo_channel", None)
-    if seed_channel is not None:
-        extra = await seed_channel(DEMO_ORG, DEMO_PRODUCT)
+    # the demo channel's password is shown only when set, so it is reset at each --demo start
+    channel = next((c for c in reg.channels.values() if c.orgId == DEMO_ORG and c.name == "demo"), None)
+    if channel is None:
+        channel, password = await reg.create_channel(DEMO_ORG, ChannelCreate(name="demo", products=[DEMO_PRODUCT]))
+    else:
+        channel, password = await reg.reset_channel_password(DEMO_ORG, channel.channelId)
     s = hub.settings
+    topic = f"/sys/{DEMO_PRODUCT}/integration/measurepoint/post"
+    body = (
+        '{"id":"1","version":"1.0","method":"integration.measurepoint.post","params":'
+        '[{"deviceKey":"inv001","time":1700000000000,"measurepoints":{"Power":{"value":5.5,"quality":9},"temp":41.2}}]}'
+    )
+    extra = (
+        f"\n  MQTT channel {channel.channelId}: username {channel.username} password {password}\n"
+        f"  try: mosquitto_pub -h {s['mqtt.host']} -p {s['mqtt.port']} -u '{channel.username}' -P '{password}' "
+        f"-q 1 -t {topic} -m '{body}'"
+    )
     base = f"http://{s['http.host']}:{s['http.port']}"
     return (
         f"[bold]demo data ready[/bold]: organization {DEMO_ORG}, model inverter, product {DEMO_PRODUCT}, "
