@@ -582,7 +582,9 @@ def _dec_publish(flags: int, body: memoryview, version: int) -> Packet:
     except UnicodeDecodeError:
         raise _malformed("topic is not well-formed UTF-8") from None
     if "+" in topic or "#" in topic or "\x00" in topic:
-        raise MQTTProtocolError(ReasonCode.TOPIC_NAME_INVALID, "invalid PUBLISH topic")
+        if "\x00" in topic:
+            raise _malformed("topic contains U+0000")
+        raise MQTTProtocolError(ReasonCode.TOPIC_NAME_INVALID, "wildcard in PUBLISH topic")
     packet_id = None
     if qos:
         if pos + 2 > n:

@@ -440,7 +440,13 @@ class _Connection:
                     # The receiver already owns a QoS 2 message whose PUBREC we had.
                     self._free_id(item.packet_id)
             else:
-                self._queued.append(replace(item, dup=session_present))
+                packet = replace(item, dup=session_present)
+                # Resend in the original order (4.6), within the window.
+                if not self._queued and len(self._inflight) < self._send_window:
+                    self._inflight[item.packet_id] = packet  # type: ignore[index]
+                    self._send(packet)
+                else:
+                    self._queued.append(packet)
         self._queued.extend(state.queued)
         self._queued.extend(pending)
         self._pump()
