@@ -741,3 +741,85 @@ def test_every_message_arrives_exactly_once_in_any_ack_order_and_chunking(
     assert sorted(e.payload for e in delivered) == sorted(sent)
     assert sorted(acked) == sorted(pid for pid in sent.values() if pid)
     assert wire.client.inflight_count == 0 and wire.client.queued_count == 0
+
+
+def test_mqtt_31_client() -> None:
+    client = ClientConnection(3)
+    server = ServerConnection(LIMIT)
+    client.connect("old-device")
+    (request,) = server.receive_data(client.data_to_send())
+    assert isinstance(request, ConnectRequested)
+    assert (request.packet.protocol_name, request.packet.protocol_level) == ("MQIsdp", 3)
+    assert server.version == 4  # 3.1 is wire-compatible with 3.1.1 after CONNECT
+    server.accept()
+    client.receive_data(server.data_to_send())
+    pid = client.publish("t", b"x", 1)
+    (event,) = server.receive_data(client.data_to_send())
+    assert isinstance(event, PublishReceived) and event.packet_id == pid
+
+
+def test_client_respects_the_server_maximum_qos() -> None:
+    client = ClientConnection(5)
+    client.connect("c")
+    client.receive_data(encode(ConnAck(False, 0, {"maximum_qos": 1}), 5))
+    client.publish("t", b"x", 1)
+    with pytest.raises(ValueError):
+        client.publish("t", b"x", 2)
+
+
+def test_refuse_needs_a_failure_code() -> None:
+    for version in VERSIONS:
+        server = ServerConnection(LIMIT)
+        server.receive_data(encode(Connect("c"), version))
+        with pytest.raises(ValueError):
+            server.refuse(0)
+        with pytest.raises(ValueError):
+            server.refuse(0x8F if version == 5 else 9)  # not a CONNACK code
+        server.refuse(0x86)
+        assert server.state is ConnectionState.CLOSED
+
+
+_ANY_PACKET = st.one_of(
+    st.builds(Publish, st.sampled_from(["t", "a/b"]), st.binary(max_size=8)),
+    st.builds(
+        lambda qos, pid, dup: Publish("t", b"x", qos, False, dup, pid),
+        st.integers(1, 2),
+        st.integers(1, 4),
+        st.booleans(),
+    ),
+    st.builds(PubAck, st.integers(1, 4)),
+    st.builds(PubRec, st.integers(1, 4)),
+    st.builds(PubRel, st.integers(1, 4)),
+    st.builds(PubComp, st.integers(1, 4)),
+    st.builds(lambda pid: Subscribe(pid, [Subscription("a/+", 1)]), st.integers(1, 4)),
+    st.builds(lambda pid: SubAck(pid, [1]), st.integers(1, 4)),
+    st.builds(lambda pid: UnsubAck(pid), st.integers(1, 4)),
+    st.just(Connect("again")),
+    st.just(ConnAck()),
+    st.just(Disconnect()),
+)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@settings(max_examples=150, deadline=None)
+@given(
+    items=st.lists(st.one_of(_ANY_PACKET, st.binary(min_size=1, max_size=12)), max_size=12),
+    chunk=st.integers(1, 16),
+)
+def test_no_input_makes_either_side_raise(
+    version: int, items: list[Packet | bytes], chunk: int
+) -> None:
+    """Whatever a peer sends, the state machines answer with events, never exceptions."""
+    stream = b"".join(i if isinstance(i, bytes) else encode(i, version) for i in items)
+    server = raw_client(version)
+    client = ClientConnection(version)
+    client.connect("c")
+    client.receive_data(encode(ConnAck(), version))
+    for side in (server, client):
+        for i in range(0, len(stream), chunk):
+            for event in side.receive_data(stream[i : i + chunk]):
+                if isinstance(event, PublishReceived) and side is server and event.packet_id:
+                    side.ack_publish(event.packet_id)  # the client acks by itself
+            side.data_to_send()
+        if side.state is not ConnectionState.CLOSED:
+            assert side.state is ConnectionState.CONNECTED

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from .codec import (
+    CONNACK_REASON_CODES,
     DISCONNECT_REASON_CODES,
     PUBACK_REASON_CODES,
     SUBACK_REASON_CODES,
@@ -229,6 +230,7 @@ class _Connection:
         self._max_inflight = max_inflight
         self._send_window = max_inflight
         self._peer_max_packet_size = MAX_PACKET_SIZE
+        self._peer_maximum_qos = 2
         self._inflight: dict[int, Publish | PubRel] = {}
         self._queued: deque[Publish] = deque()
         self._ids_in_use: set[int] = set()
@@ -309,6 +311,8 @@ class _Connection:
             raise ValueError(f"invalid topic name {topic!r}")
         if qos not in (0, 1, 2):
             raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
+        if qos > self._peer_maximum_qos:
+            raise ValueError(f"the peer accepts QoS {self._peer_maximum_qos} at most")
         props = dict(properties) if properties and self.version == 5 else {}
         pid = self._allocate_id() if qos else None
         packet = Publish(topic, bytes(payload), qos, retain, False, pid, props)
@@ -695,8 +699,11 @@ class ServerConnection(_Connection):
             raise RuntimeError(f"refuse() in state {self.state.value}")
         version = self.version or 4
         code = connack_code_for(reason, version)
-        if code == 0:
+        refused = code >= 0x80 if version == 5 else code != 0
+        if not refused:
             raise ValueError("refuse() needs a failure reason")
+        if version == 5 and code not in CONNACK_REASON_CODES:
+            raise ValueError(f"reason code {code:#x} not allowed in CONNACK")
         props = dict(properties or {}) if version == 5 else {}
         self._send(ConnAck(False, code, props))
         self.state = ConnectionState.CLOSED
@@ -1021,6 +1028,7 @@ class ClientConnection(_Connection):
                 self._max_inflight, props.get("receive_maximum", _DEFAULT_RECEIVE_MAXIMUM)
             )
             self._peer_max_packet_size = props.get("maximum_packet_size", MAX_PACKET_SIZE)
+            self._peer_maximum_qos = props.get("maximum_qos", 2)
             if "server_keep_alive" in props:
                 self.keepalive = props["server_keep_alive"]
             if "assigned_client_identifier" in props:
