@@ -18,14 +18,23 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from . import __version__
+from .accounts import Accounts
+from .api.accounts import accounts_router
 from .api.admin import registry_router
 from .api.channels import channel_router
 from .api.common import EXCEPTION_HANDLERS
+from .api.files import files_admin_router, files_router
+from .api.integration import integration_router
+from .api.online import online_router
 from .api.query import query_router
+from .api.token import token_router
 from .config import Settings
+from .files import Files
 from .ingest.pipeline import Pipeline
+from .online import OnlineTracker
 from .registry import Registry
 from .server.tls import ensure_self_signed, server_context
+from .store.blobs import BlobStore
 from .store.sqlite.store import SQLiteStore
 
 log = logging.getLogger("headrace")
@@ -57,6 +66,16 @@ class Hub:
         )
         self.admin_token = ""
         self.services: list[Service] = []
+        # real-time integration over HTTP: files, service accounts, online state
+        self.blobs = BlobStore(self.data_dir / "files")
+        self.files = Files(self.store, self.blobs)
+        self.accounts = Accounts(
+            self.store, self.registry, ttl=settings["token.ttl"], skew=settings["token.skew"]
+        )
+        self.online = OnlineTracker(
+            self.registry, self.store, checkpoint_interval=settings["online.checkpoint_interval"]
+        )
+        self.services += [self.accounts, self.online]
         self._http: uvicorn.Server | None = None
         self._stop = asyncio.Event()
 
@@ -67,9 +86,13 @@ class Hub:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store.start()
         self.registry.load()
+        self.files.load()
+        self.accounts.load()
+        self.online.load()
         self.admin_token = self._admin_token()
 
     def close(self) -> None:
+        self.blobs.close()
         self.store.close()
 
     def _admin_token(self) -> str:
@@ -94,7 +117,18 @@ class Hub:
 
     def http_app(self) -> Litestar:
         return Litestar(
-            route_handlers=[registry_router, channel_router, query_router, health],
+            route_handlers=[
+                registry_router,
+                channel_router,
+                query_router,
+                accounts_router,
+                files_admin_router,
+                online_router,
+                token_router,
+                integration_router,
+                files_router,
+                health,
+            ],
             exception_handlers=EXCEPTION_HANDLERS,
             state=State({"hub": self}),
             request_max_body_size=self.settings["http.max_body"],

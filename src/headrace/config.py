@@ -44,6 +44,29 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Base URL clients use to reach the HTTP API (signed download URLs); default http://{http.host}:{http.port}.",
     ),
+    Setting(
+        "http.max_file_size",
+        int,
+        100 * MiB,
+        "Largest file (enos-file part) of one real-time integration upload (reply 1008 above).",
+    ),
+    Setting(
+        "http.max_files", int, 32, "Most enos-file parts in one real-time integration request."
+    ),
+    Setting("token.ttl", int, 7200, "Lifetime of an EnOS access token in seconds."),
+    Setting(
+        "token.skew",
+        int,
+        300,
+        "Largest difference in seconds between a token request's timestamp and the hub's clock.",
+    ),
+    Setting("files.url_ttl", int, 3600, "Seconds a signed file download URL stays valid."),
+    Setting(
+        "online.checkpoint_interval",
+        float,
+        60.0,
+        "Seconds between saves of online devices' last-seen times (used after a restart).",
+    ),
     Setting("mqtt.host", str, "127.0.0.1", "Address the MQTT integration endpoint listens on."),
     Setting("mqtt.port", int, 1883, "Plain TCP MQTT port (0 disables)."),
     Setting("mqtt.tls_port", int, 8883, "MQTT over TLS port (0 disables)."),

@@ -1,0 +1,149 @@
+"""Admin API for service accounts (``/api/v1/orgs/{orgId}/service-accounts``).
+
+The ``appSecret`` is returned only when an account is created or its secret rotated.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request, Router, delete, get, patch, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_204_NO_CONTENT
+
+from ..accounts import AccountCreate, AccountUpdate, ServiceAccount
+from ..errors import ValidationFailed
+from .admin import Cursor, Limit
+from .common import admin_guard, hub_of, page, page_limit
+
+Req = Request[Any, Any, Any]
+LOG_KINDS = ("payload", "error")
+
+
+class AccountView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    orgId: str
+    appKey: str
+    name: str
+    description: str
+    enabled: bool
+    rateLimit: float
+    createdAt: int
+    secretRotatedAt: int
+    tokenExpiresAt: int | None = None  # the current access token's expiry (ms), if any
+    appSecret: str | None = None  # only when created or rotated
+
+
+def view(request: Req, acc: ServiceAccount, secret: str | None = None) -> AccountView:
+    tok = hub_of(request).accounts.current.get(acc.appKey)
+    return AccountView(
+        orgId=acc.orgId,
+        appKey=acc.appKey,
+        name=acc.name,
+        description=acc.description,
+        enabled=acc.enabled,
+        rateLimit=acc.rateLimit,
+        createdAt=acc.createdAt,
+        secretRotatedAt=acc.secretRotatedAt,
+        tokenExpiresAt=tok.expiresAt if tok is not None else None,
+        appSecret=secret,
+    )
+
+
+_BASE = "/orgs/{org_id:str}/service-accounts"
+_ONE = _BASE + "/{app_key:str}"
+
+
+@post(_BASE)
+async def create_account(request: Req, org_id: str, data: AccountCreate) -> AccountView:
+    """Create a service account; the answer holds ``appKey`` and ``appSecret`` (shown once)."""
+    acc, secret = await hub_of(request).accounts.create(org_id, data)
+    return view(request, acc, secret)
+
+
+@get(_BASE)
+async def list_accounts(
+    request: Req, org_id: str, limit: int = Limit, cursor: str = Cursor
+) -> dict[str, Any]:
+    items = await hub_of(request).accounts.list(org_id, cursor, page_limit(limit))
+    return page([view(request, a) for a in items], limit, "appKey")
+
+
+@get(_ONE)
+async def get_account(request: Req, org_id: str, app_key: str) -> AccountView:
+    return view(request, hub_of(request).accounts.account(org_id, app_key))
+
+
+@patch(_ONE)
+async def update_account(
+    request: Req, org_id: str, app_key: str, data: AccountUpdate
+) -> AccountView:
+    """Rename, describe, enable/disable (disabling revokes its token), set the rate limit."""
+    return view(request, await hub_of(request).accounts.update(org_id, app_key, data))
+
+
+@post(_ONE + "/disable", status_code=200)
+async def disable_account(request: Req, org_id: str, app_key: str) -> AccountView:
+    acc = await hub_of(request).accounts.update(org_id, app_key, AccountUpdate(enabled=False))
+    return view(request, acc)
+
+
+@post(_ONE + "/enable", status_code=200)
+async def enable_account(request: Req, org_id: str, app_key: str) -> AccountView:
+    acc = await hub_of(request).accounts.update(org_id, app_key, AccountUpdate(enabled=True))
+    return view(request, acc)
+
+
+@post(_ONE + "/rotate-secret", status_code=200)
+async def rotate_secret(request: Req, org_id: str, app_key: str) -> AccountView:
+    """A new ``appSecret`` (shown once); the old secret and the current token stop working."""
+    acc, secret = await hub_of(request).accounts.rotate_secret(org_id, app_key)
+    return view(request, acc, secret)
+
+
+@delete(_ONE, status_code=HTTP_204_NO_CONTENT)
+async def delete_account(request: Req, org_id: str, app_key: str) -> None:
+    await hub_of(request).accounts.delete(org_id, app_key)
+
+
+@get(_ONE + "/logs")
+async def account_logs(
+    request: Req,
+    org_id: str,
+    app_key: str,
+    kind: str = "",
+    start: int = 0,
+    end: int | None = None,
+    limit: int = Parameter(default=100, ge=1, le=1000),
+    cursor: int | None = None,
+) -> dict[str, Any]:
+    """Message-log records of the account's integration requests, newest first."""
+    hub = hub_of(request)
+    hub.accounts.account(org_id, app_key)
+    kinds = [k for k in kind.split(",") if k]
+    for k in kinds:
+        if k not in LOG_KINDS:
+            raise ValidationFailed(f"kind must be among {', '.join(LOG_KINDS)}", field="kind")
+    end = end if end is not None else int(time.time() * 1000) + 1
+    rows = await hub.store.query_log("http:" + app_key, kinds, start, end, limit, cursor)
+    items = [{"id": r[0], "time": r[1], "kind": r[2], **msgspec.json.decode(r[3])} for r in rows]
+    return {"items": items, "nextCursor": rows[-1][0] if len(rows) == limit else None}
+
+
+accounts_router = Router(
+    path="/api/v1",
+    guards=[admin_guard],
+    tags=["service accounts"],
+    route_handlers=[
+        create_account,
+        list_accounts,
+        get_account,
+        update_account,
+        disable_account,
+        enable_account,
+        rotate_secret,
+        delete_account,
+        account_logs,
+    ],
+)

@@ -1,0 +1,484 @@
+"""EnOS real-time message integration over HTTP (protocols.md B.2).
+
+``POST /connect-service/v2.1/integration?action=postMeasurepoint|postAttribute|postEvent&orgId=``
+with the ``apim-accesstoken`` header. The body is either plain JSON (the request) or
+``multipart/form-data`` with one ``enos-message`` part (the request) and one ``enos-file``
+part per file.
+
+The body is read from the ASGI receive channel directly, never buffered whole: the
+multipart parser is push-based (sans-io), file parts stream into the blob store as they
+arrive, and every limit is checked while streaming. ``local://{name}`` values in the
+request (at any depth) become ``enos-connect://{id}`` of the stored file before the
+request goes to the ingest pipeline, the same pipeline MQTT uses.
+
+Order of durable steps: file blobs fsynced and renamed -> file records committed ->
+the pipeline commits the data -> reply. A refused request removes the file records it
+created (and blobs nobody else refers to).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+import uuid
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar import Request, Response, Router, post
+from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
+
+from ..accounts import ServiceAccount, TokenRejected
+from ..errors import (
+    REPLY_BAD_JSON,
+    REPLY_DECODE_FAILED,
+    REPLY_HTTP_STATUS,
+    REPLY_NO_PERMISSION,
+    REPLY_OK,
+    REPLY_RATE_LIMITED,
+    REPLY_TOO_LARGE,
+    REPLY_UNKNOWN_METHOD,
+)
+from ..files import FileRecord, new_file_id
+from ..ingest.messages import METHOD_ATTRIBUTE, METHOD_EVENT, METHOD_MEASUREPOINT
+from ..ingest.pipeline import Origin
+from ..registry import DeviceEntry, Registry
+from ..store.blobs import BlobTooLarge, BlobWriter
+from .common import hub_of
+
+if TYPE_CHECKING:
+    from ..app import Hub
+
+log = logging.getLogger("headrace.api.integration")
+
+Req = Request[Any, Any, Any]
+PATH = "/connect-service/v2.1/integration"
+ACTIONS = {
+    "postMeasurepoint": METHOD_MEASUREPOINT,
+    "postAttribute": METHOD_ATTRIBUTE,
+    "postEvent": METHOD_EVENT,
+}
+LOCAL = "local://"
+REPLY_INTERNAL = 1005
+_enc = msgspec.json.Encoder()
+
+
+class Fail(Exception):
+    """Refuse the request with an A.5 code (HTTP status from the code unless given)."""
+
+    def __init__(
+        self,
+        code: int,
+        msg: str,
+        *,
+        status: int | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ):
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+        self.status = status or REPLY_HTTP_STATUS.get(code, 400)
+        self.errors = errors or []
+
+
+class ClientGone(Exception):
+    """The client disconnected before sending the whole body."""
+
+
+def reply(
+    code: int,
+    msg: str,
+    request_id: str,
+    data: Any = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response[bytes]:
+    body = {"code": code, "msg": msg, "requestId": request_id, "data": {} if data is None else data}
+    return Response(
+        _enc.encode(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def fail_reply(e: Fail, request_id: str) -> Response[bytes]:
+    return reply(e.code, e.msg, request_id, {"errors": e.errors} if e.errors else {}, e.status)
+
+
+def authenticate(hub: Hub, request: Req) -> tuple[ServiceAccount, str]:
+    """The token's account and the ``orgId`` asked for, which must be the account's."""
+    try:
+        acc = hub.accounts.authenticate(request.headers.get("apim-accesstoken"))
+    except TokenRejected as e:
+        raise Fail(REPLY_NO_PERMISSION, e.msg, status=401) from None
+    org_id = request.query_params.get("orgId", "")
+    if not org_id:
+        raise Fail(REPLY_BAD_JSON, "query parameter orgId is missing")
+    if org_id != acc.orgId:
+        raise Fail(REPLY_NO_PERMISSION, f"no permission for organization {org_id!r}", status=403)
+    return acc, org_id
+
+
+class OrgProducts(Collection[str]):
+    """The product keys of one organization, as a live view over the registry."""
+
+    def __init__(self, registry: Registry, org_id: str):
+        self.registry = registry
+        self.org_id = org_id
+
+    def __contains__(self, pk: object) -> bool:
+        p = self.registry.products.get(pk) if isinstance(pk, str) else None
+        return p is not None and p.orgId == self.org_id
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, p in list(self.registry.products.items()) if p.orgId == self.org_id)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class RateLimiter:
+    """A token bucket per service account (burst: one second's worth, at least 1)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str, rate: float) -> bool:
+        if rate <= 0:
+            return True
+        now = time.monotonic()
+        burst = max(1.0, rate)
+        tokens, last = self._buckets.get(key, (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
+
+
+_limiter = RateLimiter()
+
+
+def client_ip(request: Req) -> str:
+    return request.client.host if request.client else ""
+
+
+# -- reading the body ---------------------------------------------------------------------
+
+
+async def read_body(request: Req, limit: int) -> bytes:
+    """The whole (small) body, refusing it as soon as it passes ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Fail(REPLY_TOO_LARGE, f"message of {declared} bytes exceeds the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    receive = request.receive
+    while True:
+        event = await receive()
+        if event["type"] == "http.disconnect":
+            raise ClientGone
+        body: bytes = event.get("body", b"")  # type: ignore[assignment]
+        if body:
+            size += len(body)
+            if size > limit:
+                raise Fail(REPLY_TOO_LARGE, f"message exceeds the limit of {limit} bytes")
+            chunks.append(body)
+        if not event.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+@dataclass(slots=True)
+class Upload:
+    """One ``enos-file`` part."""
+
+    name: str
+    writer: BlobWriter
+    content_md5: str | None
+    content_type: str
+
+
+def _md5_matches(header: str, md5_hex: str) -> bool:
+    h = header.strip()
+    if len(h) == 32:
+        return h.lower() == md5_hex
+    try:  # RFC 1864 form: base64 of the 16 digest bytes
+        return base64.b64decode(h, validate=True).hex() == md5_hex
+    except ValueError:
+        return False
+
+
+async def read_multipart(
+    hub: Hub, request: Req, boundary: str, uploads: dict[str, Upload]
+) -> bytes | None:
+    """Stream a multipart body: file parts to the blob store, the message to memory
+    (within its limit). Returns the ``enos-message`` part (None when there is none)."""
+    s = hub.settings
+    max_message = s["ingest.max_message_size"]
+    max_file = s["http.max_file_size"]
+    max_files = s["http.max_files"]
+    declared = request.headers.get("content-length")
+    cap = max_message + max_files * (max_file + 16 * 1024) + 64 * 1024
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise Fail(REPLY_TOO_LARGE, f"request of {declared} bytes exceeds the limits")
+    try:
+        parser = PushMultipartParser(
+            boundary, max_header_size=8192, max_header_count=16, max_segment_count=max_files + 8
+        )
+    except MultipartError as e:
+        raise Fail(REPLY_BAD_JSON, f"bad multipart boundary: {e}") from None
+    message: bytearray | None = None
+    sink: bytearray | Upload | None = None
+    receive = request.receive
+    try:
+        while True:
+            event = await receive()
+            if event["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = event.get("body", b"")
+            if chunk:
+                for ev in parser.parse(chunk):
+                    if isinstance(ev, MultipartSegment):
+                        if ev.name == "enos-message":
+                            if message is not None:
+                                raise Fail(REPLY_BAD_JSON, "more than one enos-message part")
+                            sink = message = bytearray()
+                        elif ev.name == "enos-file":
+                            name = ev.filename or ""
+                            if not name:
+                                raise Fail(REPLY_BAD_JSON, "an enos-file part has no filename")
+                            if name in uploads:
+                                raise Fail(REPLY_BAD_JSON, f"two enos-file parts named {name!r}")
+                            if len(uploads) >= max_files:
+                                raise Fail(REPLY_TOO_LARGE, f"more than {max_files} files")
+                            sink = uploads[name] = Upload(
+                                name,
+                                hub.blobs.writer(max_file),
+                                ev.header("Content-MD5"),
+                                ev.content_type or "",
+                            )
+                        else:
+                            sink = None  # parts we do not know are skipped
+                    elif ev is None:
+                        if isinstance(sink, Upload):
+                            await _finish(sink)
+                        sink = None
+                    elif isinstance(sink, Upload):
+                        await sink.writer.write(ev)
+                    elif sink is not None:
+                        if len(sink) + len(ev) > max_message:
+                            raise Fail(
+                                REPLY_TOO_LARGE,
+                                f"enos-message exceeds the limit of {max_message} bytes",
+                            )
+                        sink += ev
+            if not event.get("more_body", False):
+                break
+        parser.close()
+    except BlobTooLarge:
+        raise Fail(REPLY_TOO_LARGE, f"a file exceeds the limit of {max_file} bytes") from None
+    except ParserLimitReached as e:
+        raise Fail(REPLY_TOO_LARGE, f"multipart body over a limit: {e}") from None
+    except MultipartError as e:
+        raise Fail(REPLY_BAD_JSON, f"malformed multipart body: {e}") from None
+    return bytes(message) if message is not None else None
+
+
+async def _finish(up: Upload) -> None:
+    info = await up.writer.finish()
+    if up.content_md5 is not None and not _md5_matches(up.content_md5, info.md5):
+        raise Fail(
+            REPLY_DECODE_FAILED,
+            f"Content-MD5 of file {up.name!r} does not match its content (md5 {info.md5})",
+        )
+
+
+# -- local:// references ------------------------------------------------------------------
+
+
+def _device_of(item: dict[str, Any], registry: Registry, org_id: str) -> DeviceEntry | None:
+    """The device an item names, resolved as the pipeline does (None: not this org's)."""
+    dk = item.get("deviceKey")
+    aid = item.get("assetId")
+    entry = None
+    if isinstance(aid, str) and aid and not dk:
+        entry = registry.by_asset.get(aid)
+    elif isinstance(dk, str):
+        pk = item.get("productKey")
+        entry = registry.devices.get((pk, dk)) if isinstance(pk, str) else None
+    if entry is None or entry.device.orgId != org_id:
+        return None
+    p = registry.products.get(entry.device.productKey)
+    return entry if p is not None and p.orgId == org_id else None
+
+
+def resolve_files(
+    doc: Any, uploads: dict[str, Upload], registry: Registry, org_id: str, now: int
+) -> tuple[list[FileRecord], set[str]]:
+    """Replace ``local://name`` values in the request's items by ``enos-connect://id``,
+    making one file record per (device, file). Returns the records and the files used."""
+    records: dict[tuple[int, str], FileRecord] = {}
+    used: set[str] = set()
+    params = doc.get("params") if isinstance(doc, dict) else None
+    if not isinstance(params, list):
+        return [], used
+    for item in params:
+        if not isinstance(item, dict):
+            continue
+        entry = _device_of(item, registry, org_id)
+
+        def sub(value: Any, entry: DeviceEntry | None = entry) -> Any:
+            if isinstance(value, str):
+                if not value.startswith(LOCAL):
+                    return value
+                name = value[len(LOCAL) :]
+                up = uploads.get(name)
+                if up is None:
+                    raise Fail(REPLY_BAD_JSON, f"{value} refers to no enos-file part")
+                if entry is None:  # the pipeline refuses this item
+                    return value
+                rec = records.get((entry.id, name))
+                if rec is None:
+                    info = up.writer.info
+                    assert info is not None
+                    d = entry.device
+                    rec = records[(entry.id, name)] = FileRecord(
+                        id=new_file_id(),
+                        orgId=org_id,
+                        productKey=d.productKey,
+                        deviceKey=d.deviceKey,
+                        assetId=d.assetId,
+                        originalFilename=name,
+                        size=info.size,
+                        md5=info.md5,
+                        sha256=info.sha256,
+                        createTime=now,
+                        contentType=up.content_type,
+                    )
+                used.add(name)
+                return rec.uri
+            if isinstance(value, list):
+                return [sub(v) for v in value]
+            if isinstance(value, dict):
+                return {k: sub(v) for k, v in value.items()}
+            return value
+
+        for key in ("measurepoints", "attributes", "events"):
+            if key in item:
+                item[key] = sub(item[key])
+    return list(records.values()), used
+
+
+# -- the endpoint -------------------------------------------------------------------------
+
+
+@post(PATH, request_max_body_size=None, status_code=200)
+async def integrate(request: Req) -> Response[bytes]:
+    """Upload measurepoints, attributes or events (with files) of an organization's devices."""
+    hub = hub_of(request)
+    request_id = str(uuid.uuid4())
+    uploads: dict[str, Upload] = {}
+    try:
+        return await _integrate(hub, request, request_id, uploads)
+    except Fail as e:
+        return fail_reply(e, request_id)
+    except ClientGone:
+        log.info("client went away during an upload", extra={"requestId": request_id})
+        return reply(REPLY_BAD_JSON, "incomplete request", request_id, status=400)
+    except Exception:
+        log.exception("integration request failed", extra={"requestId": request_id})
+        return reply(REPLY_INTERNAL, "internal error", request_id, status=500)
+    finally:
+        for up in uploads.values():
+            up.writer.abort()  # no-op for committed files
+
+
+async def _integrate(
+    hub: Hub, request: Req, request_id: str, uploads: dict[str, Upload]
+) -> Response[bytes]:
+    acc, org_id = authenticate(hub, request)
+    action = request.query_params.get("action", "")
+    method = ACTIONS.get(action)
+    if method is None:
+        raise Fail(
+            REPLY_UNKNOWN_METHOD,
+            f"unknown action {action!r}: use postMeasurepoint, postAttribute or postEvent",
+        )
+    if not _limiter.allow(acc.appKey, acc.rateLimit or hub.settings["ingest.rate_limit"]):
+        raise Fail(REPLY_RATE_LIMITED, "rate limit exceeded for this service account")
+    ctype = request.headers.get("content-type", "")
+    if ctype[:10].lower() == "multipart/":
+        boundary = _boundary(ctype)
+        message = await read_multipart(hub, request, boundary, uploads)
+        if message is None:
+            raise Fail(REPLY_BAD_JSON, "the multipart body has no enos-message part")
+    else:
+        message = await read_body(request, hub.settings["ingest.max_message_size"])
+    records: list[FileRecord] = []
+    held: list[str] = []
+    ip = client_ip(request)
+    try:
+        if uploads or LOCAL.encode() in message:
+            message, records = await _store_files(hub, message, uploads, org_id, held)
+        origin = Origin(
+            org_id=org_id,
+            channel_id="http:" + acc.appKey,
+            products=OrgProducts(hub.registry, org_id),
+            client_id=acc.appKey,
+            address=ip,
+            realtime=True,
+        )
+        result = await hub.pipeline.handle(
+            message, method=method, product_key="", origin=origin, topic=f"{PATH}?action={action}"
+        )
+        if result.code != REPLY_OK:
+            if records:
+                await hub.files.delete_many(records)
+            raise Fail(result.code, result.message, errors=result.errors)
+    finally:
+        for sha in held:
+            hub.files.release(sha)
+    if result.batch is not None and result.batch.source == 1 and result.devices:
+        await hub.online.seen(result.devices, ip)
+    return reply(0, "OK", request_id)
+
+
+def _boundary(content_type: str) -> str:
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.strip().lower() == "boundary":
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            if value:
+                return value
+    raise Fail(REPLY_BAD_JSON, "multipart content type without a boundary")
+
+
+async def _store_files(
+    hub: Hub, message: bytes, uploads: dict[str, Upload], org_id: str, held: list[str]
+) -> tuple[bytes, list[FileRecord]]:
+    """Resolve references, move the referenced files into the blob store and commit
+    their records; returns the rewritten request."""
+    try:
+        doc = msgspec.json.decode(message)
+    except msgspec.DecodeError:
+        return message, []  # the pipeline answers 1220
+    now = int(time.time() * 1000)
+    records, used = resolve_files(doc, uploads, hub.registry, org_id, now)
+    for name, up in uploads.items():
+        if name in used:
+            assert up.writer.info is not None
+            sha = up.writer.info.sha256
+            hub.files.hold(sha)
+            held.append(sha)
+            await up.writer.commit()
+        else:
+            up.writer.abort()  # a file nothing refers to has no device to belong to
+    await hub.files.add(records)
+    return _enc.encode(doc), records
+
+
+integration_router = Router(path="/", tags=["EnOS integration"], route_handlers=[integrate])

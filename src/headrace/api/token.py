@@ -1,0 +1,77 @@
+"""EnOS token service (protocols.md B.1): ``/apim-token-service/v2.0/token/get|refresh``.
+
+Every reply is HTTP 200 with the outcome in ``status`` (as the EnOS gateway does), except
+an internal failure (1005), which is HTTP 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, post
+from litestar.exceptions import HTTPException
+
+from ..accounts import TOKEN_BAD_PARAMETER, TOKEN_EMPTY_PARAMETER, TOKEN_INTERNAL, TokenError
+from .common import hub_of
+
+log = logging.getLogger("headrace.api.token")
+
+Req = Request[Any, Any, Any]
+BUSINESS = "apim-token-service"
+MAX_BODY = 16 * 1024
+_enc = msgspec.json.Encoder()
+
+
+def _reply(status: int, msg: str, data: Any = None, http_status: int = 200) -> Response[bytes]:
+    body = {"status": status, "msg": msg, "business": BUSINESS, "data": data}
+    return Response(_enc.encode(body), status_code=http_status, media_type="application/json")
+
+
+async def _body(request: Req) -> Any:
+    try:
+        raw = await request.body()
+    except HTTPException:
+        raise TokenError(
+            TOKEN_BAD_PARAMETER, f"the request body exceeds {MAX_BODY} bytes"
+        ) from None
+    if not raw.strip():
+        raise TokenError(TOKEN_EMPTY_PARAMETER, "the request body is empty")
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise TokenError(TOKEN_BAD_PARAMETER, "the request body is not valid JSON") from None
+
+
+async def _handle(request: Req, refresh: bool) -> Response[bytes]:
+    accounts = hub_of(request).accounts
+    try:
+        body = await _body(request)
+        if refresh:
+            token, expire = await accounts.refresh_token(body)
+        else:
+            token, expire = await accounts.get_token(body)
+    except TokenError as e:
+        return _reply(e.status, e.msg)
+    except Exception:
+        log.exception("token service failed")
+        return _reply(TOKEN_INTERNAL, "internal error", http_status=500)
+    return _reply(0, "SUCCESS", {"accessToken": token, "expire": expire})
+
+
+@post("/token/get", request_max_body_size=MAX_BODY, status_code=200)
+async def token_get(request: Req) -> Response[bytes]:
+    """Get an access token: ``{appKey, encryption, timestamp}``."""
+    return await _handle(request, refresh=False)
+
+
+@post("/token/refresh", request_max_body_size=MAX_BODY, status_code=200)
+async def token_refresh(request: Req) -> Response[bytes]:
+    """Replace a valid access token: ``{appKey, encryption, timestamp, accessToken}``."""
+    return await _handle(request, refresh=True)
+
+
+token_router = Router(
+    path="/apim-token-service/v2.0", tags=["EnOS token"], route_handlers=[token_get, token_refresh]
+)
