@@ -285,11 +285,11 @@ class _Connection:
         """
         if self.state is ConnectionState.CLOSED:
             return
+        if self.version == 5 and reason_code not in PUBACK_REASON_CODES:
+            raise ValueError(f"reason code {reason_code:#x} not allowed in PUBACK/PUBREC")
         qos = self._unacked.pop(packet_id, None)
         if qos is None:
             raise ValueError(f"no unacknowledged incoming PUBLISH with packet id {packet_id}")
-        if self.version == 5 and reason_code not in PUBACK_REASON_CODES:
-            raise ValueError(f"reason code {reason_code:#x} not allowed in PUBACK/PUBREC")
         self._ack(packet_id, qos, reason_code, properties)
 
     def publish(
@@ -756,12 +756,13 @@ class ServerConnection(_Connection):
     def disconnect(self, reason_code: int = 0, properties: Properties | None = None) -> None:
         """Close the session from our side: 5.0 sends DISCONNECT with ``reason_code``
         (e.g. 0x8B server shutting down, 0x8E session taken over, 0x8D keep alive
-        timeout); 3.1.1 has no server DISCONNECT, so nothing is sent. Then close."""
+        timeout; a code DISCONNECT cannot carry becomes 0x80); 3.1.1 has no server
+        DISCONNECT, so nothing is sent. Then close the transport."""
         if self.state is ConnectionState.CLOSED:
             return
         if self.version == 5 and self.state is ConnectionState.CONNECTED:
             if reason_code not in DISCONNECT_REASON_CODES:
-                raise ValueError(f"reason code {reason_code:#x} not allowed in DISCONNECT")
+                reason_code = ReasonCode.UNSPECIFIED_ERROR  # closing must not fail
             self._send(Disconnect(reason_code, dict(properties or {})))
         self.state = ConnectionState.CLOSED
 
@@ -967,7 +968,7 @@ class ClientConnection(_Connection):
             return
         if self.version == 5:
             if reason_code not in DISCONNECT_REASON_CODES:
-                raise ValueError(f"reason code {reason_code:#x} not allowed in DISCONNECT")
+                reason_code = ReasonCode.UNSPECIFIED_ERROR  # closing must not fail
             self._send(Disconnect(reason_code, dict(properties or {})))
         else:
             self._send(Disconnect())
