@@ -21,6 +21,9 @@ Where the brief left a choice, the rules here are:
 - floats must be finite (NaN and infinities cannot be stored or sent back as JSON);
 - a struct nested in a struct counts one level deeper; a top-level struct (or array of
   struct) is level 1 and ``MAX_STRUCT_DEPTH`` levels are allowed.
+- for a point with quality, an object with a ``value`` key and no keys but
+  ``value``/``quality`` is always the quality wrapper (``quality`` optional, an int);
+  sent to a point without quality, such an object is refused unless it is a valid struct.
 """
 
 from __future__ import annotations
