@@ -15,8 +15,8 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..accounts import AccountCreate, AccountUpdate, ServiceAccount
 from ..errors import ValidationFailed
-from .admin import Cursor, Limit
 from .common import admin_guard, hub_of, page, page_limit
+from .files import Cursor, Limit
 
 Req = Request[Any, Any, Any]
 LOG_KINDS = ("payload", "error")

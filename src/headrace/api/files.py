@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 from litestar import Request, Response, Router, delete, get, post
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..errors import REPLY_BAD_JSON, REPLY_DEVICE_NOT_FOUND, REPLY_NO_PERMISSION, NotFound
 from ..files import FileRecord, file_id_of
 from ..registry import DeviceEntry
-from .admin import Cursor
 from .common import admin_guard, hub_of, page_limit
 from .integration import Fail, authenticate, fail_reply, reply
 
@@ -40,6 +39,8 @@ log = logging.getLogger("headrace.api.files")
 Req = Request[Any, Any, Any]
 PATH = "/connect-service/v2.1/files"
 READ_CHUNK = 1024 * 1024
+Limit = Parameter(default=100, ge=1, le=1000)
+Cursor = QueryParameter(name="cursor", default="")
 
 
 # -- ranges and streaming -----------------------------------------------------------------
@@ -291,7 +292,7 @@ def _view(rec: FileRecord) -> dict[str, Any]:
 @get(_paths("/files"))
 async def list_files(
     request: Req,
-    limit: int = Parameter(query="limit", default=100, ge=1, le=1000),
+    limit: int = Limit,
     cursor: str = Cursor,
 ) -> dict[str, Any]:
     """The device's files, by id; page on with ``nextCursor``."""

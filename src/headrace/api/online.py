@@ -13,13 +13,12 @@ import time
 from typing import Any
 
 from litestar import Request, Router, get
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from ..errors import ValidationFailed
 from ..online import OnlineChange, OnlineState
-from .admin import Cursor, Limit
 from .common import admin_guard, hub_of, page_limit
-from .files import BY_ASSET, BY_KEY, admin_device
+from .files import BY_ASSET, BY_KEY, Cursor, Limit, admin_device
 
 Req = Request[Any, Any, Any]
 
@@ -28,7 +27,7 @@ Req = Request[Any, Any, Any]
 async def org_online(
     request: Req,
     org_id: str,
-    online_state: str = Parameter(query="state", default=""),
+    online_state: str = QueryParameter(name="state", default=""),
     limit: int = Limit,
     cursor: str = Cursor,
 ) -> dict[str, Any]:

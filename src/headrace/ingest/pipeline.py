@@ -260,8 +260,12 @@ class Pipeline:
             entry = None
             if item.assetId and not item.deviceKey:
                 entry = reg.by_asset.get(item.assetId)
-                if entry is not None:
-                    pk = entry.device.productKey
+                if entry is None or entry.device.orgId != origin.org_id:
+                    # unknown here, whoever else may own it
+                    what = f"device {item.assetId!r} not found"
+                    errors.append(_item_error(index, item, REPLY_DEVICE_NOT_FOUND, what))
+                    continue
+                pk = entry.device.productKey
             if pk not in origin.products or (pk != product_key and product_key):
                 errors.append(
                     _item_error(
