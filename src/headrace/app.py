@@ -33,6 +33,7 @@ from .files import Files
 from .ingest.pipeline import Pipeline
 from .online import OnlineTracker
 from .registry import Registry
+from .server.mqtt import MQTTServer
 from .server.tls import ensure_self_signed, server_context
 from .store.blobs import BlobStore
 from .store.sqlite.store import SQLiteStore
@@ -65,7 +66,8 @@ class Hub:
             log_payload_sample=settings["log.payload_sample"],
         )
         self.admin_token = ""
-        self.services: list[Service] = []
+        self.mqtt = MQTTServer(self)
+        self.services: list[Service] = [self.mqtt]
         # real-time integration over HTTP: files, service accounts, online state
         self.blobs = BlobStore(self.data_dir / "files")
         self.files = Files(self.store, self.blobs)

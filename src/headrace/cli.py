@@ -33,7 +33,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(product_app, name="product")
 app.add_typer(device_app, name="device")
 
-console = Console()
+console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")]
@@ -77,7 +77,7 @@ def serve(
         try:
             import uvloop
 
-            runner = uvloop.run
+            runner: Any = uvloop.run
         except ImportError:  # pragma: no cover - non-Linux
             runner = asyncio.run
 

@@ -84,6 +84,15 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("mqtt.max_connections", int, 10000, "Concurrent MQTT connections; more are refused."),
     Setting(
+        "mqtt.session_expiry",
+        int,
+        86400,
+        "Seconds a persistent MQTT session is kept after its client disconnects.",
+    ),
+    Setting(
+        "mqtt.connect_timeout", float, 10.0, "Seconds a new MQTT connection has to send CONNECT."
+    ),
+    Setting(
         "mqtt.public_host", str, "", "Host name put in channel broker URLs; default mqtt.host."
     ),
     Setting("noti.host", str, "127.0.0.1", "Address the noti push service listens on."),

@@ -66,6 +66,7 @@ class Result:
     points: int = 0
     batch: WriteBatch | None = None
     devices: list[DeviceEntry] = field(default_factory=list)
+    raw: bytes | None = None
 
     def reply(self) -> dict[str, Any]:
         data: dict[str, Any] = {"errors": self.errors} if self.errors else {}
@@ -111,10 +112,12 @@ class Pipeline:
         origin: Origin,
         topic: str = "",
         request: dict[str, Any] | None = None,
+        raw: bytes | None = None,
     ) -> Result:
         """Process one request. ``method`` is the one the topic implies (None: any).
 
-        ``request`` is an already decoded request (raw data scripts produce one).
+        ``request`` is an already decoded request (raw data scripts produce one); ``raw``
+        the bytes it came from, kept on the result for the push service.
         """
         started = time.perf_counter()
         now = int(time.time() * 1000)
@@ -122,6 +125,7 @@ class Pipeline:
             result = self._prepare(payload, method, product_key, origin, now, request)
         except _Refused as e:
             result = Result(self._request_id(payload, request), e.code, e.message)
+        result.raw = raw
         if result.batch is not None:
             result.batch.log.append(
                 self._payload_record(origin, topic, payload, result, now, started)

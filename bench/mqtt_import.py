@@ -1,0 +1,252 @@
+"""MQTT history-import benchmark: stored points/s through the whole hub vs the bare store.
+
+Client load comes from separate processes (paho-mqtt, an independent client): each
+publishes batches of RECORDS records x POINTS measurepoints at QoS 1 with many requests in
+flight and waits for every reply. Printed: stored points/s, reply latency p50/p99, and,
+measured in the same run, the bare limit of the store (the same rows written straight
+into the same engine and schema by a minimal script) with the ratio.
+
+    .venv/bin/python bench/mqtt_import.py [--clients 4] [--seconds 15] [--inflight 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.conftest import ADMIN_TOKEN, HubProcess
+
+RECORDS = 100
+POINTS = 10
+DEVICES = 100
+PK = "benchPK"
+
+
+def payload(seq: int, client: int) -> bytes:
+    base = 1_600_000_000_000 + (client * 10_000_000 + seq) * RECORDS * 1000
+    params = [
+        {
+            "deviceKey": f"dev{(seq * RECORDS + r) % DEVICES}",
+            "time": base + r * 1000,
+            "measurepoints": {f"p{i}": round(r * 0.5 + i, 3) for i in range(POINTS)},
+        }
+        for r in range(RECORDS)
+    ]
+    return json.dumps(
+        {
+            "id": str(seq),
+            "version": "1.0",
+            "method": "integration.measurepoint.post",
+            "params": params,
+        }
+    ).encode()
+
+
+def client_main(
+    client: int,
+    port: int,
+    username: str,
+    password: str,
+    seconds: float,
+    inflight: int,
+    out: mp.Queue,
+) -> None:
+    import paho.mqtt.client as mqtt
+
+    topic = f"/sys/{PK}/integration/measurepoint/post"
+    payloads = [payload(i, client) for i in range(50)]  # cycled; ids repeat, samples get replaced
+    sent: dict[str, float] = {}
+    lat: list[float] = []
+    ok = 0
+    failed = 0
+    cond = threading.Condition()
+    connected = threading.Event()
+
+    def on_message(_c, _u, msg):  # type: ignore[no-untyped-def]
+        nonlocal ok, failed
+        reply = json.loads(msg.payload)
+        with cond:
+            t0 = sent.pop(reply["id"], None)
+            if t0 is not None:
+                lat.append(time.perf_counter() - t0)
+            if reply["code"] == 200:
+                ok += 1
+            else:
+                failed += 1
+            cond.notify()
+
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{client}", protocol=mqtt.MQTTv311
+    )
+    c.username_pw_set(username, password)
+    c.max_inflight_messages_set(inflight)
+    c.on_message = on_message
+    c.on_connect = lambda *a: connected.set()
+    c.connect("127.0.0.1", port, keepalive=60)
+    c.loop_start()
+    connected.wait(10)
+    c.subscribe(topic + "_reply", qos=0)
+    time.sleep(0.3)
+    seq = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        with cond:
+            while len(sent) >= inflight:
+                cond.wait(1)
+            # unique request id per publish so replies match exactly
+            rid = f"{client}-{seq}"
+            body = payloads[seq % len(payloads)].replace(b'"id": "', f'"id": "{rid}'.encode(), 1)
+            sent[f"{rid}{seq % len(payloads)}"] = time.perf_counter()
+        c.publish(topic, body, qos=1)
+        seq += 1
+    with cond:
+        while sent and cond.wait(10):
+            pass
+    elapsed = time.perf_counter() - start
+    c.loop_stop()
+    c.disconnect()
+    out.put({"ok": ok, "failed": failed, "lat": lat, "elapsed": elapsed})
+
+
+def bare_store(seconds: float) -> float:
+    """The same rows through the same schema and engine settings, no hub: points/s."""
+    from headrace.store.sqlite.engine import connect
+    from headrace.store.sqlite.schema import MIGRATIONS
+
+    with tempfile.TemporaryDirectory() as d:
+        conn = connect(Path(d) / "bare.db", synchronous="full")
+        for stmt in MIGRATIONS[0].split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+        conn.executemany(
+            "INSERT INTO point_names(name) VALUES (?)", [(f"p{i}",) for i in range(POINTS)]
+        )
+        ids = {f"p{i}": i + 1 for i in range(POINTS)}
+        total = 0
+        seq = 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            conn.execute("BEGIN IMMEDIATE")
+            for _ in range(8):  # a group commit of 8 requests, as the hub typically does
+                base = 1_600_000_000_000 + seq * RECORDS * 1000
+                rows = [
+                    (
+                        (seq * RECORDS + r) % DEVICES + 1,
+                        ids[f"p{i}"],
+                        base + r * 1000,
+                        r * 0.5 + i,
+                        None,
+                        0,
+                    )
+                    for r in range(RECORDS)
+                    for i in range(POINTS)
+                ]
+                conn.executemany(
+                    "INSERT OR REPLACE INTO samples(device, point, ts, value, quality, source) VALUES (?,?,?,?,?,?)",
+                    rows,
+                )
+                total += len(rows)
+                seq += 1
+            conn.execute("COMMIT")
+        rate = total / (time.perf_counter() - start)
+        conn.close()
+        return rate
+
+
+def setup(hub: HubProcess) -> tuple[str, str]:
+    with httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as api:
+        api.post("/api/v1/orgs", json={"orgId": "bench", "name": "bench"}).raise_for_status()
+        model = {
+            "id": "m",
+            "measurepoints": [{"id": f"p{i}", "type": "double"} for i in range(POINTS)],
+        }
+        api.post("/api/v1/orgs/bench/models", json=model).raise_for_status()
+        api.post(
+            "/api/v1/orgs/bench/products", json={"name": "p", "modelId": "m", "productKey": PK}
+        ).raise_for_status()
+        api.post(
+            f"/api/v1/orgs/bench/products/{PK}/devices",
+            json=[{"deviceKey": f"dev{i}"} for i in range(DEVICES)],
+        ).raise_for_status()
+        ch = api.post(
+            "/api/v1/orgs/bench/channels", json={"name": "bench", "products": [PK]}
+        ).json()
+    return ch["username"], ch["password"]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--inflight", type=int, default=16)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        hub = HubProcess(Path(d) / "data", extra=["--set", "log.level=warning"])
+        hub.start()
+        try:
+            user, password = setup(hub)
+            assert hub.proc is not None
+            rss0 = rss_kib(hub.proc.pid)
+            out: mp.Queue = mp.Queue()
+            procs = [
+                mp.Process(
+                    target=client_main,
+                    args=(i, hub.mqtt_port, user, password, args.seconds, args.inflight, out),
+                )
+                for i in range(args.clients)
+            ]
+            for p in procs:
+                p.start()
+            peak = rss0
+            results = []
+            while len(results) < len(procs):
+                try:
+                    results.append(out.get(timeout=0.5))
+                except Exception:
+                    pass
+                peak = max(peak, rss_kib(hub.proc.pid))
+            for p in procs:
+                p.join()
+        finally:
+            hub.stop()
+    ok = sum(r["ok"] for r in results)
+    failed = sum(r["failed"] for r in results)
+    elapsed = max(r["elapsed"] for r in results)
+    lat = sorted(x for r in results for x in r["lat"])
+    points_s = ok * RECORDS * POINTS / elapsed
+    bare = bare_store(min(args.seconds, 10))
+    p50 = statistics.median(lat) * 1000 if lat else float("nan")
+    p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan")
+    print(
+        f"clients={args.clients} inflight={args.inflight} batch={RECORDS}x{POINTS} QoS1 cpus={os.cpu_count()}"
+    )
+    print(f"requests ok={ok} failed={failed} in {elapsed:.1f}s")
+    print(
+        f"hub:        {points_s:12,.0f} points/s durable   reply latency p50={p50:.1f} ms p99={p99:.1f} ms"
+    )
+    print(f"bare store: {bare:12,.0f} points/s (same rows, same schema, synchronous=FULL)")
+    print(f"ratio hub/bare: {points_s / bare:.0%}   (target >= 60%; target >= 300,000 points/s)")
+    print(f"hub RSS: start {rss0 / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
