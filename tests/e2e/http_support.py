@@ -177,7 +177,13 @@ class Enos:
         )
 
     def files(
-        self, action: str, uri: str, device: str, *, method: str = "GET", **params: Any
+        self,
+        action: str,
+        uri: str,
+        device: str,
+        *,
+        method: str = "GET",
+        _headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         q = {
             "action": action,
@@ -185,10 +191,10 @@ class Enos:
             "fileUri": uri,
             "productKey": self.t.product,
             "deviceKey": device,
-            **params,
         }
-        headers = {**self.headers(), **params.pop("_headers", {})}
-        return self.http.request(method, FILES, params=q, headers=headers)
+        return self.http.request(
+            method, FILES, params=q, headers={**self.headers(), **(_headers or {})}
+        )
 
 
 def ok(r: httpx.Response) -> dict[str, Any]:
