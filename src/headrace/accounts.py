@@ -370,6 +370,7 @@ class Accounts:
             tok = self.current.get(acc.appKey)
             if tok is None or tok.expiresAt - self._ms() < 1000:
                 tok = await self._issue(acc)
+                return tok.token, self.ttl
             return tok.token, self._remaining(tok)
 
     async def refresh_token(self, body: Any) -> tuple[str, int]:
@@ -390,7 +391,7 @@ class Accounts:
             if tok.expiresAt <= self._ms():
                 raise TokenError(TOKEN_EXPIRED, "accessToken has expired; get a new one")
             tok = await self._issue(acc)
-            return tok.token, self._remaining(tok)
+            return tok.token, self.ttl
 
     def authenticate(self, token: str | None) -> ServiceAccount:
         """The account an ``apim-accesstoken`` stands for (``TokenRejected`` otherwise)."""

@@ -15,13 +15,12 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 from litestar import Request, Response, Router, delete, get, post
-from litestar.params import Parameter, QueryParameter
+from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
@@ -29,7 +28,7 @@ from ..errors import REPLY_BAD_JSON, REPLY_DEVICE_NOT_FOUND, REPLY_NO_PERMISSION
 from ..files import FileRecord, file_id_of
 from ..registry import DeviceEntry
 from .common import admin_guard, hub_of, page_limit
-from .integration import Fail, authenticate, fail_reply, reply
+from .integration import Fail, authenticate, fail_reply, new_request_id, reply
 
 if TYPE_CHECKING:
     from ..app import Hub
@@ -40,7 +39,7 @@ Req = Request[Any, Any, Any]
 PATH = "/connect-service/v2.1/files"
 READ_CHUNK = 1024 * 1024
 Limit = Parameter(default=100, ge=1, le=1000)
-Cursor = QueryParameter(name="cursor", default="")
+Cursor = Parameter(default="")
 
 
 # -- ranges and streaming -----------------------------------------------------------------
@@ -190,14 +189,15 @@ async def _signed_download(request: Req, request_id: str) -> Response[Any]:
 @get(PATH, status_code=200)
 async def files_get(request: Req) -> Response[Any]:
     """``download``, ``getDownloadUrl`` or ``getFileInfo`` of a device's file."""
-    request_id = str(uuid.uuid4())
+    request_id = new_request_id()
     hub = hub_of(request)
     q = request.query_params
     action = q.get("action", "")
     try:
         if action == "download" and "signature" in q:
             return await _signed_download(request, request_id)
-        _acc, org_id = authenticate(hub, request)
+        org_id = q.get("orgId", "")
+        authenticate(hub, request.headers.get("apim-accesstoken"), org_id)
         if action not in ("download", "getDownloadUrl", "getFileInfo"):
             raise Fail(1250, f"unknown action {action!r} for GET")
         entry = _device(hub, org_id, q)
@@ -232,11 +232,12 @@ async def files_get(request: Req) -> Response[Any]:
 @post(PATH, status_code=200, request_max_body_size=64 * 1024)
 async def files_post(request: Req) -> Response[Any]:
     """``delete`` a device's file. Data that referred to it stays; downloads answer 404."""
-    request_id = str(uuid.uuid4())
+    request_id = new_request_id()
     hub = hub_of(request)
     q = request.query_params
     try:
-        _acc, org_id = authenticate(hub, request)
+        org_id = q.get("orgId", "")
+        authenticate(hub, request.headers.get("apim-accesstoken"), org_id)
         action = q.get("action", "")
         if action != "delete":
             raise Fail(1250, f"unknown action {action!r} for POST")

@@ -25,9 +25,11 @@ import uuid
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import msgspec
-from litestar import Request, Response, Router, post
+from litestar import Response, Router, asgi
+from litestar.types import Receive, Scope, Send
 from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
 
 from ..accounts import ServiceAccount, TokenRejected
@@ -46,14 +48,12 @@ from ..ingest.messages import METHOD_ATTRIBUTE, METHOD_EVENT, METHOD_MEASUREPOIN
 from ..ingest.pipeline import Origin
 from ..registry import DeviceEntry, Registry
 from ..store.blobs import BlobTooLarge, BlobWriter
-from .common import hub_of
 
 if TYPE_CHECKING:
     from ..app import Hub
 
 log = logging.getLogger("headrace.api.integration")
 
-Req = Request[Any, Any, Any]
 PATH = "/connect-service/v2.1/integration"
 ACTIONS = {
     "postMeasurepoint": METHOD_MEASUREPOINT,
@@ -87,17 +87,16 @@ class ClientGone(Exception):
     """The client disconnected before sending the whole body."""
 
 
-def reply(
-    code: int,
-    msg: str,
-    request_id: str,
-    data: Any = None,
-    status: int = 200,
-    headers: dict[str, str] | None = None,
-) -> Response[bytes]:
+def reply_body(code: int, msg: str, request_id: str, data: Any = None) -> bytes:
     body = {"code": code, "msg": msg, "requestId": request_id, "data": {} if data is None else data}
+    return _enc.encode(body)
+
+
+def reply(
+    code: int, msg: str, request_id: str, data: Any = None, status: int = 200
+) -> Response[bytes]:
     return Response(
-        _enc.encode(body), status_code=status, media_type="application/json", headers=headers
+        reply_body(code, msg, request_id, data), status_code=status, media_type="application/json"
     )
 
 
@@ -105,18 +104,21 @@ def fail_reply(e: Fail, request_id: str) -> Response[bytes]:
     return reply(e.code, e.msg, request_id, {"errors": e.errors} if e.errors else {}, e.status)
 
 
-def authenticate(hub: Hub, request: Req) -> tuple[ServiceAccount, str]:
-    """The token's account and the ``orgId`` asked for, which must be the account's."""
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def authenticate(hub: Hub, token: str | None, org_id: str) -> ServiceAccount:
+    """The token's account; the ``orgId`` asked for must be the account's."""
     try:
-        acc = hub.accounts.authenticate(request.headers.get("apim-accesstoken"))
+        acc = hub.accounts.authenticate(token)
     except TokenRejected as e:
         raise Fail(REPLY_NO_PERMISSION, e.msg, status=401) from None
-    org_id = request.query_params.get("orgId", "")
     if not org_id:
         raise Fail(REPLY_BAD_JSON, "query parameter orgId is missing")
     if org_id != acc.orgId:
         raise Fail(REPLY_NO_PERMISSION, f"no permission for organization {org_id!r}", status=403)
-    return acc, org_id
+    return acc
 
 
 class OrgProducts(Collection[str]):
@@ -160,14 +162,31 @@ class RateLimiter:
 _limiter = RateLimiter()
 
 
-def client_ip(request: Req) -> str:
-    return request.client.host if request.client else ""
+class Incoming:
+    """What the endpoint needs of an ASGI request, read straight from the scope (cheaper
+    than a framework request object on this hot path)."""
+
+    __slots__ = ("headers", "query", "receive", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive):
+        self.scope = scope
+        self.receive = receive
+        # ASGI header names are lower case already
+        self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        self.query = dict(
+            parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        )
+
+    @property
+    def client_ip(self) -> str:
+        client = self.scope.get("client")
+        return str(client[0]) if client else ""
 
 
 # -- reading the body ---------------------------------------------------------------------
 
 
-async def read_body(request: Req, limit: int) -> bytes:
+async def read_body(request: Incoming, limit: int) -> bytes:
     """The whole (small) body, refusing it as soon as it passes ``limit``."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -211,7 +230,7 @@ def _md5_matches(header: str, md5_hex: str) -> bool:
 
 
 async def read_multipart(
-    hub: Hub, request: Req, boundary: str, uploads: dict[str, Upload]
+    hub: Hub, request: Incoming, boundary: str, uploads: dict[str, Upload]
 ) -> bytes | None:
     """Stream a multipart body: file parts to the blob store, the message to memory
     (within its limit). Returns the ``enos-message`` part (None when there is none)."""
@@ -374,32 +393,57 @@ def resolve_files(
 # -- the endpoint -------------------------------------------------------------------------
 
 
-@post(PATH, request_max_body_size=None, status_code=200)
-async def integrate(request: Req) -> Response[bytes]:
-    """Upload measurepoints, attributes or events (with files) of an organization's devices."""
-    hub = hub_of(request)
-    request_id = str(uuid.uuid4())
+@asgi(PATH, copy_scope=False)
+async def integrate(scope: Scope, receive: Receive, send: Send) -> None:
+    """Upload measurepoints, attributes or events (with files) of an organization's devices.
+
+    A raw ASGI handler: the body is streamed from ``receive``, never buffered by the
+    framework, and the per-request cost stays small.
+    """
+    hub: Hub = scope["litestar_app"].state.hub
+    request_id = new_request_id()
+    if scope.get("method") != "POST":
+        body = reply_body(REPLY_UNKNOWN_METHOD, "use POST", request_id)
+        return await _send(send, 405, body)
     uploads: dict[str, Upload] = {}
+    status = 200
     try:
-        return await _integrate(hub, request, request_id, uploads)
+        body = await _integrate(hub, Incoming(scope, receive), request_id, uploads)
     except Fail as e:
-        return fail_reply(e, request_id)
+        status = e.status
+        body = reply_body(e.code, e.msg, request_id, {"errors": e.errors} if e.errors else {})
     except ClientGone:
         log.info("client went away during an upload", extra={"requestId": request_id})
-        return reply(REPLY_BAD_JSON, "incomplete request", request_id, status=400)
+        status, body = 400, reply_body(REPLY_BAD_JSON, "incomplete request", request_id)
     except Exception:
         log.exception("integration request failed", extra={"requestId": request_id})
-        return reply(REPLY_INTERNAL, "internal error", request_id, status=500)
+        status, body = 500, reply_body(REPLY_INTERNAL, "internal error", request_id)
     finally:
         for up in uploads.values():
             up.writer.abort()  # no-op for committed files
+    await _send(send, status, body)
+
+
+async def _send(send: Send, status: int, body: bytes) -> None:
+    start: Any = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _integrate(
-    hub: Hub, request: Req, request_id: str, uploads: dict[str, Upload]
-) -> Response[bytes]:
-    acc, org_id = authenticate(hub, request)
-    action = request.query_params.get("action", "")
+    hub: Hub, request: Incoming, request_id: str, uploads: dict[str, Upload]
+) -> bytes:
+    q = request.query
+    org_id = q.get("orgId", "")
+    acc = authenticate(hub, request.headers.get("apim-accesstoken"), org_id)
+    action = q.get("action", "")
     method = ACTIONS.get(action)
     if method is None:
         raise Fail(
@@ -418,7 +462,7 @@ async def _integrate(
         message = await read_body(request, hub.settings["ingest.max_message_size"])
     records: list[FileRecord] = []
     held: list[str] = []
-    ip = client_ip(request)
+    ip = request.client_ip
     try:
         if uploads or LOCAL.encode() in message:
             message, records = await _store_files(hub, message, uploads, org_id, held)
@@ -442,7 +486,7 @@ async def _integrate(
             hub.files.release(sha)
     if result.batch is not None and result.batch.source == 1 and result.devices:
         await hub.online.seen(result.devices, ip)
-    return reply(0, "OK", request_id)
+    return reply_body(0, "OK", request_id)
 
 
 def _boundary(content_type: str) -> str:

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Router, get
 from litestar.params import Parameter, QueryParameter
@@ -27,7 +27,7 @@ Req = Request[Any, Any, Any]
 async def org_online(
     request: Req,
     org_id: str,
-    online_state: str = QueryParameter(name="state", default=""),
+    online_state: Annotated[str, QueryParameter(name="state")] = "",
     limit: int = Limit,
     cursor: str = Cursor,
 ) -> dict[str, Any]:
