@@ -419,8 +419,10 @@ def test_logs_of_a_service_account(enos: Enos, shared_api: httpx.Client) -> None
         404,
         1257,
     )
+    refused(enos.post_json("postNothing", message(MP, [mp(t, "d0", {"temp": 1.0})])), 400, 1250)
     r = shared_api.get(f"/api/v1/orgs/{t.org}/service-accounts/{t.app_key}/logs")
     items = r.json()["items"]
+    assert items[0]["kind"] == "error" and items[0]["code"] == 1250  # refused before the pipeline
     assert {(i["kind"], i["requestId"], i["code"]) for i in items} >= {
         ("payload", "req-1", 200),
         ("payload", "req-2", 1257),

@@ -81,6 +81,7 @@ class Fail(Exception):
         self.msg = msg
         self.status = status or REPLY_HTTP_STATUS.get(code, 400)
         self.errors = errors or []
+        self.logged = False  # in the message log already (the pipeline logs what it refuses)
 
 
 class ClientGone(Exception):
@@ -443,7 +444,31 @@ async def _integrate(
     q = request.query
     org_id = q.get("orgId", "")
     acc = authenticate(hub, request.headers.get("apim-accesstoken"), org_id)
-    action = q.get("action", "")
+    try:
+        return await _integrate_as(hub, request, acc, org_id, request_id, uploads)
+    except Fail as e:
+        if not e.logged:  # refused before the pipeline: log it for the account too
+            record = {
+                "topic": f"{PATH}?action={q.get('action', '')}",
+                "requestId": "",
+                "code": e.code,
+                "message": e.msg,
+                "errors": [],
+            }
+            now = int(time.time() * 1000)
+            await hub.store.append_log([("http:" + acc.appKey, now, "error", _enc.encode(record))])
+        raise
+
+
+async def _integrate_as(
+    hub: Hub,
+    request: Incoming,
+    acc: ServiceAccount,
+    org_id: str,
+    request_id: str,
+    uploads: dict[str, Upload],
+) -> bytes:
+    action = request.query.get("action", "")
     method = ACTIONS.get(action)
     if method is None:
         raise Fail(
@@ -480,7 +505,9 @@ async def _integrate(
         if result.code != REPLY_OK:
             if records:
                 await hub.files.delete_many(records)
-            raise Fail(result.code, result.message, errors=result.errors)
+            refused = Fail(result.code, result.message, errors=result.errors)
+            refused.logged = True
+            raise refused
     finally:
         for sha in held:
             hub.files.release(sha)
