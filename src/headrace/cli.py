@@ -32,6 +32,10 @@ app.add_typer(org_app, name="org")
 app.add_typer(model_app, name="model")
 app.add_typer(product_app, name="product")
 app.add_typer(device_app, name="device")
+sa_app = typer.Typer(
+    help="Service accounts for EnOS real-time integration over HTTP.", no_args_is_help=True
+)
+app.add_typer(sa_app, name="service-account")
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -294,6 +298,48 @@ def device_delete(
     token: TokenOpt = None,
 ) -> None:
     Api(url, token).call("DELETE", f"/orgs/{org}/products/{product}/devices/{device_key}")
+
+
+@sa_app.command("create")
+def sa_create(
+    name: str,
+    org: OrgOpt,
+    rate_limit: Annotated[
+        float, typer.Option("--rate-limit", help="Requests/s (0: ingest.rate_limit).")
+    ] = 0.0,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Create a service account; prints its appKey and appSecret (shown this once)."""
+    body = {"name": name, "rateLimit": rate_limit}
+    _out(Api(url, token).call("POST", f"/orgs/{org}/service-accounts", body))
+
+
+@sa_app.command("list")
+def sa_list(org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    _out(Api(url, token).call("GET", f"/orgs/{org}/service-accounts"))
+
+
+@sa_app.command("disable")
+def sa_disable(app_key: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Disable a service account (its access token stops working at once)."""
+    _out(Api(url, token).call("POST", f"/orgs/{org}/service-accounts/{app_key}/disable"))
+
+
+@sa_app.command("enable")
+def sa_enable(app_key: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    _out(Api(url, token).call("POST", f"/orgs/{org}/service-accounts/{app_key}/enable"))
+
+
+@sa_app.command("rotate-secret")
+def sa_rotate(app_key: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """A new appSecret (shown this once); the old secret and token stop working."""
+    _out(Api(url, token).call("POST", f"/orgs/{org}/service-accounts/{app_key}/rotate-secret"))
+
+
+@sa_app.command("delete")
+def sa_delete(app_key: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    Api(url, token).call("DELETE", f"/orgs/{org}/service-accounts/{app_key}")
 
 
 def main() -> None:

@@ -212,4 +212,49 @@ def test_tokens_survive_restart(hub: HubProcess, api: httpx.Client) -> None:
     # the replay memory survives too
     assert token_call(hub.url, TOKEN_GET, b)["status"] == 1001
     c.close()
-    assert ADMIN_TOKEN
+
+
+def test_service_account_cli(shared_hub: HubProcess, shared_api: httpx.Client) -> None:
+    import json
+    import subprocess
+    import sys
+
+    org = shared_api.post("/api/v1/orgs", json={"name": "CLI org"}).json()["orgId"]
+
+    def cli(*args: str) -> object:
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "headrace",
+                "service-account",
+                *args,
+                "--org",
+                org,
+                "--url",
+                shared_hub.url,
+                "--token",
+                ADMIN_TOKEN,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        )
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout) if r.stdout.strip() else None
+
+    created = cli("create", "from the cli", "--rate-limit", "5")
+    assert isinstance(created, dict) and created["rateLimit"] == 5 and created["appSecret"]
+    ak = created["appKey"]
+    assert (
+        token_call(shared_hub.url, TOKEN_GET, token_body(ak, created["appSecret"]))["status"] == 0
+    )
+    listed = cli("list")
+    assert isinstance(listed, dict) and [a["appKey"] for a in listed["items"]] == [ak]
+    assert cli("disable", ak)["enabled"] is False  # type: ignore[index]
+    assert cli("enable", ak)["enabled"] is True  # type: ignore[index]
+    rotated = cli("rotate-secret", ak)
+    assert isinstance(rotated, dict) and rotated["appSecret"] != created["appSecret"]
+    cli("delete", ak)
+    assert cli("list") == {"items": [], "nextCursor": None}
