@@ -476,7 +476,9 @@ async def _integrate_as(
             f"unknown action {action!r}: use postMeasurepoint, postAttribute or postEvent",
         )
     if not _limiter.allow(acc.appKey, acc.rateLimit or hub.settings["ingest.rate_limit"]):
-        raise Fail(REPLY_RATE_LIMITED, "rate limit exceeded for this service account")
+        limited = Fail(REPLY_RATE_LIMITED, "rate limit exceeded for this service account")
+        limited.logged = True  # a flood must not turn into a flood of log writes
+        raise limited
     ctype = request.headers.get("content-type", "")
     if ctype[:10].lower() == "multipart/":
         boundary = _boundary(ctype)
@@ -499,9 +501,18 @@ async def _integrate_as(
             address=ip,
             realtime=True,
         )
-        result = await hub.pipeline.handle(
-            message, method=method, product_key="", origin=origin, topic=f"{PATH}?action={action}"
-        )
+        try:
+            result = await hub.pipeline.handle(
+                message,
+                method=method,
+                product_key="",
+                origin=origin,
+                topic=f"{PATH}?action={action}",
+            )
+        except Exception:
+            if records:  # the data was not stored: neither are its files
+                await hub.files.delete_many(records)
+            raise
         if result.code != REPLY_OK:
             if records:
                 await hub.files.delete_many(records)
