@@ -34,6 +34,9 @@ def connect(
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=30.0, cached_statements=256
     )
+    # 16 KiB pages: measured ~25% faster sample inserts than 4 KiB (only applies when the
+    # database file is created)
+    conn.execute("PRAGMA page_size=16384")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
     conn.execute("PRAGMA foreign_keys=ON")
