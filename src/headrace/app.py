@@ -27,12 +27,14 @@ from .api.files import files_admin_router, files_router
 from .api.integration import integration_router
 from .api.online import online_router
 from .api.query import query_router
+from .api.scripts import script_router
 from .api.token import token_router
 from .config import Settings
 from .files import Files
 from .ingest.pipeline import Pipeline
 from .online import OnlineTracker
 from .registry import Registry
+from .scripts.manager import ScriptManager
 from .server.mqtt import MQTTServer
 from .server.tls import ensure_self_signed, server_context
 from .store.blobs import BlobStore
@@ -66,7 +68,15 @@ class Hub:
             log_payload_sample=settings["log.payload_sample"],
         )
         self.admin_token = ""
+        self.scripts = ScriptManager(
+            self.registry,
+            self.store,
+            time_limit_ms=settings["script.time_limit_ms"],
+            memory_limit=settings["script.memory_limit"],
+        )
         self.mqtt = MQTTServer(self)
+        self.mqtt.raw_decoder = self.scripts.decode
+        self.mqtt.raw_encoder = self.scripts.encode
         self.services: list[Service] = [self.mqtt]
         # real-time integration over HTTP: files, service accounts, online state
         self.blobs = BlobStore(self.data_dir / "files")
@@ -88,12 +98,14 @@ class Hub:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store.start()
         self.registry.load()
+        self.scripts.load()
         self.files.load()
         self.accounts.load()
         self.online.load()
         self.admin_token = self._admin_token()
 
     def close(self) -> None:
+        self.scripts.close()
         self.blobs.close()
         self.store.close()
 
@@ -123,6 +135,7 @@ class Hub:
                 registry_router,
                 channel_router,
                 query_router,
+                script_router,
                 accounts_router,
                 files_admin_router,
                 online_router,

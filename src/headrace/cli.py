@@ -32,6 +32,8 @@ app.add_typer(org_app, name="org")
 app.add_typer(model_app, name="model")
 app.add_typer(product_app, name="product")
 app.add_typer(device_app, name="device")
+script_app = typer.Typer(help="Per-product JavaScript parsing scripts.", no_args_is_help=True)
+app.add_typer(script_app, name="script")
 sa_app = typer.Typer(
     help="Service accounts for EnOS real-time integration over HTTP.", no_args_is_help=True
 )
@@ -139,7 +141,10 @@ class Api:
         self.token = tok
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
+        if isinstance(body, str):  # raw text (scripts)
+            data: bytes | None = body.encode()
+        else:
+            data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + "/api/v1" + path, data=data, method=method)
         req.add_header("Authorization", f"Bearer {self.token}")
         if data is not None:
@@ -340,6 +345,59 @@ def sa_rotate(app_key: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = N
 @sa_app.command("delete")
 def sa_delete(app_key: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
     Api(url, token).call("DELETE", f"/orgs/{org}/service-accounts/{app_key}")
+
+
+ProductOpt = Annotated[str, typer.Option("--product", help="productKey.")]
+
+
+@script_app.command("put")
+def script_put(
+    file: Path, org: OrgOpt, product: ProductOpt, url: UrlOpt = None, token: TokenOpt = None
+) -> None:
+    """Upload a script file; it is compiled first and becomes the current version."""
+    try:
+        source = file.read_text()
+    except OSError as e:
+        err.print(f"[red]error:[/red] cannot read {file}: {e.strerror}")
+        raise typer.Exit(2) from None
+    _out(Api(url, token).call("PUT", f"/orgs/{org}/products/{product}/script", source))
+
+
+@script_app.command("get")
+def script_get(
+    org: OrgOpt, product: ProductOpt, url: UrlOpt = None, token: TokenOpt = None
+) -> None:
+    _out(Api(url, token).call("GET", f"/orgs/{org}/products/{product}/script"))
+
+
+@script_app.command("delete")
+def script_delete(
+    org: OrgOpt, product: ProductOpt, url: UrlOpt = None, token: TokenOpt = None
+) -> None:
+    Api(url, token).call("DELETE", f"/orgs/{org}/products/{product}/script")
+
+
+@script_app.command("rollback")
+def script_rollback(
+    version: int, org: OrgOpt, product: ProductOpt, url: UrlOpt = None, token: TokenOpt = None
+) -> None:
+    _out(
+        Api(url, token).call(
+            "POST", f"/orgs/{org}/products/{product}/script/rollback", {"version": version}
+        )
+    )
+
+
+@script_app.command("debug")
+def script_debug(
+    hex_sample: str, org: OrgOpt, product: ProductOpt, url: UrlOpt = None, token: TokenOpt = None
+) -> None:
+    """Run the current script on sample bytes given as hex."""
+    _out(
+        Api(url, token).call(
+            "POST", f"/orgs/{org}/products/{product}/script/debug", {"hex": hex_sample}
+        )
+    )
 
 
 def main() -> None:

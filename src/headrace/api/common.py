@@ -42,7 +42,11 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 def on_headrace_error(request: Request[Any, Any, Any], exc: HeadraceError) -> Response[Any]:
     if exc.status >= 500:
         log.exception("internal error on %s %s", request.method, request.url.path)
-    return error_response(exc.status, exc.code, exc.message, exc.field)
+    response = error_response(exc.status, exc.code, exc.message, exc.field)
+    line = getattr(exc, "line", None)  # script syntax errors say where
+    if isinstance(line, int):
+        response.content["error"].update(line=line, column=getattr(exc, "column", None))
+    return response
 
 
 def on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

@@ -35,6 +35,7 @@ from .messages import (
     METHOD_ATTRIBUTE,
     METHOD_MEASUREPOINT,
     METHODS,
+    Envelope,
     Item,
 )
 from .messages import encode as json_encode
@@ -208,11 +209,15 @@ class Pipeline:
         if request is None and not payload.strip():
             raise _Refused(REPLY_EMPTY, "payload is empty")
         try:
-            env = (
-                msgspec.convert(request, type=ENVELOPE.type)
-                if request is not None
-                else ENVELOPE.decode(payload)
-            )
+            if request is not None:  # already decoded (raw data scripts): params stay as they are
+                env = Envelope(
+                    method=request.get("method"),
+                    id=request.get("id"),
+                    version=request.get("version"),
+                    isRealtimeIntegration=request.get("isRealtimeIntegration"),
+                )
+            else:
+                env = ENVELOPE.decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise _Refused(REPLY_BAD_JSON, f"payload is not a valid JSON request: {e}") from None
         rid = env.id

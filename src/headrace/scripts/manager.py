@@ -1,0 +1,186 @@
+"""Per-product parsing scripts: versions kept in the store, run through the sandbox.
+
+Each product has one store document (kind ``script``) holding its script versions (the
+last ``KEEP_VERSIONS``) and which one is current. Saving compiles the source first, so
+a script with a syntax error or without ``rawDataToJsonStr`` never becomes current.
+Scripts run on a small thread pool, never on the event loop; calls of one product are
+serialized by the engine, so a runaway script holds one worker for at most its time
+limit and other products keep being decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+
+from ..errors import NotFound, ValidationFailed
+from ..ingest.messages import METHODS
+from ..registry import Registry
+from ..store.base import Store
+from .sandbox import ScriptEngine, ScriptError
+
+KEEP_VERSIONS = 20
+
+
+class ScriptVersionInfo(msgspec.Struct):
+    version: int
+    source: str
+    createdAt: int
+
+
+class ProductScripts(msgspec.Struct):
+    productKey: str
+    current: int | None = None
+    versions: list[ScriptVersionInfo] = []
+
+    def get(self, version: int) -> ScriptVersionInfo:
+        for v in self.versions:
+            if v.version == version:
+                return v
+        raise NotFound(f"script version {version} not found for product {self.productKey!r}")
+
+
+class ScriptManager:
+    def __init__(self, registry: Registry, store: Store, *, time_limit_ms: int, memory_limit: int):
+        self.registry = registry
+        self.store = store
+        self.engine = ScriptEngine(time_limit_ms=time_limit_ms, memory_limit=memory_limit)
+        self.scripts: dict[str, ProductScripts] = {}
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="headrace-script")
+
+    def load(self) -> None:
+        dec = msgspec.json.Decoder(ProductScripts)
+        for doc in self.store.load_objects("script"):
+            ps = dec.decode(doc)
+            self.scripts[ps.productKey] = ps
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # -- management ------------------------------------------------------------------
+
+    def get(self, org_id: str, product_key: str) -> ProductScripts:
+        self.registry.product(org_id, product_key)
+        ps = self.scripts.get(product_key)
+        if ps is None or not ps.versions:
+            raise NotFound(f"product {product_key!r} has no parsing script")
+        return ps
+
+    def current(self, product_key: str) -> ScriptVersionInfo | None:
+        ps = self.scripts.get(product_key)
+        if ps is None or ps.current is None:
+            return None
+        return ps.get(ps.current)
+
+    async def _save(self, ps: ProductScripts, created: bool) -> None:
+        doc = msgspec.json.encode(ps)
+        if created:
+            await self.store.insert_objects([("script", ps.productKey, ps.productKey, doc)])
+        else:
+            await self.store.update_object("script", ps.productKey, doc)
+        self.scripts[ps.productKey] = ps
+        self.engine.discard(ps.productKey)
+
+    async def put(self, org_id: str, product_key: str, source: str) -> ProductScripts:
+        """Compile and save a new version, which becomes current."""
+        self.registry.product(org_id, product_key)
+        if not source.strip():
+            raise ValidationFailed("the script is empty", field="body")
+        await self._run(self.engine.compile, source)
+        old = self.scripts.get(product_key)
+        ps = old or ProductScripts(productKey=product_key)
+        number = max((v.version for v in ps.versions), default=0) + 1
+        versions = [*ps.versions, ScriptVersionInfo(number, source, int(time.time() * 1000))][
+            -KEEP_VERSIONS:
+        ]
+        await self._save(ProductScripts(product_key, number, versions), created=old is None)
+        return self.scripts[product_key]
+
+    async def rollback(self, org_id: str, product_key: str, version: int) -> ProductScripts:
+        ps = self.get(org_id, product_key)
+        ps.get(version)
+        await self._save(ProductScripts(product_key, version, ps.versions), created=False)
+        return self.scripts[product_key]
+
+    async def delete(self, org_id: str, product_key: str) -> None:
+        """The product has no current script any more; its versions stay for rollback."""
+        ps = self.get(org_id, product_key)
+        await self._save(ProductScripts(product_key, None, ps.versions), created=False)
+
+    async def debug(
+        self, org_id: str, product_key: str, raw: bytes, source: str | None
+    ) -> dict[str, Any]:
+        """Run the current (or the given) script on sample bytes: output or error, and time."""
+        if source is None:
+            cur = self.current(self.get(org_id, product_key).productKey)
+            if cur is None:
+                raise NotFound(f"product {product_key!r} has no current parsing script")
+            source = cur.source
+        else:
+            self.registry.product(org_id, product_key)
+        started = time.perf_counter()
+        try:
+            result: dict[str, Any] = await self._run(self.engine.debug_run, source, raw)
+        except ScriptError as e:
+            out: dict[str, Any] = {
+                "ok": False,
+                "error": e.message,
+                "kind": e.kind,
+                "durationMs": round((time.perf_counter() - started) * 1000, 3),
+            }
+            if e.line is not None:
+                out["line"], out["column"] = e.line, e.column
+            return out
+        problem = request_problem(result["output"])
+        return {"ok": problem is None, **result, **({"error": problem} if problem else {})}
+
+    # -- the up_raw path (MQTT server hooks) -----------------------------------------
+
+    async def decode(self, product_key: str, raw: bytes) -> dict[str, Any]:
+        """raw bytes -> the integration request the product's script makes of them."""
+        product = self.registry.products.get(product_key)
+        if product is None:
+            raise ValueError(f"unknown product {product_key!r}")
+        if product.dataFormat != "custom":
+            raise ValueError(
+                f"product {product_key!r} has data format json; raw data needs a custom product"
+            )
+        cur = self.current(product_key)
+        if cur is None:
+            raise ValueError(f"product {product_key!r} has no parsing script")
+        text = await self._run(self.engine.raw_to_json, product_key, cur.version, cur.source, raw)
+        try:
+            request = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            raise ValueError(f"rawDataToJsonStr returned invalid JSON: {text[:100]!r}") from None
+        problem = request_problem(request)
+        if problem:
+            raise ValueError(f"rawDataToJsonStr output is not an integration request: {problem}")
+        return dict(request)
+
+    async def encode(self, product_key: str, reply: bytes) -> bytes | None:
+        cur = self.current(product_key)
+        if cur is None:
+            return None
+        out: bytes | None = await self._run(
+            self.engine.json_to_raw, product_key, cur.version, cur.source, reply.decode()
+        )
+        return out
+
+
+def request_problem(request: Any) -> str | None:
+    """Why a script's output is not an integration request (A.4), or None."""
+    if not isinstance(request, dict):
+        return "not a JSON object"
+    if request.get("method") not in METHODS:
+        return f"method must be one of {', '.join(METHODS)}, got {request.get('method')!r}"
+    if not isinstance(request.get("params"), list):
+        return "params must be an array"
+    return None
