@@ -164,14 +164,10 @@ class OnlineTracker:
         live = self._live.get(entry.device.assetId)
         return live is not None and live.entry.id == entry.id and live.online
 
-    def online_count(self) -> int:
-        return sum(1 for live in self._live.values() if live.online)
-
     async def states(
         self, org_id: str, after: str, limit: int, online: bool | None = None
     ) -> list[OnlineState]:
-        """Stored states of an organization's devices, by assetId (as of the last save;
-        ``online`` and ``since`` are always current)."""
+        """States of an organization's devices that ever sent real-time data, by assetId."""
         out: list[OnlineState] = []
         cursor = after
         while len(out) < limit:
