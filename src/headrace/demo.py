@@ -46,9 +46,13 @@ async def seed_demo(hub: Hub) -> str:
             DEMO_ORG, DEMO_PRODUCT, [DeviceCreate(deviceKey=k, name=k) for k in missing]
         )
     # the demo channel's password is shown only when set, so it is reset at each --demo start
-    channel = next((c for c in reg.channels.values() if c.orgId == DEMO_ORG and c.name == "demo"), None)
+    channel = next(
+        (c for c in reg.channels.values() if c.orgId == DEMO_ORG and c.name == "demo"), None
+    )
     if channel is None:
-        channel, password = await reg.create_channel(DEMO_ORG, ChannelCreate(name="demo", products=[DEMO_PRODUCT]))
+        channel, password = await reg.create_channel(
+            DEMO_ORG, ChannelCreate(name="demo", products=[DEMO_PRODUCT])
+        )
     else:
         channel, password = await reg.reset_channel_password(DEMO_ORG, channel.channelId)
     s = hub.settings
