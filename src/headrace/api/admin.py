@@ -20,8 +20,8 @@ from ..registry import (
 from .common import admin_guard, hub_of, page, page_limit
 
 Req = Request[Any, Any, Any]
-Limit = Parameter(query="limit", default=100, ge=1, le=1000)
-Cursor = Parameter(query="cursor", default="")
+Limit = Parameter(default=100, ge=1, le=1000)
+Cursor = Parameter(default="")
 
 
 # -- organizations ---------------------------------------------------------------------
