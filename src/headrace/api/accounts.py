@@ -5,7 +5,6 @@ The ``appSecret`` is returned only when an account is created or its secret rota
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgspec
@@ -14,8 +13,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..accounts import AccountCreate, AccountUpdate, ServiceAccount
-from ..errors import ValidationFailed
-from .common import admin_guard, hub_of, page, page_limit
+from .common import admin_guard, hub_of, page, page_limit, read_log
 from .files import Cursor, Limit
 
 Req = Request[Any, Any, Any]
@@ -121,14 +119,7 @@ async def account_logs(
     """Message-log records of the account's integration requests, newest first."""
     hub = hub_of(request)
     hub.accounts.account(org_id, app_key)
-    kinds = [k for k in kind.split(",") if k]
-    for k in kinds:
-        if k not in LOG_KINDS:
-            raise ValidationFailed(f"kind must be among {', '.join(LOG_KINDS)}", field="kind")
-    end = end if end is not None else int(time.time() * 1000) + 1
-    rows = await hub.store.query_log("http:" + app_key, kinds, start, end, limit, cursor)
-    items = [{"id": r[0], "time": r[1], "kind": r[2], **msgspec.json.decode(r[3])} for r in rows]
-    return {"items": items, "nextCursor": rows[-1][0] if len(rows) == limit else None}
+    return await read_log(hub, "http:" + app_key, kind, LOG_KINDS, start, end, limit, cursor)
 
 
 accounts_router = Router(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgspec
@@ -10,11 +9,10 @@ from litestar import Request, Router, delete, get, patch, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from ..errors import ValidationFailed
 from ..model.types import Channel
 from ..registry import ChannelCreate, ChannelUpdate
 from .admin import Cursor, Limit
-from .common import admin_guard, hub_of, page, page_limit
+from .common import admin_guard, hub_of, page, page_limit, read_log
 
 Req = Request[Any, Any, Any]
 LOG_KINDS = ("connection", "payload", "error")
@@ -111,14 +109,7 @@ async def channel_logs(
     """Message-log records, newest first: connection, payload and error records."""
     hub = hub_of(request)
     hub.registry.channel(org_id, channel_id)
-    kinds = [k for k in kind.split(",") if k]
-    for k in kinds:
-        if k not in LOG_KINDS:
-            raise ValidationFailed(f"kind must be among {', '.join(LOG_KINDS)}", field="kind")
-    end = end if end is not None else int(time.time() * 1000) + 1
-    rows = await hub.store.query_log(channel_id, kinds, start, end, limit, cursor)
-    items = [{"id": r[0], "time": r[1], "kind": r[2], **msgspec.json.decode(r[3])} for r in rows]
-    return {"items": items, "nextCursor": rows[-1][0] if len(rows) == limit else None}
+    return await read_log(hub, channel_id, kind, LOG_KINDS, start, end, limit, cursor)
 
 
 channel_router = Router(

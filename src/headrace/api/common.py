@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, ValidationException
@@ -118,6 +120,27 @@ def page_limit(limit: int) -> int:
     if not 1 <= limit <= 1000:
         raise ValidationFailed("limit must be 1..1000", field="limit")
     return limit
+
+
+async def read_log(
+    hub: Hub,
+    log_id: str,
+    kinds_text: str,
+    allowed: tuple[str, ...],
+    start: int,
+    end: int | None,
+    limit: int,
+    cursor: int | None,
+) -> dict[str, Any]:
+    """One page of a message log (a channel's or a service account's), newest first."""
+    kinds = [k for k in kinds_text.split(",") if k]
+    for k in kinds:
+        if k not in allowed:
+            raise ValidationFailed(f"kind must be among {', '.join(allowed)}", field="kind")
+    end = end if end is not None else int(time.time() * 1000) + 1
+    rows = await hub.store.query_log(log_id, kinds, start, end, limit, cursor)
+    items = [{"id": r[0], "time": r[1], "kind": r[2], **msgspec.json.decode(r[3])} for r in rows]
+    return {"items": items, "nextCursor": rows[-1][0] if len(rows) == limit else None}
 
 
 def page(items: list[Any], limit: int, key: str) -> dict[str, Any]:
