@@ -23,8 +23,10 @@ from .api.accounts import accounts_router
 from .api.admin import registry_router
 from .api.channels import channel_router
 from .api.common import EXCEPTION_HANDLERS
+from .api.enterprises import enterprise_router
 from .api.files import files_admin_router, files_router
 from .api.integration import integration_router
+from .api.metrics import metrics as metrics_route
 from .api.online import online_router
 from .api.query import query_router
 from .api.scripts import script_router
@@ -33,9 +35,11 @@ from .config import Settings
 from .files import Files
 from .ingest.pipeline import Pipeline
 from .online import OnlineTracker
+from .push.service import PushService
 from .registry import Registry
 from .scripts.manager import ScriptManager
 from .server.mqtt import MQTTServer
+from .server.noti import NotiServer
 from .server.tls import ensure_self_signed, server_context
 from .store.blobs import BlobStore
 from .store.sqlite.store import SQLiteStore
@@ -88,6 +92,10 @@ class Hub:
             self.registry, self.store, checkpoint_interval=settings["online.checkpoint_interval"]
         )
         self.services += [self.accounts, self.online]
+        # enterprise push (noti): stopped before the push service, which then finishes acks
+        self.push = PushService(self)
+        self.noti = NotiServer(self)
+        self.services += [self.push, self.noti]
         self._http: uvicorn.Server | None = None
         self._stop = asyncio.Event()
 
@@ -102,6 +110,7 @@ class Hub:
         self.files.load()
         self.accounts.load()
         self.online.load()
+        self.push.load()
         self.admin_token = self._admin_token()
 
     def close(self) -> None:
@@ -142,6 +151,8 @@ class Hub:
                 token_router,
                 integration_router,
                 files_router,
+                enterprise_router,
+                metrics_route,
                 health,
             ],
             exception_handlers=EXCEPTION_HANDLERS,

@@ -105,6 +105,30 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("noti.max_line", int, 64 * 1024, "Longest inbound noti line in bytes."),
     Setting(
+        "push.retention_seconds",
+        int,
+        86400,
+        "Default seconds an event waits in an enterprise queue before it expires (per enterprise: retentionSeconds).",
+    ),
+    Setting(
+        "push.max_queue",
+        int,
+        1_000_000,
+        "Default most events in an enterprise queue; the oldest expire beyond it (per enterprise: maxQueue).",
+    ),
+    Setting(
+        "push.memory_events",
+        int,
+        20_000,
+        "Events of each enterprise queue's head kept in memory; the rest is read from the store as needed.",
+    ),
+    Setting(
+        "push.memory_bytes",
+        int,
+        16 * MiB,
+        "Bytes of events of each enterprise queue's head kept in memory.",
+    ),
+    Setting(
         "tls.cert_file",
         str,
         "",
@@ -290,6 +314,16 @@ def _check(values: dict[str, Any]) -> None:
     for name in ("http.port", "mqtt.port", "mqtt.tls_port", "noti.port"):
         if not 0 <= values[name] <= 65535:
             raise ConfigError(f"setting {name!r} must be a port number 0..65535", field=name)
+    for name in (
+        "push.retention_seconds",
+        "push.max_queue",
+        "push.memory_events",
+        "push.memory_bytes",
+    ):
+        if values[name] < 1:
+            raise ConfigError(f"setting {name!r} must be positive", field=name)
+    if values["noti.idle_timeout"] <= 0:
+        raise ConfigError("setting 'noti.idle_timeout' must be positive", field="noti.idle_timeout")
     choices = {
         "store.backend": ("sqlite",),
         "store.synchronous": ("full", "normal"),

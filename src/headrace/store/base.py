@@ -47,7 +47,43 @@ class Sample:
     source: int
 
 
-class Store(Protocol):
+QueueRow = tuple[str, int, int, bytes]
+"""A push queue row: (enterprise id, seq, enqueued at ms, event JSON without cmd/delivery_id)."""
+
+FaultRow = tuple[str, str, int, str, int]
+"""The last state of a flagged point: (assetId, point, value 0/1, event_id, ts ms)."""
+
+
+@dataclass(slots=True)
+class QueueInfo:
+    """What a push queue holds at startup."""
+
+    count: int
+    first_seq: int
+    last_seq: int
+
+
+class PushStore(Protocol):
+    """Durable enterprise push queues (one per enterprise, ordered by seq) and fault state.
+
+    Seqs are assigned by the caller, increasing per enterprise; appends are committed in
+    the order they are called.
+    """
+
+    async def push_append(self, rows: list[QueueRow], faults: list[FaultRow]) -> None: ...
+    async def push_read(
+        self, enterprise: str, after: int, limit: int, max_bytes: int
+    ) -> list[tuple[int, int, bytes]]: ...
+    async def push_delete(self, enterprise: str, ranges: list[tuple[int, int]]) -> int: ...
+    async def push_expire(
+        self, enterprise: str, after: int, before_ts: int | None, count: int
+    ) -> int: ...
+    async def push_clear(self, enterprise: str) -> int: ...
+    def push_load(self) -> tuple[dict[str, QueueInfo], list[FaultRow]]: ...
+    def attribute_values(self, name: str) -> list[tuple[int, Any]]: ...
+
+
+class Store(PushStore, Protocol):
     # lifecycle
     def start(self) -> None: ...
     def close(self) -> None: ...

@@ -64,4 +64,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX channel_log_time ON channel_log (channel, ts);
     CREATE INDEX channel_log_age ON channel_log (ts)
     """,
+    # 2: enterprise push queues (one per enterprise, ordered by seq) and the last
+    # fault/alert state of each flagged point of each device (by assetId)
+    """
+    CREATE TABLE push_queue (
+        enterprise TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        doc BLOB NOT NULL,
+        PRIMARY KEY (enterprise, seq)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE push_fault_state (
+        asset_id TEXT NOT NULL,
+        point TEXT NOT NULL,
+        value INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (asset_id, point)
+    ) WITHOUT ROWID
+    """,
 )

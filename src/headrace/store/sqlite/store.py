@@ -11,6 +11,7 @@ import msgspec
 from ...errors import Conflict, NotFound
 from ..base import DeviceRow, Sample, WriteBatch
 from .engine import SQLiteEngine
+from .push import PushQueueMixin
 from .schema import MIGRATIONS
 
 _json_encode = msgspec.json.Encoder().encode
@@ -43,7 +44,7 @@ _AGG_SQL = {
 }
 
 
-class SQLiteStore:
+class SQLiteStore(PushQueueMixin):
     def __init__(
         self, path: str | Path, *, synchronous: str = "full", max_batch: int = 512, readers: int = 4
     ):

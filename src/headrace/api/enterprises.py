@@ -1,0 +1,145 @@
+"""Admin API for enterprises (noti push service applications).
+
+- ``POST /api/v1/orgs/{orgId}/enterprises``: create; answers ``enterpriseId`` and
+  ``enterpriseSecret`` (the secret is shown this once; given ones are kept).
+- ``GET .../enterprises``, ``GET/PATCH/DELETE .../enterprises/{enterpriseId}``.
+- ``POST .../enterprises/{enterpriseId}/reset-secret``: a new secret (generated, or the
+  one given); connections logged in with the old one are closed.
+- ``GET .../enterprises/{enterpriseId}/stats``: queue depth, unacked, connected clients,
+  and the enqueued/delivered/acked/redelivered/expired counters since the hub started.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Router, delete, get, patch, post
+from litestar.status_codes import HTTP_204_NO_CONTENT
+
+from ..push.enterprises import Enterprise, EnterpriseCreate, EnterpriseUpdate, SecretReset
+from .admin import Cursor, Limit
+from .common import admin_guard, hub_of, page, page_limit
+
+Req = Request[Any, Any, Any]
+
+
+class EnterpriseView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    orgId: str
+    enterpriseId: str
+    name: str
+    products: list[str]
+    eventTypes: list[str]
+    ipAllowList: list[str]
+    historyEvents: bool
+    retentionSeconds: int  # 0: the push.retention_seconds setting
+    maxQueue: int  # 0: the push.max_queue setting
+    createdAt: int
+    endpoint: str
+    enterpriseSecret: str | None = None  # only when created or reset
+
+
+class EnterpriseStats(msgspec.Struct, kw_only=True):
+    enterpriseId: str
+    depth: int  # events waiting to be pushed
+    unacked: int  # pushed, not acked yet
+    stored: int  # in the queue: depth + unacked + acks being deleted
+    connections: int
+    enqueued: int
+    delivered: int
+    acked: int
+    redelivered: int
+    expired: int
+    retentionSeconds: int  # in effect
+    maxQueue: int  # in effect
+
+
+def view(request: Req, ent: Enterprise, secret: str | None = None) -> EnterpriseView:
+    s = hub_of(request).settings
+    return EnterpriseView(
+        orgId=ent.orgId,
+        enterpriseId=ent.enterpriseId,
+        name=ent.name,
+        products=ent.products,
+        eventTypes=ent.eventTypes,
+        ipAllowList=ent.ipAllowList,
+        historyEvents=ent.historyEvents,
+        retentionSeconds=ent.retentionSeconds,
+        maxQueue=ent.maxQueue,
+        createdAt=ent.createdAt,
+        endpoint=f"ssl://{s['noti.host']}:{s['noti.port']}" if s["noti.port"] else "",
+        enterpriseSecret=secret,
+    )
+
+
+_BASE = "/orgs/{org_id:str}/enterprises"
+_ONE = _BASE + "/{enterprise_id:str}"
+
+
+@post(_BASE)
+async def create_enterprise(request: Req, org_id: str, data: EnterpriseCreate) -> EnterpriseView:
+    ent, secret = await hub_of(request).push.create(org_id, data)
+    return view(request, ent, secret)
+
+
+@get(_BASE)
+async def list_enterprises(
+    request: Req, org_id: str, limit: int = Limit, cursor: str = Cursor
+) -> dict[str, Any]:
+    items = await hub_of(request).push.list(org_id, cursor, page_limit(limit))
+    return page([view(request, e) for e in items], limit, "enterpriseId")
+
+
+@get(_ONE)
+async def get_enterprise(request: Req, org_id: str, enterprise_id: str) -> EnterpriseView:
+    return view(request, hub_of(request).push.get(org_id, enterprise_id))
+
+
+@patch(_ONE)
+async def update_enterprise(
+    request: Req, org_id: str, enterprise_id: str, data: EnterpriseUpdate
+) -> EnterpriseView:
+    return view(request, await hub_of(request).push.update(org_id, enterprise_id, data))
+
+
+@post(_ONE + "/reset-secret", status_code=200)
+async def reset_secret(
+    request: Req, org_id: str, enterprise_id: str, data: SecretReset | None = None
+) -> EnterpriseView:
+    given = data.enterpriseSecret if data is not None else None
+    ent, secret = await hub_of(request).push.reset_secret(org_id, enterprise_id, given)
+    return view(request, ent, secret)
+
+
+@delete(_ONE, status_code=HTTP_204_NO_CONTENT)
+async def delete_enterprise(request: Req, org_id: str, enterprise_id: str) -> None:
+    await hub_of(request).push.delete(org_id, enterprise_id)
+
+
+@get(_ONE + "/stats")
+async def enterprise_stats(request: Req, org_id: str, enterprise_id: str) -> EnterpriseStats:
+    push = hub_of(request).push
+    st = push.stats(org_id, enterprise_id)
+    q = push.queues[enterprise_id]
+    return EnterpriseStats(
+        enterpriseId=enterprise_id,
+        retentionSeconds=q.retention_ms // 1000,
+        maxQueue=q.max_queue,
+        **st,
+    )
+
+
+enterprise_router = Router(
+    path="/api/v1",
+    guards=[admin_guard],
+    tags=["enterprises (noti push)"],
+    route_handlers=[
+        create_enterprise,
+        list_enterprises,
+        get_enterprise,
+        update_enterprise,
+        reset_secret,
+        delete_enterprise,
+        enterprise_stats,
+    ],
+)

@@ -1,0 +1,98 @@
+"""``GET /metrics``: Prometheus text format, behind the admin token.
+
+Per enterprise (label ``enterprise``): queue depth, unacked pushes, stored events,
+connected clients, and the enqueued/delivered/acked/redelivered/expired counters (since
+the hub started). Hub-wide: noti logins and refusals, ingest requests and points.
+Scrape with ``authorization: {credentials: <admin token>}`` in the Prometheus job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from litestar import Request, Response, get
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .common import admin_guard, hub_of
+
+if TYPE_CHECKING:
+    from ..app import Hub
+
+_GAUGES = (
+    ("depth", "headrace_push_queue_depth", "Events waiting to be pushed."),
+    ("unacked", "headrace_push_unacked", "Events pushed and not acked yet."),
+    ("stored", "headrace_push_queue_stored", "Events stored in the queue (waiting or unacked)."),
+    ("connections", "headrace_push_connections", "Connected noti clients."),
+)
+_COUNTERS = (
+    ("enqueued", "headrace_push_enqueued", "Events appended to the queue."),
+    ("delivered", "headrace_push_delivered", "Pushes sent (redeliveries included)."),
+    ("acked", "headrace_push_acked", "Pushes acked (and deleted)."),
+    ("redelivered", "headrace_push_redelivered", "Unacked pushes returned to the queue."),
+    ("expired", "headrace_push_expired", "Events dropped by retention time or size."),
+)
+
+
+class HubCollector(Collector):
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        stats = {eid: q.stats() for eid, q in hub.push.queues.items()}
+        for key, name, doc in _GAUGES:
+            g = GaugeMetricFamily(name, doc, labels=["enterprise"])
+            for eid, st in stats.items():
+                g.add_metric([eid], st[key])
+            yield g
+        for key, name, doc in _COUNTERS:
+            c = CounterMetricFamily(name, doc, labels=["enterprise"])
+            for eid, st in stats.items():
+                c.add_metric([eid], st[key])
+            yield c
+        yield CounterMetricFamily(
+            "headrace_push_oversize_events",
+            "Events whose push line passes 8 KiB (raw data too large to split).",
+            value=hub.push.oversize,
+        )
+        noti = hub.noti
+        yield CounterMetricFamily(
+            "headrace_noti_logins", "Accepted noti logins.", value=noti.logins
+        )
+        yield CounterMetricFamily(
+            "headrace_noti_logins_refused", "Refused noti logins.", value=noti.refused
+        )
+        yield CounterMetricFamily(
+            "headrace_noti_invalid_messages", "invalid_msg answers sent.", value=noti.rejected
+        )
+        yield GaugeMetricFamily(
+            "headrace_noti_connections_open",
+            "Open noti connections (logged in or not).",
+            value=len(noti.connections),
+        )
+        yield CounterMetricFamily(
+            "headrace_ingest_requests", "Integration requests stored.", value=hub.pipeline.requests
+        )
+        yield CounterMetricFamily(
+            "headrace_ingest_points",
+            "Values stored by integration requests.",
+            value=hub.pipeline.points,
+        )
+
+
+def metrics_registry(hub: Hub) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubCollector(hub))
+    return registry
+
+
+@get("/metrics", guards=[admin_guard], include_in_schema=False)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    state = request.app.state
+    registry = state.get("metrics_registry")
+    if registry is None:
+        registry = state["metrics_registry"] = metrics_registry(hub_of(request))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

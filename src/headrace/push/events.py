@@ -1,0 +1,237 @@
+"""Event derivation (protocols.md C.3): the push events one committed request produces.
+
+Per request, in this order for each device: ``device_status_raw`` (raw data received),
+then for each record (device, time) its ``device_status_kv`` followed by the
+``attr_fault``/``attr_alert`` events of the flagged points that changed in it, then one
+``device_status_kv`` with the attributes received. ``device_online``/``device_offline``
+come from the online state (``online_doc``).
+
+Fault and alert state: the last value (0/1) of every flagged point of every device, with
+the ``event_id`` of the current fault; 0->1 draws a new uuid, 1->0 reuses the id of its
+1. The state follows the newest data: a sample older than the last one seen for that
+point (history backfill) never changes it, as "latest value" is defined by time, not by
+arrival. The state is kept in memory and written with the queue rows of the request.
+
+Documents are the push lines without ``cmd`` and ``delivery_id`` (spliced in at push
+time), encoded once and shared by every enterprise that gets them. A ``device_status_kv``
+whose line would pass the 8 KiB a popular client accepts is split into several events
+with fewer keys each (C.1: "where the payload allows").
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+
+from ..proto.noti import OUTBOUND_LINE_TARGET
+from ..registry import DeviceEntry, Registry
+from ..store.base import FaultRow, WriteBatch
+
+ONLINE: Final = "device_online"
+OFFLINE: Final = "device_offline"
+FAULT: Final = "attr_fault"
+ALERT: Final = "attr_alert"
+RAW: Final = "device_status_raw"
+KV: Final = "device_status_kv"
+
+# room for '{"cmd":"enterprise_event_push","delivery_id":<id>,' and the newline
+KV_DOC_LIMIT: Final = OUTBOUND_LINE_TARGET - 80
+
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class Event:
+    product_key: str
+    event_type: str
+    doc: bytes  # one JSON object: the push without cmd and delivery_id
+
+
+@dataclass(slots=True)
+class FaultState:
+    value: int
+    event_id: str
+    ts: int  # ms of the newest sample seen for the point
+
+
+@dataclass(slots=True)
+class Derived:
+    events: list[Event] = field(default_factory=list)
+    faults: list[FaultRow] = field(default_factory=list)  # state changes to store
+    # how to take the state changes back if they cannot be stored
+    undo: list[tuple[tuple[str, str], FaultState | None, FaultState]] = field(default_factory=list)
+
+
+Wants = Callable[[str], frozenset[str]]
+"""product key -> the event types some enterprise wants for it (for this request)."""
+
+
+def _seconds(ms: int) -> float:
+    return ms / 1000
+
+
+class Deriver:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.faults: dict[tuple[str, str], FaultState] = {}  # (assetId, point) -> state
+        self.macs: dict[int, str] = {}  # device id -> its "mac" attribute
+
+    def load(self, faults: Iterable[FaultRow], macs: Iterable[tuple[int, Any]]) -> None:
+        for asset, point, value, event_id, ts in faults:
+            self.faults[(asset, point)] = FaultState(value, event_id, ts)
+        for dev, value in macs:
+            if isinstance(value, str):
+                self.macs[dev] = value
+            elif isinstance(value, int | float):
+                self.macs[dev] = str(value)
+
+    # -- common fields -----------------------------------------------------------------------
+
+    def base(self, entry: DeviceEntry, event_type: str, ts_ms: int) -> dict[str, Any]:
+        d = entry.device
+        return {
+            "event_type": event_type,
+            "product_key": d.productKey,
+            "did": d.assetId,
+            "mac": self.macs.get(entry.id, ""),
+            "group_id": d.group,
+            "created_at": _seconds(ts_ms),
+        }
+
+    def online_doc(self, entry: DeviceEntry, online: bool, ts_ms: int, ip: str) -> bytes:
+        if not online:
+            return _encode(self.base(entry, OFFLINE, ts_ms))
+        body = self.base(entry, ONLINE, ts_ms)
+        body.update(ip=ip, country="", region="", city="")
+        return _encode(body)
+
+    def _kv(self, entry: DeviceEntry, ts_ms: int, data: dict[str, Any], out: list[Event]) -> None:
+        body = self.base(entry, KV, ts_ms)
+        body["data"] = data
+        doc = _encode(body)
+        if len(doc) <= KV_DOC_LIMIT or len(data) < 2:
+            out.append(Event(entry.device.productKey, KV, doc))
+            return
+        items = list(data.items())
+        half = len(items) // 2
+        self._kv(entry, ts_ms, dict(items[:half]), out)
+        self._kv(entry, ts_ms, dict(items[half:]), out)
+
+    def _flagged(self, product_key: str) -> dict[str, Any]:
+        p = self.registry.products.get(product_key)
+        if p is None:
+            return {}
+        model = self.registry.models.get((p.orgId, p.modelId))
+        return model[1].flagged if model is not None else {}
+
+    # -- one request -------------------------------------------------------------------------
+
+    def derive(
+        self,
+        batch: WriteBatch,
+        devices: list[DeviceEntry],
+        raw: bytes | None,
+        now_ms: int,
+        wants: Wants,
+    ) -> Derived:
+        out = Derived()
+        events = out.events
+        by_id = {e.id: e for e in devices}
+        for dev, name, value, _ in batch.attributes:
+            if name == "mac":
+                self.macs[dev] = value if isinstance(value, str) else str(value)
+        wanted: dict[str, frozenset[str]] = {}
+
+        def want(pk: str) -> frozenset[str]:
+            w = wanted.get(pk)
+            if w is None:
+                w = wanted[pk] = wants(pk)
+            return w
+
+        if raw is not None:
+            encoded = base64.b64encode(raw).decode("ascii")
+            for dev_entry in by_id.values():
+                if RAW in want(dev_entry.device.productKey):
+                    body = self.base(dev_entry, RAW, now_ms)
+                    body["data"] = encoded
+                    events.append(Event(dev_entry.device.productKey, RAW, _encode(body)))
+
+        records: dict[tuple[int, int], dict[str, Any]] = {}
+        for dev, point, ts, value, _quality in batch.samples:
+            rec = records.get((dev, ts))
+            if rec is None:
+                rec = records[(dev, ts)] = {}
+            rec[point] = value
+        flagged_of: dict[str, dict[str, Any]] = {}
+        for (dev, ts), data in records.items():
+            entry = by_id.get(dev)
+            if entry is None:
+                continue
+            pk = entry.device.productKey
+            w = want(pk)
+            if KV in w:
+                self._kv(entry, ts, data, events)
+            flagged = flagged_of.get(pk)
+            if flagged is None:
+                flagged = flagged_of[pk] = self._flagged(pk)
+            if flagged:
+                for point, value in data.items():
+                    fp = flagged.get(point)
+                    if fp is not None:
+                        self._fault(entry, fp, value, ts, w, out)
+
+        attrs: dict[int, tuple[int, dict[str, Any]]] = {}
+        for dev, name, value, updated_at in batch.attributes:
+            slot = attrs.get(dev)
+            if slot is None:
+                slot = attrs[dev] = (updated_at, {})
+            slot[1][name] = value
+        for dev, (updated_at, data) in attrs.items():
+            entry = by_id.get(dev)
+            if entry is not None and KV in want(entry.device.productKey):
+                self._kv(entry, updated_at, data, events)
+        return out
+
+    def _fault(
+        self, entry: DeviceEntry, fp: Any, value: Any, ts: int, w: frozenset[str], out: Derived
+    ) -> None:
+        key = (entry.device.assetId, fp.id)
+        st = self.faults.get(key)
+        if st is not None and ts < st.ts:
+            return  # older than what we know: backfill never changes the state
+        new = 1 if value else 0
+        if st is not None and st.value == new:
+            st.ts = ts
+            return
+        if st is None and new == 0:
+            self.faults[key] = FaultState(0, "", ts)
+            return
+        # 0->1: a new fault; 1->0: its recovery, with the same id
+        event_id = str(uuid.uuid4()) if new == 1 or st is None or not st.event_id else st.event_id
+        state = FaultState(new, event_id, ts)
+        out.undo.append(
+            (key, None if st is None else FaultState(st.value, st.event_id, st.ts), state)
+        )
+        self.faults[key] = state
+        out.faults.append((key[0], key[1], new, event_id, ts))
+        event_type = FAULT if fp.flag == "fault" else ALERT
+        if event_type in w:
+            body = self.base(entry, event_type, ts)
+            body["event_id"] = event_id
+            body["data"] = {"attr_name": fp.id, "attr_displayname": fp.name, "value": new}
+            out.events.append(Event(entry.device.productKey, event_type, _encode(body)))
+
+    def undo(self, derived: Derived) -> None:
+        """The state changes of ``derived`` could not be stored: take them back (unless a
+        later request changed the point again)."""
+        for key, old, new in reversed(derived.undo):
+            if self.faults.get(key) is new:
+                if old is None:
+                    self.faults.pop(key, None)
+                else:
+                    self.faults[key] = old

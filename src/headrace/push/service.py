@@ -1,0 +1,422 @@
+"""The push service: enterprises, their durable queues, and the events that fill them.
+
+Events come from two places:
+- ``Pipeline.on_stored``: after an integration request is committed, its events
+  (``push.events``) are appended to the queue of every enterprise that subscribes to the
+  device's product and wants that event type, in ONE store write with the fault states
+  they changed. The hook is awaited before the request is answered, so an answered
+  request has its events queued durably; a request whose events could not be queued is
+  not answered and its sender resends it.
+- ``OnlineTracker`` listeners: ``device_online``/``device_offline``. A real-time request
+  for an offline device announces ``device_online`` itself, ahead of the device's data
+  (the tracker only learns of the data after the request is stored); the tracker's own
+  notification for that change is then skipped.
+
+History (data stored with source "offline") produces events only for enterprises with
+``historyEvents`` and never changes online state. Queues are filled whether or not a
+client is connected and bounded by retention time and size (``EnterpriseQueue.expire``,
+run every second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..errors import Conflict, NotFound, ValidationFailed
+from ..ingest.pipeline import Origin, Result
+from ..registry import DeviceEntry, hash_password, verify_password
+from .enterprises import (
+    AllowList,
+    Enterprise,
+    EnterpriseCreate,
+    EnterpriseUpdate,
+    check_allow_list,
+    check_credential,
+    check_event_types,
+    check_limits,
+    new_enterprise_id,
+    new_secret,
+)
+from .events import KV_DOC_LIMIT, OFFLINE, ONLINE, Derived, Deriver, Event
+from .queue import EnterpriseQueue, Entry
+
+if TYPE_CHECKING:
+    from ..app import Hub
+
+log = logging.getLogger("headrace.push")
+
+KIND = "enterprise"
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder(Enterprise)
+# verified against when the enterprise id is unknown, so both failures take as long
+_DUMMY_HASH = hash_password(new_secret())
+
+EnterpriseListener = Callable[[Enterprise, str], None]
+"""(enterprise, what) with what in "updated", "secret", "deleted" (the noti server drops
+connections that may no longer stay)."""
+
+
+class LoginRefused(Exception):
+    pass
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class PushService:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.store = hub.store
+        self.registry = hub.registry
+        self.online = hub.online
+        s = hub.settings
+        self.default_retention: int = s["push.retention_seconds"]
+        self.default_max_queue: int = s["push.max_queue"]
+        self.memory_events: int = s["push.memory_events"]
+        self.memory_bytes: int = s["push.memory_bytes"]
+        self.enterprises: dict[str, Enterprise] = {}
+        self.queues: dict[str, EnterpriseQueue] = {}
+        self._allow: dict[str, AllowList] = {}
+        self._types: dict[str, frozenset[str]] = {}
+        self._by_product: dict[str, list[Enterprise]] = {}
+        self._wants: dict[tuple[str, bool], frozenset[str]] = {}
+        self._announced: set[str] = set()  # assetIds announced online ahead of the tracker
+        self.deriver = Deriver(hub.registry)
+        self.listeners: list[EnterpriseListener] = []
+        self.oversize = 0  # events whose push line passes 8 KiB (raw data)
+        self._task: asyncio.Task[None] | None = None
+        self._orphans: list[str] = []
+        hub.pipeline.on_stored.append(self.on_stored)
+        hub.online.listeners.append(self.on_online)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        infos, faults = self.store.push_load()
+        self.deriver.load(faults, self.store.attribute_values("mac"))
+        for doc in self.store.load_objects(KIND):
+            ent = _dec.decode(doc)
+            self._cache(ent, infos.pop(ent.enterpriseId, None))
+        self._orphans = list(infos)  # queues left by enterprises deleted mid-way
+
+    async def start(self) -> None:
+        for eid in self._orphans:
+            await self.store.push_clear(eid)
+        self._orphans = []
+        self._task = asyncio.create_task(self._expiry_loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for q in list(self.queues.values()):
+            try:
+                await q.drain()
+            except Exception:
+                log.exception("finishing the push queue failed", extra={"enterprise": q.id})
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = _now_ms()
+            for q in list(self.queues.values()):
+                if not q._expiring and q.needs_expiry(now):
+                    q.schedule_expiry()
+
+    # -- cache ---------------------------------------------------------------------------------
+
+    def _cache(self, ent: Enterprise, info: Any = None) -> None:
+        eid = ent.enterpriseId
+        self.enterprises[eid] = ent
+        self._allow[eid] = AllowList(ent.ipAllowList)
+        self._types[eid] = frozenset(ent.eventTypes)
+        retention = (ent.retentionSeconds or self.default_retention) * 1000
+        max_queue = ent.maxQueue or self.default_max_queue
+        q = self.queues.get(eid)
+        if q is None:
+            self.queues[eid] = EnterpriseQueue(
+                eid,
+                self.store,
+                retention_ms=retention,
+                max_queue=max_queue,
+                memory_events=self.memory_events,
+                memory_bytes=self.memory_bytes,
+                info=info,
+            )
+        else:
+            q.retention_ms = retention
+            q.max_queue = max_queue
+        self._reindex()
+
+    def _reindex(self) -> None:
+        by_product: dict[str, list[Enterprise]] = {}
+        for ent in self.enterprises.values():
+            for pk in ent.products:
+                by_product.setdefault(pk, []).append(ent)
+        self._by_product = by_product
+        self._wants = {}
+
+    def wants(self, product_key: str, realtime: bool) -> frozenset[str]:
+        """The event types some enterprise wants for this product (from real-time data or
+        from history)."""
+        key = (product_key, realtime)
+        w = self._wants.get(key)
+        if w is None:
+            types: set[str] = set()
+            for ent in self._by_product.get(product_key, ()):
+                if realtime or ent.historyEvents:
+                    types |= self._types[ent.enterpriseId]
+            w = self._wants[key] = frozenset(types)
+        return w
+
+    # -- events --------------------------------------------------------------------------------
+
+    def on_stored(self, result: Result, origin: Origin, product_key: str) -> Awaitable[None] | None:
+        batch = result.batch
+        if batch is None or not result.devices:
+            return None
+        realtime = batch.source == 1
+        now = _now_ms()
+        derived = self.deriver.derive(
+            batch, result.devices, result.raw, now, lambda pk: self.wants(pk, realtime)
+        )
+        events = derived.events
+        if realtime and origin.realtime:
+            ahead: list[Event] = []
+            for entry in result.devices:
+                aid = entry.device.assetId
+                if aid in self._announced or self.online.is_online(entry):
+                    continue
+                self._announced.add(aid)
+                pk = entry.device.productKey
+                if ONLINE in self.wants(pk, True):
+                    doc = self.deriver.online_doc(entry, True, now, origin.address)
+                    ahead.append(Event(pk, ONLINE, doc))
+            if ahead:
+                events = ahead + events
+        if not events and not derived.faults:
+            return None
+        # seqs are taken and the write queued in this same step: queue order is commit order
+        return self._append(events, realtime, derived)
+
+    def on_online(
+        self, entry: DeviceEntry, online: bool, ts: int, ip: str
+    ) -> Awaitable[None] | None:
+        aid = entry.device.assetId
+        if online:
+            if aid in self._announced:
+                self._announced.discard(aid)  # announced with its data already
+                return None
+        else:
+            self._announced.discard(aid)
+        pk = entry.device.productKey
+        event_type = ONLINE if online else OFFLINE
+        if event_type not in self.wants(pk, True):
+            return None
+        doc = self.deriver.online_doc(entry, online, ts, ip)
+        return self._append([Event(pk, event_type, doc)], True, None)
+
+    def _append(
+        self, events: list[Event], realtime: bool, derived: Derived | None
+    ) -> Awaitable[None]:
+        per_queue: dict[str, list[bytes]] = {}
+        for ev in events:
+            if len(ev.doc) > KV_DOC_LIMIT:
+                self.oversize += 1
+            for ent in self._by_product.get(ev.product_key, ()):
+                eid = ent.enterpriseId
+                if ev.event_type in self._types[eid] and (realtime or ent.historyEvents):
+                    docs = per_queue.get(eid)
+                    if docs is None:
+                        per_queue[eid] = [ev.doc]
+                    else:
+                        docs.append(ev.doc)
+        now = _now_ms()
+        rows: list[tuple[str, int, int, bytes]] = []
+        appends: list[tuple[EnterpriseQueue, list[Entry]]] = []
+        for eid, docs in per_queue.items():
+            q = self.queues[eid]
+            first = q.reserve(len(docs))
+            entries = [(first + i, now, doc) for i, doc in enumerate(docs)]
+            appends.append((q, entries))
+            rows.extend((eid, seq, ts, doc) for seq, ts, doc in entries)
+        return self._write(rows, appends, derived)
+
+    async def _write(
+        self,
+        rows: list[tuple[str, int, int, bytes]],
+        appends: list[tuple[EnterpriseQueue, list[Entry]]],
+        derived: Derived | None,
+    ) -> None:
+        faults = derived.faults if derived is not None else []
+        if not rows and not faults:
+            return
+        try:
+            await self.store.push_append(rows, faults)
+        except BaseException:
+            for q, entries in appends:
+                q.appended(entries, False)
+            if derived is not None:
+                self.deriver.undo(derived)
+            raise
+        for q, entries in appends:
+            q.appended(entries, True)
+
+    # -- logins --------------------------------------------------------------------------------
+
+    def authenticate(self, enterprise_id: str, secret: str, address: str) -> EnterpriseQueue:
+        """The queue a noti login may consume; raises ``LoginRefused`` with the message."""
+        ent = self.enterprises.get(enterprise_id)
+        if ent is None:
+            verify_password(secret, _DUMMY_HASH)
+            raise LoginRefused("enterprise_id or enterprise_secret is wrong")
+        if not verify_password(secret, ent.secretHash):
+            raise LoginRefused("enterprise_id or enterprise_secret is wrong")
+        if not self._allow[enterprise_id].allows(address):
+            raise LoginRefused(f"ip {address} is not allowed for this enterprise")
+        return self.queues[enterprise_id]
+
+    def allows(self, enterprise_id: str, address: str) -> bool:
+        allow = self._allow.get(enterprise_id)
+        return allow is not None and allow.allows(address)
+
+    # -- admin ---------------------------------------------------------------------------------
+
+    def get(self, org_id: str, enterprise_id: str) -> Enterprise:
+        self.registry.org(org_id)
+        ent = self.enterprises.get(enterprise_id)
+        if ent is None or ent.orgId != org_id:
+            raise NotFound(f"enterprise {enterprise_id!r} not found in organization {org_id!r}")
+        return ent
+
+    def _check_products(self, org_id: str, products: list[str]) -> list[str]:
+        if not products:
+            raise ValidationFailed("an enterprise needs at least one product", field="products")
+        for i, pk in enumerate(products):
+            p = self.registry.products.get(pk)
+            if p is None or p.orgId != org_id:
+                raise ValidationFailed(
+                    f"product {pk!r} not found in organization {org_id!r}", field=f"products[{i}]"
+                )
+        return sorted(set(products))
+
+    async def create(self, org_id: str, body: EnterpriseCreate) -> tuple[Enterprise, str]:
+        """Create an enterprise; returns it with its secret (shown this once)."""
+        self.registry.org(org_id)
+        name = _name(body.name)
+        products = self._check_products(org_id, body.products)
+        types = check_event_types(body.eventTypes)
+        allow = check_allow_list(body.ipAllowList)
+        check_limits(body.retentionSeconds, body.maxQueue)
+        if body.enterpriseId:
+            eid = check_credential(body.enterpriseId, "enterpriseId")
+        else:
+            eid = new_enterprise_id()
+        if eid in self.enterprises:
+            raise Conflict(f"enterprise {eid!r} already exists", field="enterpriseId")
+        if body.enterpriseSecret:
+            secret = check_credential(body.enterpriseSecret, "enterpriseSecret")
+        else:
+            secret = new_secret()
+        ent = Enterprise(
+            orgId=org_id,
+            enterpriseId=eid,
+            name=name,
+            products=products,
+            eventTypes=types,
+            ipAllowList=allow,
+            historyEvents=body.historyEvents,
+            retentionSeconds=body.retentionSeconds,
+            maxQueue=body.maxQueue,
+            secretHash=hash_password(secret),
+            createdAt=_now_ms(),
+        )
+        # rows a deleted namesake may have left (appends that were under way) go first
+        await self.store.push_clear(eid)
+        await self.store.insert_objects([(KIND, eid, org_id, _enc.encode(ent))])
+        self._cache(ent)
+        log.info("enterprise created", extra={"enterprise": eid, "org": org_id})
+        return ent, secret
+
+    async def update(self, org_id: str, enterprise_id: str, body: EnterpriseUpdate) -> Enterprise:
+        ent = self.get(org_id, enterprise_id)
+        changes: dict[str, Any] = {}
+        if body.name is not None:
+            changes["name"] = _name(body.name)
+        if body.products is not None:
+            changes["products"] = self._check_products(org_id, body.products)
+        if body.eventTypes is not None:
+            changes["eventTypes"] = check_event_types(body.eventTypes)
+        if body.ipAllowList is not None:
+            changes["ipAllowList"] = check_allow_list(body.ipAllowList)
+        if body.historyEvents is not None:
+            changes["historyEvents"] = body.historyEvents
+        if body.retentionSeconds is not None:
+            changes["retentionSeconds"] = body.retentionSeconds
+        if body.maxQueue is not None:
+            changes["maxQueue"] = body.maxQueue
+        ent = msgspec.structs.replace(ent, **changes)
+        check_limits(ent.retentionSeconds, ent.maxQueue)
+        await self.store.update_object(KIND, enterprise_id, _enc.encode(ent))
+        self._cache(ent)
+        self._notify(ent, "updated")
+        return ent
+
+    async def reset_secret(
+        self, org_id: str, enterprise_id: str, secret: str | None
+    ) -> tuple[Enterprise, str]:
+        ent = self.get(org_id, enterprise_id)
+        secret = check_credential(secret, "enterpriseSecret") if secret else new_secret()
+        ent = msgspec.structs.replace(ent, secretHash=hash_password(secret))
+        await self.store.update_object(KIND, enterprise_id, _enc.encode(ent))
+        self._cache(ent)
+        self._notify(ent, "secret")
+        return ent, secret
+
+    async def delete(self, org_id: str, enterprise_id: str) -> None:
+        ent = self.get(org_id, enterprise_id)
+        q = self.queues.pop(enterprise_id, None)
+        if q is not None:
+            q.close()
+        self._notify(ent, "deleted")
+        del self.enterprises[enterprise_id]
+        self._allow.pop(enterprise_id, None)
+        self._types.pop(enterprise_id, None)
+        self._reindex()
+        await self.store.push_clear(enterprise_id)
+        await self.store.delete_object(KIND, enterprise_id)
+        log.info("enterprise deleted", extra={"enterprise": enterprise_id, "org": org_id})
+
+    async def list(self, org_id: str, after: str, limit: int) -> list[Enterprise]:
+        self.registry.org(org_id)
+        docs = await self.store.list_objects(KIND, org_id, after, limit)
+        return [_dec.decode(d) for d in docs]
+
+    def stats(self, org_id: str, enterprise_id: str) -> dict[str, int]:
+        self.get(org_id, enterprise_id)
+        return self.queues[enterprise_id].stats()
+
+    def _notify(self, ent: Enterprise, what: str) -> None:
+        for fn in list(self.listeners):
+            try:
+                fn(ent, what)
+            except Exception:
+                log.exception("enterprise listener failed")
+
+
+def _name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 256:
+        raise ValidationFailed("name must be 1-256 characters", field="name")
+    return name
