@@ -400,6 +400,12 @@ def script_debug(
     )
 
 
+# history import over MQTT (the client SDK's importer)
+from .client.importer import import_command  # noqa: E402
+
+app.command("import")(import_command)
+
+
 def main() -> None:
     try:
         app()

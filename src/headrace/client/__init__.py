@@ -1,0 +1,66 @@
+"""Client SDK for third-party systems: post to headrace over MQTT, buffer while offline,
+import history files.
+
+- ``IntegrationClient``: asyncio client of one integration channel (either login of
+  protocols.md A.2), many requests in flight, automatic reconnect and resend.
+- ``Outbox``: a durable local buffer (SQLite) that sends in batches when connected.
+- ``headrace.client.importer``: the ``headrace import`` command (CSV, JSON Lines, Parquet)
+  with checkpoints and a reject file.
+
+See docs/integrators.md.
+"""
+
+from .connection import IntegrationClient, parse_broker, request_topic, signed_login
+from .errors import (
+    ClientClosed,
+    ConnectError,
+    ConnectionLost,
+    DecodeFailed,
+    DeviceNotFound,
+    EmptyPayload,
+    HeadraceClientError,
+    IntegrationReplyError,
+    InvalidPayload,
+    LoginRefused,
+    MessageTooLarge,
+    MethodMismatch,
+    MissingReply,
+    NoPermission,
+    OutboxFull,
+    RateLimited,
+    RequestTimeout,
+    SubscribeRefused,
+    UnknownMethod,
+    ValidationError,
+    reply_error,
+)
+from .outbox import Outbox
+
+__all__ = [
+    "ClientClosed",
+    "ConnectError",
+    "ConnectionLost",
+    "DecodeFailed",
+    "DeviceNotFound",
+    "EmptyPayload",
+    "HeadraceClientError",
+    "IntegrationClient",
+    "IntegrationReplyError",
+    "InvalidPayload",
+    "LoginRefused",
+    "MessageTooLarge",
+    "MethodMismatch",
+    "MissingReply",
+    "NoPermission",
+    "Outbox",
+    "OutboxFull",
+    "RateLimited",
+    "RequestTimeout",
+    "SubscribeRefused",
+    "UnknownMethod",
+    "ValidationError",
+    "parse_broker",
+    "reply_error",
+    "request_topic",
+    "signed_login",
+]
