@@ -25,6 +25,8 @@ MODEL = {
     "measurepoints": [
         {"id": "temp", "type": "double"},
         {"id": "seq", "type": "int"},
+        {"id": "note", "type": "string", "maxLength": 8000},
+        {"id": "remark", "type": "string", "maxLength": 8000},
         {"id": "burner_fault", "type": "bool", "flag": "fault", "name": "Burner fault"},
         {"id": "pressure_alert", "type": "int", "flag": "alert", "name": "Pressure alert"},
     ],
@@ -113,7 +115,11 @@ class Producer:
         self.c.subscribe(f"/sys/{t.pk}/integration/#")
 
     def measurepoints(
-        self, records: list[tuple[str, dict[str, Any]]], *, realtime: bool = True, ts: int | None = None
+        self,
+        records: list[tuple[str, dict[str, Any]]],
+        *,
+        realtime: bool = True,
+        ts: int | None = None,
     ) -> None:
         """``records``: (deviceKey, measurepoints); ``realtime`` sets isRealtimeIntegration."""
         now = int(time.time() * 1000) if ts is None else ts

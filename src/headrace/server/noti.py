@@ -122,6 +122,13 @@ class NotiConnection(asyncio.Protocol):
         if self.closed:
             return
         self.last_rx = asyncio.get_running_loop().time()
+        try:
+            self._received(data)
+        except Exception:
+            log.exception("noti connection failed", extra={"address": self.address})
+            self.close("internal error")
+
+    def _received(self, data: bytes) -> None:
         freed = False
         queue = self.queue
         for ev in self.session.receive_data(data):
@@ -138,7 +145,7 @@ class NotiConnection(asyncio.Protocol):
                 self.server.rejected += 1
                 log.debug(
                     "invalid noti message",
-                    extra={"address": self.address, "code": ev.error_code, "msg": ev.msg},
+                    extra={"address": self.address, "code": ev.error_code, "detail": ev.msg},
                 )
             elif isinstance(ev, CloseRequired):
                 log.info(
