@@ -1,17 +1,16 @@
-"""Sandboxed JavaScript parsing scripts (EnOS ``rawDataToJsonStr`` / ``jsonStrToRawData``)."""
+"""Sandboxed JavaScript parsing scripts (EnOS ``rawDataToJsonStr`` / ``jsonStrToRawData``,
+protocols.md A.6): QuickJS contexts per product, in sandbox worker processes."""
 
+from .engine import Isolation, ScriptEngine, compile_script, debug_run
 from .sandbox import (
     DEFAULT_MAX_CONTEXTS,
     DEFAULT_MAX_SOURCE_SIZE,
     DEFAULT_MEMORY_LIMIT,
     DEFAULT_TIME_LIMIT_MS,
-    ScriptEngine,
     ScriptError,
     ScriptErrorKind,
     ScriptLimits,
     ScriptVersion,
-    compile_script,
-    debug_run,
 )
 
 __all__ = [
@@ -19,6 +18,7 @@ __all__ = [
     "DEFAULT_MAX_SOURCE_SIZE",
     "DEFAULT_MEMORY_LIMIT",
     "DEFAULT_TIME_LIMIT_MS",
+    "Isolation",
     "ScriptEngine",
     "ScriptError",
     "ScriptErrorKind",

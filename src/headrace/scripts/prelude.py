@@ -1,10 +1,12 @@
 """The trusted JavaScript evaluated in every product context before its script."""
 
 PRELUDE = r"""// Trusted code evaluated in every product's QuickJS context before the product's script.
-// Evaluates to the one function Python calls: __headrace_dispatch(op, arg).
+// Evaluates to the one function Python calls: __headrace_dispatch(op, arg, limitMs).
 //
 // Invariant that keeps the host safe: the dispatcher only ever hands Python a primitive
-// string ("+" payload, or "!" kind message "\n" stack), or lets an engine error escape
+// string ("+" payload; "~+" payload when the call took longer than limitMs of wall time,
+// which only C code the interrupt handler cannot stop can do; or "!" kind message "\n"
+// stack), or lets an engine error escape
 // (interrupted, out of memory, stack overflow). quickjs-python converts an escaping
 // exception to text *after* its time limit is switched off, so a script-controlled
 // toString/getter run there would hang the process; hence every script call sits inside
@@ -13,6 +15,7 @@ PRELUDE = r"""// Trusted code evaluated in every product's QuickJS context befor
 (function (indirectEval) {
   "use strict";
   var toStr = String;
+  var now = Date.now;
   var isArray = Array.isArray;
   var isView = ArrayBuffer.isView;
   var errorTypes = [Error, EvalError, RangeError, ReferenceError, SyntaxError, TypeError,
@@ -20,6 +23,7 @@ PRELUDE = r"""// Trusted code evaluated in every product's QuickJS context befor
   Object.defineProperty(Error.prototype, Symbol.toPrimitive, { value: undefined });
   for (var k = 0; k < errorTypes.length; k++) Object.freeze(errorTypes[k].prototype);
   var SyntaxErrorType = SyntaxError;
+  var InternalErrorType = InternalError;
   var HEX = [];
   for (k = 0; k < 256; k++) HEX.push((k < 16 ? "0" : "") + k.toString(16));
   var UNSAFE = /[\u0000\ud800-\udfff]/g;
@@ -42,6 +46,14 @@ PRELUDE = r"""// Trusted code evaluated in every product's QuickJS context befor
     return typeof s === "string" ? s : "";
   }
 
+  function isOutOfMemory(x) {
+    try {
+      return x === null || (x instanceof InternalErrorType && x.message === "out of memory");
+    } catch (_) {
+      return false;
+    }
+  }
+
   function __headrace_describe(e) {
     var text = "";
     var stack = "";
@@ -51,8 +63,10 @@ PRELUDE = r"""// Trusted code evaluated in every product's QuickJS context befor
         var st = e.stack;
         if (typeof st === "string") stack = st;
       }
-    } catch (_) {
-      text = "(an exception that cannot be converted to a string)";
+    } catch (inner) {
+      // Converting needs memory too: after an out-of-memory error it may fail again.
+      text = isOutOfMemory(inner) || isOutOfMemory(e) ? "InternalError: out of memory"
+        : "(an exception that cannot be converted to a string)";
     }
     try {
       return clean(text, 1000) + "\n" + clean(stack, 4000);
@@ -117,15 +131,19 @@ PRELUDE = r"""// Trusted code evaluated in every product's QuickJS context befor
     return typeof hex === "string" ? "+" + hex : "!rjsonStrToRawData result not convertible\n";
   }
 
-  return function __headrace_dispatch(op, arg) {
+  return function __headrace_dispatch(op, arg, limitMs) {
+    var started = now();
+    var out;
     try {
-      if (op === 1) return __headrace_rawToJson(arg);
-      if (op === 2) return __headrace_jsonToRaw(arg);
-      if (op === 0) return __headrace_load(arg);
-      return "!dunknown operation\n";
+      if (op === 1) out = __headrace_rawToJson(arg);
+      else if (op === 2) out = __headrace_jsonToRaw(arg);
+      else if (op === 0) out = __headrace_load(arg);
+      else out = "!dunknown operation\n";
     } catch (e) {
-      return "!x" + __headrace_describe(e);
+      out = "!x" + __headrace_describe(e);
     }
+    if (out[0] === "+" && now() - started > limitMs) out = "~" + out;
+    return out;
   };
 })(eval)
 """
