@@ -84,6 +84,7 @@ def main() -> None:
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     while True:
         try:
             request = _receive(requests)
@@ -92,17 +93,24 @@ def main() -> None:
         _send(replies, _handle(engine, request))
 
 
+def _exit_with_parent(parent: int) -> None:
+    # A parent that dies closes the pipe, which ends the loop above -- unless a call is
+    # stuck in C code; then this thread (the binding releases the GIL) ends the process.
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
 def _handle(engine: LocalEngine, request: tuple[Any, ...]) -> Reply:
     try:
         if request[0] == "call":
-            _, op, product_key, version, source, arg = request
+            _, op, product_key, version, source, arg, fresh = request
+            if fresh:
+                engine.discard(product_key)
             return ("ok", engine.call(op, product_key, version, source, arg))
         if request[0] == "check":
             _, limits_args, source, raw = request
             return ("ok", check_script(source, raw, ScriptLimits(*limits_args)))
-        if request[0] == "discard":
-            engine.discard(request[1])
-            return ("ok", None)
         return ("error", "exception", f"unknown request {request[0]!r}", None, None, None)
     except NeedSource:
         return ("need_source",)
@@ -228,9 +236,10 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._strikes: dict[tuple[str, ScriptVersion], int] = {}
         self._refused: dict[str, tuple[ScriptVersion, ScriptError]] = {}
+        self._discarded: set[str] = set()
         self._next = 0
-        self._closed = threading.Event()
         self._watchdog: threading.Thread | None = None
+        self._stop_watchdog = threading.Event()
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -243,9 +252,20 @@ class WorkerPool:
             raise refused[1].copy()
         worker = self._workers[self.route(product_key)]
         with self._acquire(worker, product_key):
-            send_source = worker.known.get(product_key) != version
+            with self._lock:
+                fresh = product_key in self._discarded
+                self._discarded.discard(product_key)
+            send_source = fresh or worker.known.get(product_key) != version
             while True:
-                request = ("call", op, product_key, version, source if send_source else None, arg)
+                request = (
+                    "call",
+                    op,
+                    product_key,
+                    version,
+                    source if send_source else None,
+                    arg,
+                    fresh,
+                )
                 try:
                     reply = worker.exchange(request)
                 except _WorkerLost as lost:
@@ -268,20 +288,18 @@ class WorkerPool:
             return _unpack(reply)
 
     def discard(self, product_key: str) -> None:
+        """Never blocks (the manager calls it on the event loop): the worker is told to
+        drop its context with the product's next call."""
         with self._lock:
             self._refused.pop(product_key, None)
             for key in [key for key in self._strikes if key[0] == product_key]:
                 del self._strikes[key]
-        worker = self._workers[self.route(product_key)]
-        with worker.lock:
-            if worker.known.pop(product_key, None) is not None and worker.process is not None:
-                try:
-                    worker.exchange(("discard", product_key))
-                except _WorkerLost:
-                    pass
+            self._discarded.add(product_key)
 
     def close(self) -> None:
-        self._closed.set()
+        with self._lock:
+            self._stop_watchdog.set()
+            self._watchdog = None
         for worker in self._workers:
             with worker.lock:
                 worker.stop()
@@ -333,15 +351,16 @@ class WorkerPool:
             return
         with self._lock:
             if self._watchdog is None:
+                self._stop_watchdog = stop = threading.Event()
                 thread = threading.Thread(
-                    target=self._watch, name="headrace-script-watchdog", daemon=True
+                    target=self._watch, args=(stop,), name="headrace-script-watchdog", daemon=True
                 )
                 thread.start()
                 self._watchdog = thread
 
-    def _watch(self) -> None:
+    def _watch(self, stop: threading.Event) -> None:
         interval = min(0.1, self.busy_timeout_s / 10)
-        while not self._closed.wait(interval):
+        while not stop.wait(interval):
             now = time.monotonic()
             for worker in self._workers:
                 worker.watch(now, self.busy_timeout_s)
