@@ -82,6 +82,8 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 
 Reply = dict[str, Any]
+# an item as a mapping, or its JSON already encoded
+Item = Mapping[str, Any] | msgspec.Raw
 RawReply = dict[str, Any] | bytes
 
 
@@ -347,18 +349,16 @@ class IntegrationClient:
 
     # -- requests --------------------------------------------------------------------------
 
-    async def post_measurepoints(
-        self, product_key: str, items: Sequence[Mapping[str, Any]]
-    ) -> Reply:
+    async def post_measurepoints(self, product_key: str, items: Sequence[Item]) -> Reply:
         """Post measurepoint items ``{"deviceKey", "time", "measurepoints": {...}}``.
         Returns the reply on code 200; raises the ``IntegrationReplyError`` of any other."""
         return await self.post(product_key, "measurepoint", items)
 
-    async def post_attributes(self, product_key: str, items: Sequence[Mapping[str, Any]]) -> Reply:
+    async def post_attributes(self, product_key: str, items: Sequence[Item]) -> Reply:
         """Post attribute items ``{"deviceKey", "attributes": {...}}``."""
         return await self.post(product_key, "attribute", items)
 
-    async def post_events(self, product_key: str, items: Sequence[Mapping[str, Any]]) -> Reply:
+    async def post_events(self, product_key: str, items: Sequence[Item]) -> Reply:
         """Post event items ``{"deviceKey", "time", "events": {eventId: {...}}}``."""
         return await self.post(product_key, "event", items)
 
@@ -366,7 +366,7 @@ class IntegrationClient:
         self,
         product_key: str,
         kind: str,
-        items: Sequence[Any],
+        items: Sequence[Item],
         *,
         version: str = "1.0",
     ) -> Reply:

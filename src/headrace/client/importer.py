@@ -32,6 +32,7 @@ import json
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +109,7 @@ class ImportResult:
     complete: bool
     points: int  # stored, over all runs of this import
     items: int
-    rows: int  # source rows consumed (items + rejected + merged)
+    rows: int  # source rows read up to the committed position
     rejected: int
     elapsed: float  # seconds, over all runs
     run_points: int  # stored by this run
@@ -131,6 +132,7 @@ class _Batch:
     points: int = 0
     items: int = 0
     rejects: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    encoded: list[msgspec.Raw] = field(default_factory=list)
 
 
 # -- checkpoint ------------------------------------------------------------------------------
@@ -421,37 +423,52 @@ class Importer:
     async def _loop(
         self, batches: Iterator[_Batch], progress: Progress | None, resumed_from: int
     ) -> None:
-        opts = self.opts
+        """Keep ``inflight`` batches outstanding, with as many more read and encoded
+        ahead: when a group commit of the hub answers many requests at once, the next
+        requests go out at once too (a request that trickles in late misses the hub's
+        next group commit and waits for the one after)."""
+        inflight = self.opts.inflight
         tasks: dict[asyncio.Task[_Batch], int] = {}
         done: dict[int, _Batch] = {}
+        ready: deque[_Batch] = deque()
         next_commit = 0
-        exhausted = False
+        source_done = False
         last_ui = 0.0
+
+        def take() -> None:
+            nonlocal source_done
+            b = next(batches, None)
+            if b is None:
+                source_done = True
+                return
+            self._prepare(b)
+            if b.last:
+                source_done = True
+            if b.records:
+                ready.append(b)
+            else:
+                done[b.seq] = b
+
         try:
             while True:
-                while not exhausted and len(tasks) < opts.inflight:
-                    b = next(batches, None)
-                    if b is None:
-                        exhausted = True
-                        break
-                    for bad in b.bad:
-                        b.rejects.append(
-                            (
-                                bad.pos.row,
-                                _reject_line(bad.pos, 1, None, bad.message, source=bad.row),
-                            )
-                        )
-                    if b.records:
-                        tasks[asyncio.ensure_future(self._send(b))] = b.seq
-                    else:
-                        done[b.seq] = b
-                    if b.last:
-                        exhausted = True
+                while ready and len(tasks) < inflight:
+                    b = ready.popleft()
+                    tasks[asyncio.ensure_future(self._send(b))] = b.seq
+                if not ready and not source_done and len(tasks) < inflight:
+                    take()
+                    continue
                 while next_commit in done:
                     self._commit(done.pop(next_commit))
                     next_commit += 1
-                if exhausted and not tasks:
+                if source_done and not ready and not tasks:
                     break
+                await asyncio.sleep(0)  # the new tasks publish now
+                # read ahead while the hub works, yielding between batches
+                while (
+                    not source_done and len(ready) < inflight and not any(t.done() for t in tasks)
+                ):
+                    take()
+                    await asyncio.sleep(0)
                 if tasks:
                     finished, _ = await asyncio.wait(
                         tasks, timeout=0.25, return_when=asyncio.FIRST_COMPLETED
@@ -479,6 +496,17 @@ class Importer:
                     await self._saving
                 self._saving = None
 
+    def _prepare(self, b: _Batch) -> None:
+        """Reject lines of the reader's bad rows; each item's JSON encoded once."""
+        for bad in b.bad:
+            b.rejects.append(
+                (bad.pos.row, _reject_line(bad.pos, 1, None, bad.message, source=bad.row))
+            )
+        b.encoded = [
+            msgspec.Raw(_encode({"deviceKey": r.device, "time": r.time, "measurepoints": r.values}))
+            for r in b.records
+        ]
+
     def _commit(self, b: _Batch) -> None:
         """``b`` joins the committed prefix: write its rejects, advance the position."""
         f = self._reject_file
@@ -489,15 +517,14 @@ class Importer:
         self.points += b.points
         self._run_points += b.points
         self.items += b.items
-        self.rows += len(b.bad) + sum(r.rows for r in b.records)
+        # rows read up to the new position (rows without any value included)
+        self.rows = b.end.row if b.last else b.end.row - 1
         self.position = b.end
 
     async def _send(self, b: _Batch) -> _Batch:
         """Send one batch until every item is stored or rejected."""
         records = b.records
-        items = [
-            {"deviceKey": r.device, "time": r.time, "measurepoints": r.values} for r in records
-        ]
+        items = b.encoded
         queue: list[list[int]] = [list(range(len(items)))]
         pause = 0.5
         while queue:
@@ -764,7 +791,14 @@ def _run(opts: ImportOptions, **kwargs: Any) -> ImportResult:
         return await import_file(opts, **kwargs)
 
     try:
-        return asyncio.run(main())
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - non-Linux
+        runner = asyncio.run
+    try:
+        result: ImportResult = runner(main())
+        return result
     except (KeyboardInterrupt, asyncio.CancelledError):
         cp = load_checkpoint(opts.checkpoint_path())
         row = cp["position"]["row"] if cp else 0
