@@ -77,6 +77,8 @@ class Hub:
             self.store,
             time_limit_ms=settings["script.time_limit_ms"],
             memory_limit=settings["script.memory_limit"],
+            workers=settings["script.workers"],
+            isolation=settings["script.isolation"],
         )
         self.mqtt = MQTTServer(self)
         self.mqtt.raw_decoder = self.scripts.decode

@@ -155,6 +155,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("script.time_limit_ms", int, 100, "Time limit of one parsing script call."),
     Setting("script.memory_limit", int, 32 * MiB, "Memory limit of a parsing script context."),
+    Setting(
+        "script.workers",
+        int,
+        2,
+        "Worker processes that run parsing scripts (a product always uses the same one).",
+    ),
+    Setting(
+        "script.isolation",
+        str,
+        "process",
+        "process: scripts run in worker processes (a crashing script cannot take the hub down); none: in the hub (trusted scripts only).",
+    ),
     Setting("store.backend", str, "sqlite", "Storage engine: sqlite (embedded)."),
     Setting(
         "store.synchronous",
@@ -327,6 +339,7 @@ def _check(values: dict[str, Any]) -> None:
     choices = {
         "store.backend": ("sqlite",),
         "store.synchronous": ("full", "normal"),
+        "script.isolation": ("process", "none"),
         "log.level": ("debug", "info", "warning", "error"),
         "log.format": ("text", "json"),
     }

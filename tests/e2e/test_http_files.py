@@ -273,7 +273,7 @@ def test_admin_file_api(enos: Enos, shared_api: httpx.Client) -> None:
 
 @pytest.fixture
 def short_url_hub(tmp_path: Path) -> Iterator[HubProcess]:
-    h = HubProcess(tmp_path / "data", ["--set", "files.url_ttl=1"])
+    h = HubProcess(tmp_path / "data", ["--set", "files.url_ttl=4"])
     h.start()
     yield h
     h.stop()
@@ -284,9 +284,10 @@ def test_download_url_expires(short_url_hub: HubProcess) -> None:
         t = make_tenant(api, short_url_hub.url)
     c = Enos(short_url_hub, t)
     uri = upload(c, "d0", "a.bin", b"abc")
+    issued = time.monotonic()
     url = ok(c.files("getDownloadUrl", uri, "d0"))["data"]
     assert httpx.get(url).content == b"abc"
-    time.sleep(2.1)
+    time.sleep(max(0.0, issued + 5.1 - time.monotonic()))
     body = refused(httpx.get(url), 403, 1009)
     assert "expired" in body["msg"]
     c.close()

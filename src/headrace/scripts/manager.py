@@ -3,9 +3,9 @@
 Each product has one store document (kind ``script``) holding its script versions (the
 last ``KEEP_VERSIONS``) and which one is current. Saving compiles the source first, so
 a script with a syntax error or without ``rawDataToJsonStr`` never becomes current.
-Scripts run on a small thread pool, never on the event loop; calls of one product are
-serialized by the engine, so a runaway script holds one worker for at most its time
-limit and other products keep being decoded.
+Scripts run in the sandbox's worker processes (a QuickJS crash or a runaway in native
+code costs a worker restart, never the hub), called from a small thread pool so the
+event loop never waits; calls of one product are serialized by the engine.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..errors import NotFound, ValidationFailed
 from ..ingest.messages import METHODS
 from ..registry import Registry
 from ..store.base import Store
-from .sandbox import ScriptEngine, ScriptError
+from . import ScriptEngine, ScriptError
 
 KEEP_VERSIONS = 20
 
@@ -45,10 +45,24 @@ class ProductScripts(msgspec.Struct):
 
 
 class ScriptManager:
-    def __init__(self, registry: Registry, store: Store, *, time_limit_ms: int, memory_limit: int):
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        *,
+        time_limit_ms: int,
+        memory_limit: int,
+        workers: int = 2,
+        isolation: str = "process",
+    ):
         self.registry = registry
         self.store = store
-        self.engine = ScriptEngine(time_limit_ms=time_limit_ms, memory_limit=memory_limit)
+        self.engine = ScriptEngine(
+            time_limit_ms=time_limit_ms,
+            memory_limit=memory_limit,
+            workers=workers,
+            isolation="none" if isolation == "none" else "process",
+        )
         self.scripts: dict[str, ProductScripts] = {}
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="headrace-script")
 
@@ -60,6 +74,7 @@ class ScriptManager:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.engine.close()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
