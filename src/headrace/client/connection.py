@@ -281,6 +281,7 @@ class IntegrationClient:
         self._ready: asyncio.Event | None = None  # connected, subscribed, resent
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
+        self._dead: HeadraceClientError | None = None  # stopped for good: why
         self._first: asyncio.Future[None] | None = None
         # counters
         self.connects = 0
@@ -297,7 +298,7 @@ class IntegrationClient:
 
     @property
     def connected(self) -> bool:
-        return self._ready is not None and self._ready.is_set()
+        return self._ready is not None and self._ready.is_set() and self._dead is None
 
     @property
     def pending(self) -> int:
@@ -313,6 +314,8 @@ class IntegrationClient:
         """
         if self._closed:
             raise ClientClosed("the client is closed")
+        if self._dead is not None:
+            raise ConnectionLost(str(self._dead))
         if self._runner is not None:
             assert self._ready is not None
             await self._ready.wait()
@@ -345,7 +348,15 @@ class IntegrationClient:
             self._runner.cancel()
             with contextlib.suppress(BaseException):
                 await self._runner
-        self._fail_all(ClientClosed("the client was closed"))
+        self._stop(ClientClosed("the client was closed"))
+
+    def _stop(self, reason: HeadraceClientError) -> None:
+        """Stopped for good: fail what waits, and wake whatever waits for a connection."""
+        if self._dead is None:
+            self._dead = reason
+        self._fail_all(reason)
+        if self._ready is not None:
+            self._ready.set()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -410,6 +421,8 @@ class IntegrationClient:
     ) -> Any:
         if self._closed:
             raise ClientClosed("the client is closed")
+        if self._dead is not None:
+            raise type(self._dead)(str(self._dead))
         if self._slots is None or self._ready is None:
             raise HeadraceClientError("not connected: call connect() first")
         timeout = self.request_timeout
@@ -432,6 +445,8 @@ class IntegrationClient:
         assert self._ready is not None
         while not req.future.done():
             await self._ready.wait()
+            if self._dead is not None:
+                raise type(self._dead)(str(self._dead))
             link = self._link
             if link is None:
                 continue
@@ -496,7 +511,7 @@ class IntegrationClient:
             if self._closed:
                 return
             if not self.reconnect and established:
-                self._fail_all(ConnectionLost(f"connection lost: {reason}"))
+                self._stop(ConnectionLost(f"connection lost: {reason}"))
                 return
             log.info("reconnecting in %.2f s after: %s", delay, reason)
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
