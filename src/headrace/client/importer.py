@@ -706,7 +706,7 @@ def import_command(
     ] = True,
 ) -> None:
     """Import history from a file over MQTT; resumes from its checkpoint when run again."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     if not product:
         err.print("[red]error:[/red] --product is required")
         raise typer.Exit(2)
@@ -756,7 +756,7 @@ def import_command(
         client_id=client_id,
         console=err,
     )
-    out = Console()
+    out = Console(soft_wrap=True)
     if result.already_complete:
         out.print(
             f"already imported: {result.points:,} points from {result.rows:,} rows "
