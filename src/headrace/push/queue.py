@@ -5,12 +5,14 @@ object keeps the head of the queue in memory (``ready``, bounded by the
 ``push.memory_*`` settings) and knows which seqs are where:
 
     seq <= loaded_upto      in memory (ready), with a connection (unacked), or acked
-    loaded_upto < seq <= committed_upto
-                            only in the store: read in pages when ``ready`` runs low
+    loaded_upto < seq       only in the store: read in pages when ``ready`` runs low
+                            (once committed: ``committed_upto``)
 
-An append whose rows follow straight on what is in memory goes to ``ready`` as soon as
-it is committed, with no read. Events are pushed only once committed, so an ack (a
-delete) is always queued to the store after the append it undoes.
+New events whose seqs follow straight on what is in memory go to ``ready`` at once and
+may be pushed before their append has committed: the ingest request they come from is
+answered only after that commit, so if it never comes the sender resends and the events
+are produced again (at-least-once). Deletes (acks, expiry) of a seq are held until its
+append has been queued to the store (``queued_upto``), so they always come after it.
 
 Dispatch is round-robin over the connections that can take a push now: a free slot in
 their prefetch window and a transport that is not paused. A connection that does not
@@ -18,10 +20,11 @@ read is simply skipped; nothing is buffered for it beyond its window. When a con
 closes, its unacked pushes go back to the head of ``ready`` in seq order and are pushed
 again (with new delivery ids) to whichever connection is next.
 
-Acks are deleted in seq ranges, one store write at a time per queue (acks arriving
-meanwhile wait for the next one), so a client acking in order costs one statement per
-flush. An ack counts as done (``acked``) once that write has committed: after a crash,
-acks not yet committed are pushed again (at-least-once).
+Acks are collected here and deleted by the push service's writer, in seq ranges, in the
+same store write as the appends of new events (one such write at a time; whatever
+arrives meanwhile goes into the next), so a client acking in order costs one statement
+per write. An ack counts as done (``acked``) once that write has committed: after a
+crash, acks not yet committed are pushed again (at-least-once).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import heapq
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from ..store.base import PushStore, QueueInfo
@@ -101,11 +104,12 @@ class EnterpriseQueue:
             self.next_seq = 1
             self.loaded_upto = self.committed_upto = 0
             self.stored = 0
+        self.queued_upto = self.committed_upto  # appends handed to the store up to here
         self.inflight = 0
         # acks not yet deleted: waiting for the next write, and in the write under way
         self._acks: list[int] = []
         self._deleting = 0
-        self._ack_flush_scheduled = False
+        self.on_ack: Callable[[EnterpriseQueue], None] | None = None  # wakes the writer
         self._refilling = False
         self._expiring = False
         self._disk = asyncio.Lock()  # refills and expiry of store-only rows, one at a time
@@ -125,11 +129,30 @@ class EnterpriseQueue:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def reserve(self, n: int) -> int:
-        """Seqs for ``n`` new events; returns the first. Call right before the append."""
-        seq = self.next_seq
-        self.next_seq = seq + n
-        return seq
+    def add(self, docs: list[bytes], now_ms: int) -> tuple[list[Entry], bool]:
+        """Take seqs for new events (their appends must reach the store in seq order).
+        While everything before them is in memory they go to ``ready`` at once; returns
+        the entries and whether they did (then ``pump``)."""
+        first = self.next_seq
+        self.next_seq = first + len(docs)
+        entries = [(first + i, now_ms, doc) for i, doc in enumerate(docs)]
+        if (
+            self.loaded_upto == first - 1
+            and len(self.ready) < self.memory_events
+            and self.ready_bytes < self.memory_bytes
+            and not self.closed
+        ):
+            self.ready.extend(entries)
+            self.ready_bytes += sum(len(d) for d in docs)
+            self.loaded_upto = self.next_seq - 1
+            return entries, True
+        return entries, False
+
+    def mark_queued(self, last_seq: int) -> None:
+        """The appends of every seq up to ``last_seq`` are being queued to the store now:
+        deletes of those seqs may follow from here on."""
+        if last_seq > self.queued_upto:
+            self.queued_upto = last_seq
 
     def stats(self) -> dict[str, int]:
         pending = len(self._acks) + self._deleting
@@ -152,23 +175,14 @@ class EnterpriseQueue:
         the order the appends were made."""
         if not entries or self.closed:
             return
-        last = entries[-1][0]
+        self.committed_upto = max(self.committed_upto, entries[-1][0])
         if ok:
             n = len(entries)
             self.stored += n
             self.enqueued += n
-            if (
-                self.loaded_upto == self.committed_upto
-                and len(self.ready) < self.memory_events
-                and self.ready_bytes < self.memory_bytes
-            ):
-                self.ready.extend(entries)
-                self.ready_bytes += sum(len(e[2]) for e in entries)
-                self.loaded_upto = last
-        # otherwise (or on failure) the store has the truth: a refill reads whatever exists
-        self.committed_upto = last
-        if ok and self.stored > self.max_queue:
-            self.schedule_expiry()
+            if self.stored > self.max_queue:
+                self.schedule_expiry()
+        # entries that did not go to ready at once are read from the store from now on
         self.pump()
 
     # -- dispatch ------------------------------------------------------------------------------
@@ -313,33 +327,32 @@ class EnterpriseQueue:
     def ack(self, entry: Entry) -> None:
         self.inflight -= 1
         self._acks.append(entry[0])
-        if not self._ack_flush_scheduled and not self._deleting:
-            self._ack_flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_ack_flush)
+        if self.on_ack is not None:
+            self.on_ack(self)
 
-    def _start_ack_flush(self) -> None:
-        self._ack_flush_scheduled = False
-        if self._acks and not self._deleting:
-            self._spawn(self.flush_acks())
+    def take_acks(self) -> list[int]:
+        """Acked seqs to delete now (sorted): those whose appends are queued already."""
+        acks = self._acks
+        if not acks:
+            return []
+        limit = self.queued_upto
+        seqs = [s for s in acks if s <= limit]
+        self._acks = [s for s in acks if s > limit] if len(seqs) < len(acks) else []
+        seqs.sort()
+        self._deleting += len(seqs)
+        return seqs
 
-    async def flush_acks(self) -> None:
-        """Delete the acked rows; repeats while more acks arrive during the write."""
-        while self._acks and not self._deleting:
-            seqs = sorted(self._acks)
-            self._acks = []
-            self._deleting = len(seqs)
-            try:
-                await self.store.push_delete(self.id, to_ranges(seqs))
-                self.acked += len(seqs)
-                self.stored -= len(seqs)
-            except Exception:
-                # the rows stay and are pushed again after a restart (at-least-once)
-                log.exception(
-                    "deleting acked push events failed",
-                    extra={"enterprise": self.id, "events": len(seqs)},
-                )
-            finally:
-                self._deleting = 0
+    def acks_done(self, count: int, deleted: int, ok: bool) -> None:
+        """The delete of ``count`` taken acks committed (``deleted`` rows) or failed; a
+        failed one leaves the rows, pushed again after a restart (at-least-once)."""
+        self._deleting -= count
+        if ok:
+            self.acked += count
+            self.stored -= deleted
+
+    @property
+    def has_acks(self) -> bool:
+        return bool(self._acks) and min(self._acks) <= self.queued_upto
 
     # -- expiry --------------------------------------------------------------------------------
 
@@ -365,12 +378,14 @@ class EnterpriseQueue:
             ready = self.ready
             dropped: list[int] = []
             size = 0
-            while ready and ready[0][1] < cutoff:
+            # never an event whose append is not queued yet (its delete would come first)
+            limit = self.queued_upto
+            while ready and ready[0][1] < cutoff and ready[0][0] <= limit:
                 e = ready.popleft()
                 size += len(e[2])
                 dropped.append(e[0])
             excess = self.stored - len(dropped) - self.max_queue
-            while excess > 0 and ready:
+            while excess > 0 and ready and ready[0][0] <= limit:
                 e = ready.popleft()
                 size += len(e[2])
                 dropped.append(e[0])
@@ -384,8 +399,8 @@ class EnterpriseQueue:
                             self.id, self.loaded_upto, cutoff, max(excess, 0)
                         )
             if dropped:
-                await self.store.push_delete(self.id, to_ranges(sorted(dropped)))
-            n = len(dropped) + disk
+                disk += await self.store.push_delete(self.id, to_ranges(sorted(dropped)))
+            n = disk
             if n:
                 self.expired += n
                 self.stored -= n
@@ -407,7 +422,6 @@ class EnterpriseQueue:
 
     async def drain(self) -> None:
         """Finish the store work under way (shutdown)."""
-        await self.flush_acks()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
 

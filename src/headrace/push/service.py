@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -31,6 +32,7 @@ import msgspec
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..ingest.pipeline import Origin, Result
 from ..registry import DeviceEntry, hash_password, verify_password
+from ..store.base import FaultRow
 from .enterprises import (
     AllowList,
     Enterprise,
@@ -44,7 +46,7 @@ from .enterprises import (
     new_secret,
 )
 from .events import KV_DOC_LIMIT, OFFLINE, ONLINE, Derived, Deriver, Event
-from .queue import EnterpriseQueue, Entry
+from .queue import EnterpriseQueue, Entry, to_ranges
 
 if TYPE_CHECKING:
     from ..app import Hub
@@ -64,6 +66,24 @@ connections that may no longer stay)."""
 
 class LoginRefused(Exception):
     pass
+
+
+@dataclass(slots=True)
+class _Append:
+    """The events of one request (or online change) waiting to be written."""
+
+    appends: list[tuple[EnterpriseQueue, list[Entry]]]
+    faults: list[FaultRow]
+    derived: Derived | None
+    future: asyncio.Future[None]
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _done() -> Awaitable[None]:
+    return _nothing()
 
 
 def _now_ms() -> int:
@@ -92,6 +112,11 @@ class PushService:
         self.listeners: list[EnterpriseListener] = []
         self.oversize = 0  # events whose push line passes 8 KiB (raw data)
         self._task: asyncio.Task[None] | None = None
+        self._pending: list[_Append] = []
+        self._wake = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._writing = False
+        self._ack_queues: set[EnterpriseQueue] = set()
         self._orphans: list[str] = []
         hub.pipeline.on_stored.append(self.on_stored)
         hub.online.listeners.append(self.on_online)
@@ -111,8 +136,11 @@ class PushService:
             await self.store.push_clear(eid)
         self._orphans = []
         self._task = asyncio.create_task(self._expiry_loop())
+        self._writer_task = asyncio.create_task(self._writer())
 
     async def stop(self) -> None:
+        """Stop expiring and write what is pending. The writer keeps running: servers
+        stopped later (MQTT) still finish requests whose events must be written."""
         if self._task is not None:
             self._task.cancel()
             try:
@@ -120,6 +148,9 @@ class PushService:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        deadline = time.monotonic() + 5
+        while (self._work() or self._writing) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         for q in list(self.queues.values()):
             try:
                 await q.drain()
@@ -145,7 +176,7 @@ class PushService:
         max_queue = ent.maxQueue or self.default_max_queue
         q = self.queues.get(eid)
         if q is None:
-            self.queues[eid] = EnterpriseQueue(
+            q = self.queues[eid] = EnterpriseQueue(
                 eid,
                 self.store,
                 retention_ms=retention,
@@ -154,6 +185,7 @@ class PushService:
                 memory_bytes=self.memory_bytes,
                 info=info,
             )
+            q.on_ack = self._acked
         else:
             q.retention_ms = retention
             q.max_queue = max_queue
@@ -207,7 +239,6 @@ class PushService:
                 events = ahead + events
         if not events and not derived.faults:
             return None
-        # seqs are taken and the write queued in this same step: queue order is commit order
         return self._append(events, realtime, derived)
 
     def on_online(
@@ -243,35 +274,94 @@ class PushService:
                     else:
                         docs.append(ev.doc)
         now = _now_ms()
-        rows: list[tuple[str, int, int, bytes]] = []
         appends: list[tuple[EnterpriseQueue, list[Entry]]] = []
+        loop = asyncio.get_running_loop()
         for eid, docs in per_queue.items():
             q = self.queues[eid]
-            first = q.reserve(len(docs))
-            entries = [(first + i, now, doc) for i, doc in enumerate(docs)]
+            entries, early = q.add(docs, now)
             appends.append((q, entries))
-            rows.extend((eid, seq, ts, doc) for seq, ts, doc in entries)
-        return self._write(rows, appends, derived)
-
-    async def _write(
-        self,
-        rows: list[tuple[str, int, int, bytes]],
-        appends: list[tuple[EnterpriseQueue, list[Entry]]],
-        derived: Derived | None,
-    ) -> None:
+            if early:
+                loop.call_soon(q.pump)
         faults = derived.faults if derived is not None else []
-        if not rows and not faults:
-            return
+        if not appends and not faults:
+            return _done()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Append(appends, faults, derived, fut))
+        self._wake.set()
+        return fut
+
+    def _acked(self, q: EnterpriseQueue) -> None:
+        self._ack_queues.add(q)
+        self._wake.set()
+
+    def _work(self) -> bool:
+        return bool(self._pending) or any(q.has_acks for q in self._ack_queues)
+
+    async def _writer(self) -> None:
+        """The push service's only writer of appends and acks: one store write at a time
+        with everything pending (appends of many requests, acks of every queue). Seqs
+        were taken in order, so appends commit in seq order; a delete always follows the
+        append of its row; and the store's writer gets one write per commit from here,
+        not one per request and one per ack."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._work():
+                batch, self._pending = self._pending, []
+                self._writing = True
+                try:
+                    await self._write(batch)
+                finally:
+                    self._writing = False
+
+    async def _write(self, batch: list[_Append]) -> None:
+        rows: list[tuple[str, int, int, bytes]] = []
+        faults: list[FaultRow] = []
+        last: dict[EnterpriseQueue, int] = {}
+        for item in batch:
+            for q, entries in item.appends:
+                if not q.closed:  # a deleted enterprise's rows are not written
+                    rows.extend((q.id, seq, ts, doc) for seq, ts, doc in entries)
+                    last[q] = entries[-1][0]
+            faults.extend(item.faults)
+        for q, seq in last.items():
+            q.mark_queued(seq)  # the write is queued below, before anything else runs
+        acks: list[tuple[EnterpriseQueue, list[int]]] = []
+        for q in list(self._ack_queues):
+            seqs = q.take_acks()
+            if seqs:
+                acks.append((q, seqs))
+            if not q._acks:
+                self._ack_queues.discard(q)
+        deletes = [(q.id, to_ranges(seqs)) for q, seqs in acks]
         try:
-            await self.store.push_append(rows, faults)
-        except BaseException:
-            for q, entries in appends:
-                q.appended(entries, False)
-            if derived is not None:
-                self.deriver.undo(derived)
-            raise
-        for q, entries in appends:
-            q.appended(entries, True)
+            deleted = await self.store.push_write(rows, faults, deletes)
+        except BaseException as e:
+            for q, seqs in acks:
+                q.acks_done(len(seqs), 0, False)
+            for item in batch:
+                for q, entries in item.appends:
+                    q.appended(entries, False)
+                if item.derived is not None:
+                    self.deriver.undo(item.derived)
+                if not item.future.done():
+                    if isinstance(e, Exception):
+                        item.future.set_exception(e)
+                    else:
+                        item.future.cancel()
+            if not isinstance(e, Exception):
+                raise
+            log.exception(
+                "writing push events failed", extra={"events": len(rows), "acks": len(acks)}
+            )
+            return
+        for (q, seqs), n in zip(acks, deleted, strict=True):
+            q.acks_done(len(seqs), n, True)
+        for item in batch:
+            for q, entries in item.appends:
+                q.appended(entries, True)
+            if not item.future.done():
+                item.future.set_result(None)
 
     # -- logins --------------------------------------------------------------------------------
 
@@ -389,6 +479,7 @@ class PushService:
         q = self.queues.pop(enterprise_id, None)
         if q is not None:
             q.close()
+            self._ack_queues.discard(q)
         self._notify(ent, "deleted")
         del self.enterprises[enterprise_id]
         self._allow.pop(enterprise_id, None)

@@ -66,11 +66,18 @@ class QueueInfo:
 class PushStore(Protocol):
     """Durable enterprise push queues (one per enterprise, ordered by seq) and fault state.
 
-    Seqs are assigned by the caller, increasing per enterprise; appends are committed in
-    the order they are called.
+    Seqs are assigned by the caller, increasing per enterprise; writes are committed in
+    the order they are called. ``push_write`` appends rows, stores fault states and
+    deletes acked seq ranges (after the appends) in one write, returning how many rows
+    each delete removed.
     """
 
-    async def push_append(self, rows: list[QueueRow], faults: list[FaultRow]) -> None: ...
+    async def push_write(
+        self,
+        rows: list[QueueRow],
+        faults: list[FaultRow],
+        deletes: list[tuple[str, list[tuple[int, int]]]],
+    ) -> list[int]: ...
     async def push_read(
         self, enterprise: str, after: int, limit: int, max_bytes: int
     ) -> list[tuple[int, int, bytes]]: ...

@@ -2,8 +2,8 @@
 
 One table holds every enterprise's queue, keyed by (enterprise, seq); the push service
 assigns seqs, increasing per enterprise, and keeps the head of each queue in memory.
-Appends of one committed request are one write (one ``executemany``); acks are deleted
-as seq ranges, so a client acking in order costs one statement per flush.
+The push service writes appends (of many requests) and acks in one write at a time;
+acks are deleted as seq ranges, so a client acking in order costs one statement per write.
 """
 
 from __future__ import annotations
@@ -20,8 +20,13 @@ if TYPE_CHECKING:
 class PushQueueMixin:
     engine: SQLiteEngine
 
-    async def push_append(self, rows: list[QueueRow], faults: list[FaultRow]) -> None:
-        def fn(c: sqlite3.Connection) -> None:
+    async def push_write(
+        self,
+        rows: list[QueueRow],
+        faults: list[FaultRow],
+        deletes: list[tuple[str, list[tuple[int, int]]]],
+    ) -> list[int]:
+        def fn(c: sqlite3.Connection) -> list[int]:
             if rows:
                 c.executemany(
                     "INSERT INTO push_queue(enterprise, seq, ts, doc) VALUES (?,?,?,?)", rows
@@ -32,8 +37,9 @@ class PushQueueMixin:
                     "VALUES (?,?,?,?,?)",
                     faults,
                 )
+            return [_delete_ranges(c, enterprise, ranges) for enterprise, ranges in deletes]
 
-        await self.engine.write(fn)
+        return await self.engine.write(fn)
 
     async def push_read(
         self, enterprise: str, after: int, limit: int, max_bytes: int
@@ -61,22 +67,7 @@ class PushQueueMixin:
 
     async def push_delete(self, enterprise: str, ranges: list[tuple[int, int]]) -> int:
         """Delete the rows with seq in each inclusive range; returns how many."""
-
-        def fn(c: sqlite3.Connection) -> int:
-            n = 0
-            for lo, hi in ranges:
-                if lo == hi:
-                    n += c.execute(
-                        "DELETE FROM push_queue WHERE enterprise=? AND seq=?", (enterprise, lo)
-                    ).rowcount
-                else:
-                    n += c.execute(
-                        "DELETE FROM push_queue WHERE enterprise=? AND seq BETWEEN ? AND ?",
-                        (enterprise, lo, hi),
-                    ).rowcount
-            return n
-
-        return await self.engine.write(fn)
+        return await self.engine.write(lambda c: _delete_ranges(c, enterprise, ranges))
 
     async def push_expire(
         self, enterprise: str, after: int, before_ts: int | None, count: int
@@ -160,3 +151,18 @@ class PushQueueMixin:
                 "SELECT device, value FROM attributes WHERE name=?", (name,)
             ).fetchall()
         )
+
+
+def _delete_ranges(c: sqlite3.Connection, enterprise: str, ranges: list[tuple[int, int]]) -> int:
+    n = 0
+    for lo, hi in ranges:
+        if lo == hi:
+            n += c.execute(
+                "DELETE FROM push_queue WHERE enterprise=? AND seq=?", (enterprise, lo)
+            ).rowcount
+        else:
+            n += c.execute(
+                "DELETE FROM push_queue WHERE enterprise=? AND seq BETWEEN ? AND ?",
+                (enterprise, lo, hi),
+            ).rowcount
+    return n

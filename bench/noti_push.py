@@ -1,0 +1,409 @@
+"""noti push benchmark: events produced by ingesting data, pushed to one client that acks.
+
+A real ``headrace serve`` process (``store.synchronous=full``): data is published over
+MQTT (paho-mqtt, in its own process) as real-time integration requests, every record
+becoming one ``device_status_kv`` event in a durable enterprise queue; one noti client (its
+own process: asyncio + ssl, acking every push as it reads it) consumes the queue.
+
+1. Throughput, prefetch 5 and 1000: N events are ingested while no client is connected
+   (the queue fills; the ingest rate is printed too), then the client logs in and acks
+   every push. events/s = N / (login -> last push received); the time until the hub has
+   committed the last ack is printed beside it.
+2. Latency at a fixed moderate rate: the client is connected (prefetch 1000) and the
+   producer publishes RATE events/s (requests of 10 records, each carrying its publish
+   time) for SECONDS; per event, push received - published: p50/p99.
+
+    .venv/bin/python bench/noti_push.py [--events 300000] [--rate 5000] [--seconds 10]
+
+Targets: >= 50,000 events/s at prefetch 1000; p99 <= 20 ms at 5,000 events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import ssl
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.conftest import ADMIN_TOKEN, HubProcess
+
+DEVICES = 100
+ORG = "bench"
+PUSH_PREFIX = b'{"cmd":"enterprise_event_push","delivery_id":'
+N_PREFIX = len(PUSH_PREFIX)
+MODEL = {
+    "id": "m",
+    "measurepoints": [
+        {"id": "t", "type": "double"},
+        {"id": "seq", "type": "int"},
+        {"id": "v", "type": "double"},
+    ],
+}
+
+
+# -- setup ------------------------------------------------------------------------------------
+
+
+def setup(hub: HubProcess, phases: list[str]) -> dict[str, Any]:
+    """One product and one enterprise per phase (so phases do not fill each other's
+    queues); product "base" has no enterprise (the ingest-only peer)."""
+    out: dict[str, Any] = {"enterprises": {}}
+    with httpx.Client(
+        base_url=hub.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+    ) as api:
+        api.post("/api/v1/orgs", json={"orgId": ORG, "name": "bench"}).raise_for_status()
+        api.post(f"/api/v1/orgs/{ORG}/models", json=MODEL).raise_for_status()
+        for phase in phases:
+            api.post(
+                f"/api/v1/orgs/{ORG}/products",
+                json={"name": phase, "modelId": "m", "productKey": phase},
+            ).raise_for_status()
+            api.post(
+                f"/api/v1/orgs/{ORG}/products/{phase}/devices",
+                json=[{"deviceKey": f"dev{i}"} for i in range(DEVICES)],
+            ).raise_for_status()
+            if phase == "base":
+                continue
+            e = api.post(
+                f"/api/v1/orgs/{ORG}/enterprises",
+                json={"name": phase, "products": [phase], "eventTypes": ["device_status_kv"]},
+            ).json()
+            out["enterprises"][phase] = (e["enterpriseId"], e["enterpriseSecret"])
+        ch = api.post(
+            f"/api/v1/orgs/{ORG}/channels", json={"name": "bench", "products": phases}
+        ).json()
+    out["username"], out["password"] = ch["username"], ch["password"]
+    return out
+
+
+def stats(hub: HubProcess, eid: str) -> dict[str, Any]:
+    r = httpx.get(
+        f"{hub.url}/api/v1/orgs/{ORG}/enterprises/{eid}/stats",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    return dict(r.json())
+
+
+def wait_stat(hub: HubProcess, eid: str, key: str, value: int, timeout: float = 300) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stats(hub, eid)[key] >= value:
+            return time.perf_counter()
+        time.sleep(0.01)
+    raise RuntimeError(f"{key} did not reach {value}: {stats(hub, eid)}")
+
+
+# -- the producer (paho-mqtt) -----------------------------------------------------------------
+
+
+def request(pk: str, rid: str, records: list[dict[str, Any]]) -> bytes:
+    return json.dumps(
+        {
+            "id": rid,
+            "version": "1.0",
+            "method": "integration.measurepoint.post",
+            "params": records,
+            "isRealtimeIntegration": True,
+        }
+    ).encode()
+
+
+def producer_main(
+    port: int,
+    username: str,
+    password: str,
+    pk: str,
+    requests: int,
+    records: int,
+    rate: float,
+    inflight: int,
+    out: Any,
+) -> None:
+    """Publish ``requests`` requests of ``records`` records; at ``rate`` requests/s if
+    given (each record carries its publish time in "t"), else as fast as ``inflight``
+    allows."""
+    import paho.mqtt.client as mqtt
+
+    topic = f"/sys/{pk}/integration/measurepoint/post"
+    pending: dict[str, float] = {}
+    replies: list[float] = []
+    failed = 0
+    cond = threading.Condition()
+    connected = threading.Event()
+
+    def on_message(_c: Any, _u: Any, msg: Any) -> None:
+        nonlocal failed
+        reply = json.loads(msg.payload)
+        with cond:
+            t0 = pending.pop(reply["id"], None)
+            if t0 is not None:
+                replies.append(time.perf_counter() - t0)
+            if reply["code"] != 200:
+                failed += 1
+            cond.notify()
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"prod-{pk}")
+    c.username_pw_set(username, password)
+    c.max_inflight_messages_set(inflight)
+    c.max_queued_messages_set(0)
+    c.on_message = on_message
+    c.on_connect = lambda *a: connected.set()
+    c.connect("127.0.0.1", port, keepalive=60)
+    c.loop_start()
+    connected.wait(10)
+    c.subscribe(topic + "_reply", qos=0)
+    time.sleep(0.3)
+    base = int(time.time() * 1000) - 10_000_000
+    start = time.perf_counter()
+    for k in range(requests):
+        if rate:
+            due = start + k / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        with cond:
+            while len(pending) >= inflight:
+                cond.wait(1)
+            rid = f"r{k}"
+        now = time.time()
+        recs = [
+            {
+                "deviceKey": f"dev{(k * records + r) % DEVICES}",
+                "time": base + k * records + r,
+                "measurepoints": {"t": now, "seq": k * records + r, "v": r * 0.5},
+            }
+            for r in range(records)
+        ]
+        body = request(pk, rid, recs)
+        with cond:
+            pending[rid] = time.perf_counter()
+        c.publish(topic, body, qos=1)
+    with cond:
+        while pending and cond.wait(30):
+            pass
+    elapsed = time.perf_counter() - start
+    c.loop_stop()
+    c.disconnect()
+    out.put({"elapsed": elapsed, "failed": failed, "unanswered": len(pending), "replies": replies})
+
+
+def produce(
+    hub: HubProcess, cfg: dict[str, Any], pk: str, requests: int, records: int, rate: float = 0
+) -> Any:
+    q: Any = mp.Queue()
+    p = mp.Process(
+        target=producer_main,
+        args=(hub.mqtt_port, cfg["username"], cfg["password"], pk, requests, records, rate, 32, q),
+    )
+    p.start()
+    return p, q
+
+
+# -- the consumer (asyncio + ssl, its own process) --------------------------------------------
+
+
+def consumer_main(
+    port: int, cafile: str, eid: str, secret: str, prefetch: int, expect: int, out: Any
+) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(consume(port, cafile, eid, secret, prefetch, expect, out))
+    except ImportError:
+        asyncio.run(consume(port, cafile, eid, secret, prefetch, expect, out))
+
+
+async def consume(
+    port: int, cafile: str, eid: str, secret: str, prefetch: int, expect: int, out: Any
+) -> None:
+    ctx = ssl.create_default_context(cafile=cafile)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=ctx, server_hostname="localhost", limit=1 << 22
+    )
+    login = {
+        "cmd": "enterprise_login_req",
+        "data": {"enterprise_id": eid, "enterprise_secret": secret, "prefetch_count": prefetch},
+    }
+    t_login = time.perf_counter()
+    writer.write(json.dumps(login).encode() + b"\n")
+    res = json.loads(await reader.readline())
+    assert res["data"]["result"] is True, res
+    out.put(("ready", time.time()))
+    count = 0
+    lat: list[float] = []
+    buf = b""
+    first = 0.0
+    while count < expect:
+        chunk = await reader.read(1 << 18)
+        if not chunk:
+            break
+        now = time.time()
+        if not first:
+            first = time.perf_counter()
+        buf += chunk
+        lines = buf.split(b"\n")
+        buf = lines.pop()
+        acks = []
+        for line in lines:
+            if not line.startswith(PUSH_PREFIX):
+                continue
+            end = line.index(b",", N_PREFIX)
+            acks.append(
+                b'{"cmd":"enterprise_event_ack","delivery_id":' + line[N_PREFIX:end] + b"}\n"
+            )
+            count += 1
+            i = line.find(b'"t":', end)
+            if i > 0:
+                j = i + 4
+                k = j
+                while line[k] in b"0123456789.eE+-":
+                    k += 1
+                lat.append(now - float(line[j:k]))
+        writer.write(b"".join(acks))
+        await writer.drain()
+    t_last = time.perf_counter()
+    out.put(("done", {"count": count, "login_to_last": t_last - t_login, "lat": lat}))
+    await asyncio.sleep(1.0)  # let the last acks go out before closing
+    writer.close()
+
+
+def consumer(hub: HubProcess, eid: str, secret: str, prefetch: int, expect: int) -> tuple[Any, Any]:
+    q: Any = mp.Queue()
+    cafile = str(hub.data_dir / "tls" / "server-cert.pem")
+    p = mp.Process(
+        target=consumer_main, args=(hub.noti_port, cafile, eid, secret, prefetch, expect, q)
+    )
+    p.start()
+    kind, _ = q.get(timeout=30)
+    assert kind == "ready"
+    return p, q
+
+
+# -- phases -----------------------------------------------------------------------------------
+
+
+def throughput(
+    hub: HubProcess, cfg: dict[str, Any], phase: str, prefetch: int, n: int
+) -> dict[str, float]:
+    eid, secret = cfg["enterprises"][phase]
+    records = 100
+    requests = n // records
+    t0 = time.perf_counter()
+    p, q = produce(hub, cfg, phase, requests, records)
+    res = q.get(timeout=600)
+    p.join()
+    assert not res["failed"] and not res["unanswered"], res
+    t_filled = wait_stat(hub, eid, "enqueued", requests * records)
+    ingest = requests * records / (t_filled - t0)
+    t_start = time.perf_counter()
+    c, cq = consumer(hub, eid, secret, prefetch, requests * records)
+    _kind, done = cq.get(timeout=600)
+    t_acked = wait_stat(hub, eid, "acked", requests * records)
+    c.join()
+    n_got = done["count"]
+    assert n_got == requests * records, done
+    return {
+        "events": n_got,
+        "ingest": ingest,
+        "rate": n_got / done["login_to_last"],
+        "rate_acked": n_got / (t_acked - t_start),
+    }
+
+
+def latency(
+    hub: HubProcess, cfg: dict[str, Any], phase: str, rate: int, seconds: float
+) -> dict[str, float]:
+    eid, secret = cfg["enterprises"][phase]
+    records = 10
+    requests = int(rate * seconds / records)
+    c, cq = consumer(hub, eid, secret, 1000, requests * records)
+    p, q = produce(hub, cfg, phase, requests, records, rate=rate / records)
+    res = q.get(timeout=600)
+    p.join()
+    _kind, done = cq.get(timeout=600)
+    c.join()
+    lat = sorted(done["lat"])
+    replies = sorted(res["replies"])
+    return {
+        "events": len(lat),
+        "offered": requests * records / res["elapsed"],
+        "p50": pct(lat, 50),
+        "p99": pct(lat, 99),
+        "max": lat[-1] * 1000,
+        "reply_p50": pct(replies, 50),
+        "reply_p99": pct(replies, 99),
+    }
+
+
+def ingest_only(
+    hub: HubProcess, cfg: dict[str, Any], rate: int, seconds: float
+) -> dict[str, float]:
+    """The same load on a product no enterprise subscribes to: the ingest's own latency."""
+    records = 10
+    requests = int(rate * seconds / records)
+    p, q = produce(hub, cfg, "base", requests, records, rate=rate / records)
+    res = q.get(timeout=600)
+    p.join()
+    replies = sorted(res["replies"])
+    return {"p50": pct(replies, 50), "p99": pct(replies, 99)}
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile of sorted seconds, in ms."""
+    return values[min(len(values) - 1, int(len(values) * p / 100))] * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=300_000, help="events for prefetch 1000")
+    ap.add_argument("--events-p5", type=int, default=30_000, help="events for prefetch 5")
+    ap.add_argument("--rate", type=int, default=5000)
+    ap.add_argument("--seconds", type=float, default=10)
+    args = ap.parse_args()
+    mp.set_start_method("spawn")
+    with tempfile.TemporaryDirectory() as d:
+        hub = HubProcess(Path(d) / "data", extra=["--set", "log.level=warning"])
+        hub.start()
+        try:
+            cfg = setup(hub, ["base", "lat", "p5", "p1000"])
+            base = ingest_only(hub, cfg, args.rate, args.seconds)
+            lat = latency(hub, cfg, "lat", args.rate, args.seconds)
+            r5 = throughput(hub, cfg, "p5", 5, args.events_p5)
+            r1000 = throughput(hub, cfg, "p1000", 1000, args.events)
+        finally:
+            hub.stop()
+    print("noti push, one client acking every push (store.synchronous=full)")
+    for p, r in ((5, r5), (1000, r1000)):
+        target = "   (target >= 50,000)" if p == 1000 else ""
+        print(
+            f"  prefetch {p:>4}: {r['rate']:>9,.0f} events/s pushed{target}; "
+            f"{r['rate_acked']:,.0f} events/s to the last ack committed; "
+            f"{r['events']:,} events queued beforehand at {r['ingest']:,.0f} events/s ingested"
+        )
+    print(
+        f"  latency publish -> push at {lat['offered']:,.0f} events/s offered "
+        f"({lat['events']:,} events, requests of 10 records, prefetch 1000): "
+        f"p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms (target <= 20), max {lat['max']:.1f} ms"
+    )
+    print(
+        f"    the same requests' ingest replies (stored, events queued durably): "
+        f"p50 {lat['reply_p50']:.1f} ms, p99 {lat['reply_p99']:.1f} ms"
+    )
+    print(
+        f"    peer, the same load on a product without enterprises (ingest only): "
+        f"reply p50 {base['p50']:.1f} ms, p99 {base['p99']:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
