@@ -38,6 +38,11 @@ sa_app = typer.Typer(
     help="Service accounts for EnOS real-time integration over HTTP.", no_args_is_help=True
 )
 app.add_typer(sa_app, name="service-account")
+enterprise_app = typer.Typer(
+    help="Enterprises: applications receiving device events over noti push.",
+    no_args_is_help=True,
+)
+app.add_typer(enterprise_app, name="enterprise")
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -404,6 +409,82 @@ def script_debug(
 from .client.importer import import_command  # noqa: E402
 
 app.command("import")(import_command)
+
+
+# -- enterprises (noti push) ---------------------------------------------------------------
+
+
+@enterprise_app.command("create")
+def enterprise_create(
+    name: str,
+    org: OrgOpt,
+    product: Annotated[
+        list[str], typer.Option("--product", help="productKey subscribed to (repeatable).")
+    ],
+    event_type: Annotated[
+        list[str] | None,
+        typer.Option("--event-type", help="Event type wanted (repeatable); default all."),
+    ] = None,
+    enterprise_id: Annotated[
+        str | None, typer.Option("--id", help="Keep an existing enterprise_id.")
+    ] = None,
+    secret: Annotated[
+        str | None, typer.Option("--secret", help="Keep an existing enterprise_secret.")
+    ] = None,
+    allow_ip: Annotated[
+        list[str] | None,
+        typer.Option("--allow-ip", help="Address or CIDR allowed to log in (repeatable)."),
+    ] = None,
+    history_events: Annotated[
+        bool, typer.Option("--history-events", help="History (offline data) produces events.")
+    ] = False,
+    retention: Annotated[
+        int, typer.Option("--retention", help="Queue retention in seconds (0: setting).")
+    ] = 0,
+    max_queue: Annotated[
+        int, typer.Option("--max-queue", help="Most queued events (0: setting).")
+    ] = 0,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Create an enterprise; prints its enterpriseId and enterpriseSecret (shown this once)."""
+    from .push.enterprises import EVENT_TYPES
+
+    body: dict[str, Any] = {
+        "name": name,
+        "products": product,
+        "eventTypes": event_type or list(EVENT_TYPES),
+        "ipAllowList": allow_ip or [],
+        "historyEvents": history_events,
+        "retentionSeconds": retention,
+        "maxQueue": max_queue,
+    }
+    if enterprise_id:
+        body["enterpriseId"] = enterprise_id
+    if secret:
+        body["enterpriseSecret"] = secret
+    _out(Api(url, token).call("POST", f"/orgs/{org}/enterprises", body))
+
+
+@enterprise_app.command("list")
+def enterprise_list(org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    _out(Api(url, token).call("GET", f"/orgs/{org}/enterprises"))
+
+
+@enterprise_app.command("stats")
+def enterprise_stats(
+    enterprise_id: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None
+) -> None:
+    """Queue depth, unacked, connected clients and delivery counters."""
+    _out(Api(url, token).call("GET", f"/orgs/{org}/enterprises/{enterprise_id}/stats"))
+
+
+@enterprise_app.command("delete")
+def enterprise_delete(
+    enterprise_id: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None
+) -> None:
+    """Delete an enterprise, its queue, and drop its connections."""
+    Api(url, token).call("DELETE", f"/orgs/{org}/enterprises/{enterprise_id}")
 
 
 def main() -> None:
