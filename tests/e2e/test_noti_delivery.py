@@ -333,6 +333,16 @@ def test_admin_api(shared_api: httpx.Client, t: Tenant, shared_hub: HubProcess) 
         assert n.login(eid, body["enterpriseSecret"], check=False)["data"]["result"] is False
     finally:
         n.close()
+    # narrowing the allow-list drops connections from addresses no longer allowed
+    n = Noti(shared_hub)
+    try:
+        n.login(eid, new_secret)
+        r = shared_api.patch(f"{base}/{eid}", json={"ipAllowList": ["10.0.0.0/8"]})
+        assert r.status_code == 200
+        assert n.closed_by_server(5)
+    finally:
+        n.close()
+    shared_api.patch(f"{base}/{eid}", json={"ipAllowList": []}).raise_for_status()
     n = Noti(shared_hub)
     try:
         n.login(eid, new_secret)

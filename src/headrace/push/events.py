@@ -122,7 +122,14 @@ class Deriver:
         self._kv(entry, ts_ms, dict(items[:half]), out)
         self._kv(entry, ts_ms, dict(items[half:]), out)
 
-    def _flagged(self, product_key: str) -> dict[str, Any]:
+    def remember_macs(self, batch: WriteBatch) -> None:
+        """Keep the "mac" attributes of a request that produces no events."""
+        for dev, name, value, _ in batch.attributes:
+            if name == "mac":
+                self.macs[dev] = value if isinstance(value, str) else str(value)
+
+    def flagged(self, product_key: str) -> dict[str, Any]:
+        """The fault/alert points of a product's model (by point id)."""
         p = self.registry.products.get(product_key)
         if p is None:
             return {}
@@ -142,9 +149,7 @@ class Deriver:
         out = Derived()
         events = out.events
         by_id = {e.id: e for e in devices}
-        for dev, name, value, _ in batch.attributes:
-            if name == "mac":
-                self.macs[dev] = value if isinstance(value, str) else str(value)
+        self.remember_macs(batch)
         wanted: dict[str, frozenset[str]] = {}
 
         def want(pk: str) -> frozenset[str]:
@@ -178,7 +183,7 @@ class Deriver:
                 self._kv(entry, ts, data, events)
             flagged = flagged_of.get(pk)
             if flagged is None:
-                flagged = flagged_of[pk] = self._flagged(pk)
+                flagged = flagged_of[pk] = self.flagged(pk)
             if flagged:
                 for point, value in data.items():
                     fp = flagged.get(point)

@@ -219,12 +219,16 @@ class PushService:
         if batch is None or not result.devices:
             return None
         realtime = batch.source == 1
+        announce = realtime and origin.realtime
+        if not announce and not self._interested(result.devices, realtime):
+            self.deriver.remember_macs(batch)
+            return None
         now = _now_ms()
         derived = self.deriver.derive(
             batch, result.devices, result.raw, now, lambda pk: self.wants(pk, realtime)
         )
         events = derived.events
-        if realtime and origin.realtime:
+        if announce:
             ahead: list[Event] = []
             for entry in result.devices:
                 aid = entry.device.assetId
@@ -240,6 +244,17 @@ class PushService:
         if not events and not derived.faults:
             return None
         return self._append(events, realtime, derived)
+
+    def _interested(self, devices: list[DeviceEntry], realtime: bool) -> bool:
+        """Whether a request for these devices can produce events or fault states."""
+        seen: set[str] = set()
+        for entry in devices:
+            pk = entry.device.productKey
+            if pk not in seen:
+                seen.add(pk)
+                if self.wants(pk, realtime) or self.deriver.flagged(pk):
+                    return True
+        return False
 
     def on_online(
         self, entry: DeviceEntry, online: bool, ts: int, ip: str
@@ -368,7 +383,7 @@ class PushService:
     def authenticate(self, enterprise_id: str, secret: str, address: str) -> EnterpriseQueue:
         """The queue a noti login may consume; raises ``LoginRefused`` with the message."""
         ent = self.enterprises.get(enterprise_id)
-        if ent is None:
+        if ent is None or ent.orgId not in self.registry.orgs:
             verify_password(secret, _DUMMY_HASH)
             raise LoginRefused("enterprise_id or enterprise_secret is wrong")
         if not verify_password(secret, ent.secretHash):
