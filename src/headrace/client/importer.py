@@ -339,11 +339,14 @@ class Importer:
         if cp is None:
             self._reject_file = open(self.reject_path, "wb")  # noqa: SIM115
         else:
-            self._reject_file = open(  # noqa: SIM115
-                self.reject_path, "r+b" if self.reject_path.exists() else "wb"
-            )
-            self._reject_file.truncate(self.reject_size)
-            self._reject_file.seek(self.reject_size)
+            exists = self.reject_path.exists()
+            self._reject_file = open(self.reject_path, "r+b" if exists else "wb")  # noqa: SIM115
+            # drop what a stopped run wrote past the checkpoint (never extend a file that
+            # someone shortened or removed)
+            size = min(self.reject_size, self.reject_path.stat().st_size)
+            self._reject_file.truncate(size)
+            self._reject_file.seek(size)
+            self.reject_size = size
         total = source_size(opts.file, opts.fmt)
         eof = Position(total, -1)
         start = self.position if cp is not None and self.position.row > 0 else None
