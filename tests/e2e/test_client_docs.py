@@ -30,9 +30,7 @@ def test_the_guide_has_examples() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_example_runs(
-    name: str, shared_hub: HubProcess, env: Provisioned, tmp_path: Path
-) -> None:
+def test_example_runs(name: str, shared_hub: HubProcess, env: Provisioned, tmp_path: Path) -> None:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
     environ.update(
         BROKER=broker(shared_hub),

@@ -72,7 +72,7 @@ def test_csv_wide(tmp_path: Path) -> None:
     p = tmp_path / "h.csv"
     p.write_text(
         "deviceKey,time,temp,mode,mac,branchCurr\n"
-        "d1,1000,20.5,1,00:11,\"[\"\"1\"\",\"\"2\"\"]\"\n"
+        'd1,1000,20.5,1,00:11,"[""1"",""2""]"\n'
         "d2,1000,,0,,\n"
         "\n"
         "d3,2000,,,,\n"  # nothing measured: skipped
@@ -104,9 +104,7 @@ def test_csv_missing_column(tmp_path: Path) -> None:
 
 def test_csv_bad_rows(tmp_path: Path) -> None:
     p = tmp_path / "h.csv"
-    p.write_text(
-        "deviceKey,time,temp\nd1,1,2\n,2,3\nd1,soon,4\nd1,3\nd1,4,5\n"
-    )
+    p.write_text("deviceKey,time,temp\nd1,1,2\n,2,3\nd1,soon,4\nd1,3\nd1,4,5\n")
     got = records(p, "csv")
     bad = [b for b in got if isinstance(b, BadRow)]
     assert [(b.pos.row, b.message.split(" ")[0]) for b in bad] == [
@@ -120,7 +118,7 @@ def test_csv_bad_rows(tmp_path: Path) -> None:
 def test_csv_bom_quotes_and_crlf(tmp_path: Path) -> None:
     p = tmp_path / "h.csv"
     p.write_bytes(
-        b"\xef\xbb\xbfdeviceKey,time,note\r\nd1,1,\"a, b\"\r\nd2,2,\"multi\nline\"\r\nd3,3,x\r\n"
+        b'\xef\xbb\xbfdeviceKey,time,note\r\nd1,1,"a, b"\r\nd2,2,"multi\nline"\r\nd3,3,x\r\n'
     )
     got = only_records(records(p, "csv", columns=Columns(string_points=frozenset({"note"}))))
     assert [(r.device, r.values["note"]) for r in got] == [
@@ -265,9 +263,7 @@ def test_batches_end_where_the_next_element_starts(tmp_path: Path) -> None:
     assert got[2].last and got[2].end == Position(size, 8)
     # resuming at a batch end gives the following batches exactly
     again = list(_batches(read_records(p, "csv", start=got[0].end), 3, Position(size, -1)))
-    assert [r.pos for b in again for r in b.records] == [
-        r.pos for b in got[1:] for r in b.records
-    ]
+    assert [r.pos for b in again for r in b.records] == [r.pos for b in got[1:] for r in b.records]
 
 
 def test_file_identity_changes_with_content(tmp_path: Path) -> None:
