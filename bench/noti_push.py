@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import ssl
 import sys
 import tempfile
@@ -382,7 +383,11 @@ def main() -> None:
             r1000 = throughput(hub, cfg, "p1000", 1000, args.events)
         finally:
             hub.stop()
-    print("noti push, one client acking every push (store.synchronous=full)")
+    load = os.getloadavg()
+    print(
+        f"noti push, one client acking every push (store.synchronous=full); "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f}"
+    )
     for p, r in ((5, r5), (1000, r1000)):
         target = "   (target >= 50,000)" if p == 1000 else ""
         print(

@@ -330,25 +330,49 @@ class PushService:
                     self._writing = False
 
     async def _write(self, batch: list[_Append]) -> None:
-        rows: list[tuple[str, int, int, bytes]] = []
-        faults: list[FaultRow] = []
         last: dict[EnterpriseQueue, int] = {}
         for item in batch:
             for q, entries in item.appends:
-                if not q.closed:  # a deleted enterprise's rows are not written
-                    rows.extend((q.id, seq, ts, doc) for seq, ts, doc in entries)
+                if not q.closed:
                     last[q] = entries[-1][0]
-            faults.extend(item.faults)
         for q, seq in last.items():
             q.mark_queued(seq)  # the write is queued below, before anything else runs
         acks: list[tuple[EnterpriseQueue, list[int]]] = []
+        acked_now: dict[EnterpriseQueue, set[int]] = {}
         for q in list(self._ack_queues):
             seqs = q.take_acks()
             if seqs:
                 acks.append((q, seqs))
+                if q in last:
+                    acked_now[q] = set(seqs)
             if not q._acks:
                 self._ack_queues.discard(q)
-        deletes = [(q.id, to_ranges(seqs)) for q, seqs in acks]
+        # events acked before their append was written are neither written nor deleted
+        rows: list[tuple[str, int, int, bytes]] = []
+        faults: list[FaultRow] = []
+        skipped: dict[EnterpriseQueue, int] = {}
+        for item in batch:
+            for q, entries in item.appends:
+                if q.closed:  # a deleted enterprise's rows are not written
+                    continue
+                done = acked_now.get(q)
+                if done is None:
+                    rows.extend((q.id, seq, ts, doc) for seq, ts, doc in entries)
+                    continue
+                for seq, ts, doc in entries:
+                    if seq in done:
+                        skipped[q] = skipped.get(q, 0) + 1
+                    else:
+                        rows.append((q.id, seq, ts, doc))
+            faults.extend(item.faults)
+        deletes = []
+        for q, seqs in acks:
+            if q in acked_now:
+                # this write's rows of q (seqs from `first` on, contiguous) are not in the
+                # store yet: those acked are skipped above, not deleted
+                first = min(es[0][0] for item in batch for qq, es in item.appends if qq is q)
+                seqs = [seq for seq in seqs if seq < first]
+            deletes.append((q.id, to_ranges(seqs)))
         try:
             deleted = await self.store.push_write(rows, faults, deletes)
         except BaseException as e:
@@ -371,7 +395,7 @@ class PushService:
             )
             return
         for (q, seqs), n in zip(acks, deleted, strict=True):
-            q.acks_done(len(seqs), n, True)
+            q.acks_done(len(seqs), n + skipped.get(q, 0), True)
         for item in batch:
             for q, entries in item.appends:
                 q.appended(entries, True)
