@@ -88,3 +88,34 @@ def test_sigkill_restart_keeps_unacked_and_drops_acked(hub: HubProcess) -> None:
             assert p["data"]["seq"] == 100
         finally:
             n.close()
+
+
+def test_fault_event_id_survives_a_crash(hub: HubProcess) -> None:
+    with hub.client() as api:
+        t = tenant(api)
+        eid, secret = enterprise(api, t, types=["attr_fault"])
+    producer = Producer(hub, t)
+    producer.measurepoints([("d1", {"burner_fault": True})])
+    producer.close()
+    n = Noti(hub)
+    try:
+        n.login(eid, secret)
+        (on,) = n.pushes(1)
+        n.ack(on["delivery_id"])
+        with hub.client() as api:
+            wait_for(lambda: stats(api, t, eid)["acked"] == 1)
+    finally:
+        n.close()
+    hub.kill()
+    hub.start()
+    producer = Producer(hub, t)
+    producer.measurepoints([("d1", {"burner_fault": False})])
+    producer.close()
+    n = Noti(hub)
+    try:
+        n.login(eid, secret)
+        (off,) = n.pushes(1)
+        assert off["data"]["value"] == 0 and off["event_id"] == on["event_id"]
+        n.nothing(0.3)
+    finally:
+        n.close()
