@@ -149,7 +149,8 @@ def test_a_client_that_never_reads_does_not_block_others(
         received.append(msg["data"]["seq"])
         reader.ack(msg["delivery_id"])
     # once the reader's acks are in, what is unacked is what the stuck connection holds:
-    # only what fitted in its socket and transport buffers
+    # only what fitted in its socket and transport buffers (Linux: at most a 4 MiB send
+    # buffer plus the transport's 256 KiB, i.e. ~630 of these 7 KiB pushes)
     wait_for(lambda: stats(shared_api, t, eid)["unacked"] == total - len(received), what="acks")
     st = stats(shared_api, t, eid)
     assert st["depth"] == 0 and 0 < st["unacked"] < 1000, st
