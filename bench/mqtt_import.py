@@ -80,8 +80,9 @@ def client_main(
         reply = json.loads(msg.payload)
         with cond:
             t0 = sent.pop(reply["id"], None)
-            if t0 is not None:
-                lat.append(time.perf_counter() - t0)
+            if t0 is None:  # not one of ours
+                return
+            lat.append(time.perf_counter() - t0)
             if reply["code"] == 200:
                 ok += 1
             else:

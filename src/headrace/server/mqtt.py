@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -472,14 +472,19 @@ class MQTTConnection(asyncio.Protocol):
         self._update_reading()
 
     def _deliver_reply(self, topic: str, reply: bytes) -> None:
-        """Publish a reply to every connection of this channel subscribed to its topic.
+        """Publish a reply to the requesting connection when it subscribed to the topic
+        (what the SDKs do), else to the channel's other connections that did (a
+        mosquitto_sub beside mosquitto_pub), as a broker would.
 
-        Usually that is the requesting connection itself (the SDKs subscribe first), but
-        a separate subscriber of the same channel (mosquitto_sub beside mosquitto_pub)
-        gets it too, as from a broker.
+        Not to every subscriber every time: with many connections of one channel that
+        would multiply reply traffic by the number of connections.
         """
         assert self.login is not None
-        for c in self.server.by_channel.get(self.login.channel.channelId, ()):
+        if self._subscribed_qos(topic) is not None:
+            targets: Iterable[MQTTConnection] = (self,)
+        else:
+            targets = self.server.by_channel.get(self.login.channel.channelId, ())
+        for c in targets:
             qos = c._subscribed_qos(topic)
             if qos is None:
                 continue

@@ -69,6 +69,8 @@ class SQLiteEngine:
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="headrace-read")
         self.commits = 0
         self.writes = 0
+        # called in the writer thread after a rollback, with the write connection
+        self.on_rollback: list[Callable[[sqlite3.Connection], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -151,9 +153,28 @@ class SQLiteEngine:
                     stopping = True
                     break
                 batch.append(nxt)
-            results: list[tuple[bool, Any]] = []
+            results = self._commit_group(conn, batch)
+            self._deliver(batch, results)
+        conn.close()
+
+    def _commit_group(self, conn: sqlite3.Connection, batch: list[Any]) -> list[tuple[bool, Any]]:
+        """Run a group of writes in one transaction; return (failed, result) per write.
+
+        Fast path: all writes, no savepoints (a savepoint makes SQLite copy every page a
+        write touches into a sub-journal first; measured at half the insert rate). Writes
+        are validated before they are queued, so one failing is rare: then the group is
+        rolled back and replayed with a savepoint per write, so that the failing write
+        is undone alone.
+        """
+        try:
+            conn.execute("BEGIN IMMEDIATE")
             try:
+                results: list[tuple[bool, Any]] = [(False, fn(conn)) for fn, _, _ in batch]
+            except Exception:
+                conn.execute("ROLLBACK")
+                self._rolled_back(conn)
                 conn.execute("BEGIN IMMEDIATE")
+                results = []
                 for fn, _, _ in batch:
                     conn.execute("SAVEPOINT w")
                     try:
@@ -162,19 +183,25 @@ class SQLiteEngine:
                     except Exception as e:  # the write's own failure: undo it alone
                         conn.execute("ROLLBACK TO w")
                         conn.execute("RELEASE w")
+                        self._rolled_back(conn)
                         results.append((True, e))
-                conn.execute("COMMIT")
-                self.commits += 1
-                self.writes += len(batch)
-            except Exception as e:  # commit itself failed (disk full, I/O error)
-                log.exception("store commit failed")
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                results = [(True, e)] * len(batch)
-            self._deliver(batch, results)
-        conn.close()
+            conn.execute("COMMIT")
+            self.commits += 1
+            self.writes += len(batch)
+            return results
+        except Exception as e:  # the commit itself failed (disk full, I/O error)
+            log.exception("store commit failed")
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._rolled_back(conn)
+            return [(True, e)] * len(batch)
+
+    def _rolled_back(self, conn: sqlite3.Connection) -> None:
+        """Let caches kept beside the database forget what a rollback undid."""
+        for hook in self.on_rollback:
+            hook(conn)
 
     @staticmethod
     def _deliver(batch: list[Any], results: list[tuple[bool, Any]]) -> None:

@@ -57,6 +57,7 @@ class SQLiteStore(PushQueueMixin):
         )
         # point name -> id; touched by the writer thread only (readers query the table)
         self._point_ids: dict[str, int] = {}
+        self.engine.on_rollback.append(self._reload_point_ids)
 
     def start(self) -> None:
         self.engine.start()
@@ -67,6 +68,9 @@ class SQLiteStore(PushQueueMixin):
 
     def close(self) -> None:
         self.engine.close()
+
+    def _reload_point_ids(self, conn: sqlite3.Connection) -> None:
+        self._point_ids = dict(conn.execute("SELECT name, id FROM point_names").fetchall())
 
     def stats(self) -> dict[str, Any]:
         return {"commits": self.engine.commits, "writes": self.engine.writes}
@@ -180,9 +184,8 @@ class SQLiteStore(PushQueueMixin):
 
     # -- ingest ----------------------------------------------------------------------
 
-    def _intern_points(
-        self, c: sqlite3.Connection, names: set[str], added: list[str]
-    ) -> dict[str, int]:
+    def _intern_points(self, c: sqlite3.Connection, names: set[str]) -> dict[str, int]:
+        # A rollback that undoes these inserts makes the engine call _reload_point_ids.
         ids = self._point_ids
         for name in names:
             if name not in ids:
@@ -190,7 +193,6 @@ class SQLiteStore(PushQueueMixin):
                 ids[name] = c.execute(
                     "SELECT id FROM point_names WHERE name=?", (name,)
                 ).fetchone()[0]
-                added.append(name)
         return ids
 
     async def write_batch(self, batch: WriteBatch) -> None:
@@ -200,38 +202,29 @@ class SQLiteStore(PushQueueMixin):
         """The write function for one batch (also used by the bare-store benchmark)."""
 
         def fn(c: sqlite3.Connection) -> None:
-            added: list[str] = []
-            try:
-                if batch.samples:
-                    ids = self._intern_points(c, {s[1] for s in batch.samples}, added)
-                    src = batch.source
-                    c.executemany(
-                        "INSERT OR REPLACE INTO samples(device, point, ts, value, quality, source) VALUES (?,?,?,?,?,?)",
-                        [
-                            (d, ids[p], t, encode_value(v), q, src)
-                            for d, p, t, v, q in batch.samples
-                        ],
-                    )
-                if batch.attributes:
-                    c.executemany(
-                        "INSERT INTO attributes(device, name, value, updated_at) VALUES (?,?,?,?) "
-                        "ON CONFLICT(device, name) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
-                        [(d, n, encode_value(v), t) for d, n, v, t in batch.attributes],
-                    )
-                if batch.events:
-                    c.executemany(
-                        "INSERT OR REPLACE INTO events(device, event, ts, outputs, source) VALUES (?,?,?,?,?)",
-                        [(d, e, t, o, batch.source) for d, e, t, o in batch.events],
-                    )
-                if batch.log:
-                    c.executemany(
-                        "INSERT INTO channel_log(channel, ts, kind, doc) VALUES (?,?,?,?)",
-                        batch.log,
-                    )
-            except BaseException:
-                for name in added:  # rolled back with the savepoint
-                    self._point_ids.pop(name, None)
-                raise
+            if batch.samples:
+                ids = self._intern_points(c, {s[1] for s in batch.samples})
+                src = batch.source
+                c.executemany(
+                    "INSERT OR REPLACE INTO samples(device, point, ts, value, quality, source) VALUES (?,?,?,?,?,?)",
+                    [(d, ids[p], t, encode_value(v), q, src) for d, p, t, v, q in batch.samples],
+                )
+            if batch.attributes:
+                c.executemany(
+                    "INSERT INTO attributes(device, name, value, updated_at) VALUES (?,?,?,?) "
+                    "ON CONFLICT(device, name) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
+                    [(d, n, encode_value(v), t) for d, n, v, t in batch.attributes],
+                )
+            if batch.events:
+                c.executemany(
+                    "INSERT OR REPLACE INTO events(device, event, ts, outputs, source) VALUES (?,?,?,?,?)",
+                    [(d, e, t, o, batch.source) for d, e, t, o in batch.events],
+                )
+            if batch.log:
+                c.executemany(
+                    "INSERT INTO channel_log(channel, ts, kind, doc) VALUES (?,?,?,?)",
+                    batch.log,
+                )
 
         return fn
 
