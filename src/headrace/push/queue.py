@@ -351,6 +351,11 @@ class EnterpriseQueue:
             self.stored -= deleted
 
     @property
+    def acks_waiting(self) -> bool:
+        """Acks not yet taken for a delete (some may wait for their append)."""
+        return bool(self._acks)
+
+    @property
     def has_acks(self) -> bool:
         return bool(self._acks) and min(self._acks) <= self.queued_upto
 
@@ -362,6 +367,8 @@ class EnterpriseQueue:
             self._spawn(self.expire(int(time.time() * 1000)))
 
     def needs_expiry(self, now_ms: int) -> bool:
+        if self._expiring or self.closed:
+            return False
         if self.stored > self.max_queue:
             return True
         cutoff = now_ms - self.retention_ms

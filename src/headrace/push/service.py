@@ -162,7 +162,7 @@ class PushService:
             await asyncio.sleep(1.0)
             now = _now_ms()
             for q in list(self.queues.values()):
-                if not q._expiring and q.needs_expiry(now):
+                if q.needs_expiry(now):
                     q.schedule_expiry()
 
     # -- cache ---------------------------------------------------------------------------------
@@ -345,7 +345,7 @@ class PushService:
                 acks.append((q, seqs))
                 if q in last:
                     acked_now[q] = set(seqs)
-            if not q._acks:
+            if not q.acks_waiting:
                 self._ack_queues.discard(q)
         # events acked before their append was written are neither written nor deleted
         rows: list[tuple[str, int, int, bytes]] = []
