@@ -14,12 +14,9 @@ provisioned by bench/mqtt_import.py's ``setup``), and in the same run measures:
 Both write new samples into the same hub. Printed: points/s of each, the ratio
 (target >= 80%), and the CSV size.
 
-A note on the peer's count: every paho client of bench/mqtt_import.py subscribes to the
-same reply topic of the same channel, and headrace delivers a reply to every connection
-of the channel subscribed to it (protocols.md A.3, like a broker), so with several
-clients each reply is counted by each client. Here the peer's rate counts only the
-replies to a client's own requests (``len(lat)``: replies whose id it sent); the
-unadjusted figure is printed beside it.
+The peer's rate counts only the replies to a client's own requests (``len(lat)``:
+replies whose id it sent); bench/mqtt_import.py counts the same way, and the hub sends a
+reply to the requesting connection when it subscribed to the reply topic.
 
     .venv/bin/python bench/import_file.py                 # 10 M points
     .venv/bin/python bench/import_file.py --times 1000    # 1 M points, a quick run
@@ -69,7 +66,7 @@ def run_peer(
     procs = [
         mp.Process(
             target=mqtt_import.client_main,
-            args=(i, hub.mqtt_port, user, password, seconds, inflight, out),
+            args=(i, hub.mqtt_port, user, password, seconds, inflight, out, clients),
         )
         for i in range(clients)
     ]

@@ -33,13 +33,18 @@ DEVICES = 100
 PK = "benchPK"
 
 
-def payload(seq: int, client: int) -> bytes:
+def payload(seq: int, client: int, clients: int = 1) -> bytes:
+    """Request ``seq`` of a client: 100 consecutive records of one device, as a device's
+    buffered history is replayed. Each client owns its own devices (client, client +
+    clients, ...) and walks through them, each device's timeline continuing."""
+    own = DEVICES // clients
+    device = client + clients * (seq % own)
     # times start with "1600": client_main bumps that prefix per cycle so every request
     # carries new samples (history import inserts; it does not rewrite)
-    base = 1_600_000_000_000 + client * 100_000_000 + seq * RECORDS * 1000
+    base = 1_600_000_000_000 + (seq // own) * RECORDS * 1000
     params = [
         {
-            "deviceKey": f"dev{(seq * RECORDS + r) % DEVICES}",
+            "deviceKey": f"dev{device}",
             "time": base + r * 1000,
             "measurepoints": {f"p{i}": round(r * 0.5 + i, 3) for i in range(POINTS)},
         }
@@ -63,11 +68,13 @@ def client_main(
     seconds: float,
     inflight: int,
     out: mp.Queue,
+    clients: int = 1,
 ) -> None:
     import paho.mqtt.client as mqtt
 
     topic = f"/sys/{PK}/integration/measurepoint/post"
-    payloads = [payload(i, client) for i in range(50)]  # cycled; ids repeat, samples get replaced
+    # cycled: the time prefix is bumped per cycle, so every request stores new samples
+    payloads = [payload(i, client, clients) for i in range(50)]
     sent: dict[str, float] = {}
     lat: list[float] = []
     ok = 0
@@ -134,10 +141,11 @@ def bare_store(seconds: float, group: int) -> float:
     from headrace.store.sqlite.store import SQLiteStore
 
     def batch(seq: int) -> WriteBatch:
-        base = 1_600_000_000_000 + seq * RECORDS * 1000
+        # the hub's rows: 100 consecutive records of one device per request, devices in turn
+        base = 1_600_000_000_000 + (seq // DEVICES) * RECORDS * 1000
         return WriteBatch(
             samples=[
-                ((seq * RECORDS + r) % DEVICES + 1, f"p{i}", base + r * 1000, r * 0.5 + i, None)
+                (seq % DEVICES + 1, f"p{i}", base + r * 1000, r * 0.5 + i, None)
                 for r in range(RECORDS)
                 for i in range(POINTS)
             ]
@@ -207,7 +215,16 @@ def main() -> None:
             procs = [
                 mp.Process(
                     target=client_main,
-                    args=(i, hub.mqtt_port, user, password, args.seconds, args.inflight, out),
+                    args=(
+                        i,
+                        hub.mqtt_port,
+                        user,
+                        password,
+                        args.seconds,
+                        args.inflight,
+                        out,
+                        args.clients,
+                    ),
                 )
                 for i in range(args.clients)
             ]
