@@ -34,7 +34,17 @@ MIGRATIONS: tuple[str, ...] = (
         value,
         quality INTEGER,
         source INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (device, point, ts)
+        PRIMARY KEY (device, ts, point)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE latest (
+        device INTEGER NOT NULL,
+        point INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        value,
+        quality INTEGER,
+        source INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (device, point)
     ) WITHOUT ROWID;
 
     CREATE TABLE attributes (

@@ -155,7 +155,7 @@ class SQLiteStore(PushQueueMixin):
 
     async def delete_device(self, device_id: int) -> None:
         def fn(c: sqlite3.Connection) -> None:
-            for table in ("samples", "attributes", "events"):
+            for table in ("samples", "latest", "attributes", "events"):
                 c.execute(f"DELETE FROM {table} WHERE device=?", (device_id,))
             c.execute("DELETE FROM devices WHERE id=?", (device_id,))
 
@@ -205,9 +205,24 @@ class SQLiteStore(PushQueueMixin):
             if batch.samples:
                 ids = self._intern_points(c, {s[1] for s in batch.samples})
                 src = batch.source
+                rows = [(d, ids[p], t, encode_value(v), q, src) for d, p, t, v, q in batch.samples]
                 c.executemany(
                     "INSERT OR REPLACE INTO samples(device, point, ts, value, quality, source) VALUES (?,?,?,?,?,?)",
-                    [(d, ids[p], t, encode_value(v), q, src) for d, p, t, v, q in batch.samples],
+                    rows,
+                )
+                # the newest sample per (device, point) of this request; the table keeps the
+                # highest timestamp ever stored, so backfilled history never replaces it
+                newest: dict[tuple[int, int], tuple[int, int, int, Any, Any, int]] = {}
+                for row in rows:
+                    key = (row[0], row[1])
+                    have = newest.get(key)
+                    if have is None or row[2] >= have[2]:
+                        newest[key] = row
+                c.executemany(
+                    "INSERT INTO latest(device, point, ts, value, quality, source) VALUES (?,?,?,?,?,?) "
+                    "ON CONFLICT(device, point) DO UPDATE SET ts=excluded.ts, value=excluded.value, "
+                    "quality=excluded.quality, source=excluded.source WHERE excluded.ts >= latest.ts",
+                    newest.values(),
                 )
             if batch.attributes:
                 c.executemany(
@@ -303,7 +318,7 @@ class SQLiteStore(PushQueueMixin):
             out = {}
             for pid, name in self._point_map(c, points).items():
                 r = c.execute(
-                    "SELECT ts, value, quality, source FROM samples WHERE device=? AND point=? ORDER BY ts DESC LIMIT 1",
+                    "SELECT ts, value, quality, source FROM latest WHERE device=? AND point=?",
                     (device, pid),
                 ).fetchone()
                 if r:
