@@ -35,14 +35,21 @@ async def test_group_commit_with_one_failing_write(engine: SQLiteEngine) -> None
     writes = [insert(1, "a"), insert(2, None), insert(3, "c"), insert(1, "dup")]
     results = await asyncio.gather(*(engine.write(w) for w in writes), return_exceptions=True)
     assert results[0] == 1 and results[2] == 1
-    assert isinstance(results[1], sqlite3.IntegrityError) and isinstance(results[3], sqlite3.IntegrityError)
+    assert isinstance(results[1], sqlite3.IntegrityError) and isinstance(
+        results[3], sqlite3.IntegrityError
+    )
     assert rows(engine) == [(1, "a"), (3, "c")]  # the failures left nothing, the rest is committed
     assert engine.commits >= 1 and engine.writes == 4
 
 
 async def test_many_writes_share_commits(engine: SQLiteEngine) -> None:
     before = engine.commits
-    await asyncio.gather(*(engine.write(lambda c, k=k: c.execute("INSERT INTO t VALUES (?, 'x')", (k,))) for k in range(200)))
+    await asyncio.gather(
+        *(
+            engine.write(lambda c, k=k: c.execute("INSERT INTO t VALUES (?, 'x')", (k,)))
+            for k in range(200)
+        )
+    )
     assert len(rows(engine)) == 200
     assert engine.commits - before < 200  # grouped
 
@@ -74,7 +81,9 @@ async def test_point_cache_survives_a_rolled_back_group(tmp_path: Path) -> None:
 
         # both queued together: the group is rolled back once and replayed
         results = await asyncio.gather(
-            store.engine.write(store.batch_writer(ok)), store.engine.write(failing), return_exceptions=True
+            store.engine.write(store.batch_writer(ok)),
+            store.engine.write(failing),
+            return_exceptions=True,
         )
         assert results[0] is None and isinstance(results[1], Conflict)
         got = await store.query_samples(1, ["p_new"], 0, 2000, 10, False, None)
