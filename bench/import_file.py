@@ -44,17 +44,23 @@ T0 = 1_500_000_000_000  # before the peer's 1600... times: no overlap
 
 
 def generate_csv(path: Path, devices: int, points: int, times: int) -> int:
-    """The wide CSV; returns the number of points. Values vary per device, time and point."""
+    """The wide CSV; returns the number of points. Values vary per device, time and point.
+
+    Rows come as a history export has them and as bench/mqtt_import.py sends them: runs
+    of 100 consecutive times of one device, devices in turn."""
     names = [f"p{i}" for i in range(points)]
+    run = mqtt_import.RECORDS
     with open(path, "w", buffering=1 << 20) as f:
         f.write("deviceKey,time," + ",".join(names) + "\n")
-        for t in range(times):
-            ts = T0 + t * 1000
+        for block in range(0, times, run):
             for d in range(devices):
-                base = (t * 31 + d * 7) % 10_000
-                f.write(
-                    f"dev{d},{ts}," + ",".join(f"{(base + i) / 8}" for i in range(points)) + "\n"
-                )
+                for t in range(block, min(block + run, times)):
+                    base = (t * 31 + d * 7) % 10_000
+                    f.write(
+                        f"dev{d},{T0 + t * 1000},"
+                        + ",".join(f"{(base + i) / 8}" for i in range(points))
+                        + "\n"
+                    )
     return devices * points * times
 
 
