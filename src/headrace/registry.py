@@ -14,6 +14,7 @@ import re
 import secrets
 import string
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -149,6 +150,9 @@ class Registry:
         self.channels_by_user: dict[str, Channel] = {}
         # called with a channel after it changed or was deleted (servers drop its clients)
         self.channel_listeners: list[Any] = []
+        # services holding objects that refer to registry objects (enterprises -> products):
+        # fn(kind, key) -> descriptions of what still refers to it
+        self.referrers: list[Callable[[str, str], list[str]]] = []
 
     def load(self) -> None:
         dec = msgspec.json.Decoder
@@ -206,6 +210,7 @@ class Registry:
             raise Conflict(
                 f"organization {org_id!r} still has models, products or channels; delete them first"
             )
+        self._check_referrers("organization", org_id)
         await self.store.delete_object("organization", org_id)
         del self.orgs[org_id]
 
@@ -319,6 +324,7 @@ class Registry:
         self.product(org_id, product_key)
         if any(k[0] == product_key for k in self.devices):
             raise Conflict(f"product {product_key!r} still has devices; delete them first")
+        self._check_referrers("product", product_key)
         users = [c.channelId for c in self.channels.values() if product_key in c.products]
         if users:
             raise Conflict(
@@ -419,6 +425,13 @@ class Registry:
         self.product(org_id, product_key)
         docs = await self.store.list_devices(product_key, after, limit)
         return [msgspec.json.decode(d, type=Device) for d in docs]
+
+    def _check_referrers(self, kind: str, key: str) -> None:
+        found = [what for fn in self.referrers for what in fn(kind, key)]
+        if found:
+            raise Conflict(
+                f"{kind} {key!r} is still referred to by {', '.join(sorted(found)[:10])}"
+            )
 
     # -- channels --------------------------------------------------------------------
 

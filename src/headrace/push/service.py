@@ -108,6 +108,7 @@ class PushService:
         self._by_product: dict[str, list[Enterprise]] = {}
         self._wants: dict[tuple[str, bool], frozenset[str]] = {}
         self._announced: set[str] = set()  # assetIds announced online ahead of the tracker
+        self.registry.referrers.append(self._referring)
         self.deriver = Deriver(hub.registry)
         self.listeners: list[EnterpriseListener] = []
         self.oversize = 0  # events whose push line passes 8 KiB (raw data)
@@ -213,6 +214,20 @@ class PushService:
         return w
 
     # -- events --------------------------------------------------------------------------------
+
+    def _referring(self, kind: str, key: str) -> list[str]:
+        """Enterprises that refer to an organization or product the registry would delete."""
+        if kind == "organization":
+            return [
+                f"enterprise {e.enterpriseId}" for e in self.enterprises.values() if e.orgId == key
+            ]
+        if kind == "product":
+            return [
+                f"enterprise {e.enterpriseId}"
+                for e in self.enterprises.values()
+                if key in e.products
+            ]
+        return []
 
     def on_stored(self, result: Result, origin: Origin, product_key: str) -> Awaitable[None] | None:
         batch = result.batch
