@@ -70,7 +70,6 @@ class Hub:
             self.registry,
             self.store,
             max_message_size=settings["ingest.max_message_size"],
-            log_payload_sample=settings["log.payload_sample"],
         )
         self.admin_token = ""
         self.scripts = ScriptManager(

@@ -179,12 +179,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log.level", str, "info", "Log level: debug, info, warning, error."),
     Setting("log.format", str, "text", "Log format: text or json (one JSON object per line)."),
     Setting("log.retention_days", float, 7.0, "Days channel message-log records are kept."),
-    Setting(
-        "log.payload_sample",
-        int,
-        256,
-        "Bytes of each payload kept in payload records of the message log.",
-    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

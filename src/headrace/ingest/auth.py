@@ -26,6 +26,10 @@ class Login:
     method: str  # "channel" or "signed"
 
 
+# the username of an EnOS signed login: this prefix, then the product key
+SIGNED_USERNAME_PREFIX = "%channel%&"
+
+
 class LoginRefused(Exception):
     pass
 
@@ -61,8 +65,8 @@ def authenticate(
         secret = password.decode()
     except UnicodeDecodeError:
         raise LoginRefused("password is not UTF-8") from None
-    if username.startswith("%channel%&"):
-        product_key = username[len("%channel%&") :]
+    if username.startswith(SIGNED_USERNAME_PREFIX):
+        product_key = username[len(SIGNED_USERNAME_PREFIX) :]
         product = registry.products.get(product_key)
         if product is None:
             raise LoginRefused(f"unknown product {product_key!r}")

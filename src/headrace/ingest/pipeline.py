@@ -93,12 +93,10 @@ class Pipeline:
         store: Store,
         *,
         max_message_size: int,
-        log_payload_sample: int = 256,
     ):
         self.registry = registry
         self.store = store
         self.max_message_size = max_message_size
-        self.log_payload_sample = log_payload_sample
         # called after a request has been committed (push events, rules)
         self.on_stored: list[StoredHook] = []
         self.requests = 0
@@ -131,11 +129,9 @@ class Pipeline:
             result.batch.log.append(
                 self._payload_record(origin, topic, payload, result, now, started)
             )
-            try:
-                await self.store.write_batch(result.batch)
-            except Exception:
-                log.exception("store write failed")
-                raise
+            await self.store.write_batch(
+                result.batch
+            )  # a failure propagates: not stored, not answered
             self.requests += 1
             self.points += result.points
             for hook in self.on_stored:
@@ -143,25 +139,34 @@ class Pipeline:
                 if r is not None:
                     await r
         else:
-            records = [self._payload_record(origin, topic, payload, result, now, started)]
-            records.append(
-                (
-                    origin.channel_id,
-                    now,
-                    "error",
-                    json_encode(
-                        {
-                            "topic": topic,
-                            "requestId": _str_id(result.id),
-                            "code": result.code,
-                            "message": result.message,
-                            "errors": result.errors[:20],
-                        }
-                    ),
-                )
-            )
-            await self.store.append_log(records)
+            await self.log_refusal(result, origin, topic, payload, now, started)
         return result
+
+    async def log_refusal(
+        self,
+        result: Result,
+        origin: Origin,
+        topic: str,
+        payload: bytes,
+        now: int | None = None,
+        started: float | None = None,
+    ) -> None:
+        """Write the payload and error records of a refused request to the message log."""
+        now = now if now is not None else int(time.time() * 1000)
+        started = started if started is not None else time.perf_counter()
+        error = {
+            "topic": topic,
+            "requestId": _str_id(result.id),
+            "code": result.code,
+            "message": result.message,
+            "errors": result.errors[:20],
+        }
+        await self.store.append_log(
+            [
+                self._payload_record(origin, topic, payload, result, now, started),
+                (origin.channel_id, now, "error", json_encode(error)),
+            ]
+        )
 
     def _payload_record(
         self, origin: Origin, topic: str, payload: bytes, result: Result, now: int, started: float

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..errors import REPLY_DECODE_FAILED, REPLY_NO_PERMISSION, REPLY_RATE_LIMITED
-from ..ingest.auth import Login, LoginRefused, authenticate
+from ..ingest.auth import SIGNED_USERNAME_PREFIX, Login, LoginRefused, authenticate
 from ..ingest.pipeline import Origin, Result
 from ..ingest.topics import METHOD_OF, Kind, may_subscribe, parse_topic, reply_topic, topic_matches
 from ..model.types import Channel
@@ -287,9 +287,12 @@ class MQTTConnection(asyncio.Protocol):
             )
             self.conn.refuse(code)
             record.update(result="refused", reason=str(e))
-            channel = server.hub.registry.channels_by_user.get(p.username or "")
-            if channel is None and (p.username or "").startswith("%channel%&"):
-                channel = server.hub.registry.channel_for_product((p.username or "")[10:])
+            username = p.username or ""
+            channel = server.hub.registry.channels_by_user.get(username)
+            if channel is None and username.startswith(SIGNED_USERNAME_PREFIX):
+                channel = server.hub.registry.channel_for_product(
+                    username[len(SIGNED_USERNAME_PREFIX) :]
+                )
             if channel is not None:
                 server.log_record(channel.channelId, "connection", record)
             log.info(
@@ -409,23 +412,7 @@ class MQTTConnection(asyncio.Protocol):
             request = await decoder(product_key, ev.payload)
         except Exception as e:  # the script's fault: 1202, logged with its message
             result = Result("unknown", REPLY_DECODE_FAILED, f"raw data could not be decoded: {e}")
-            await server.hub.store.append_log(
-                [
-                    (
-                        origin.channel_id,
-                        int(time.time() * 1000),
-                        "error",
-                        _json.encode(
-                            {
-                                "topic": ev.topic,
-                                "code": REPLY_DECODE_FAILED,
-                                "message": result.message,
-                                "size": len(ev.payload),
-                            }
-                        ),
-                    ),
-                ]
-            )
+            await pipeline.log_refusal(result, origin, ev.topic, ev.payload)
             return result.reply_bytes()
         if "id" not in request:
             request = {**request, "id": "unknown"}

@@ -126,11 +126,7 @@ class SQLiteEngine:
         """Blocking write for code outside the event loop (CLI, benchmarks)."""
         done = threading.Event()
         box: list[Any] = []
-
-        def run(conn: sqlite3.Connection) -> Any:
-            return fn(conn)
-
-        self._queue.put((run, (done, box), None))
+        self._queue.put((fn, (done, box), None))
         done.wait()
         if box[0]:
             raise box[1]
