@@ -19,7 +19,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from . import __version__
-from .accounts import Accounts
 from .api.accounts import accounts_router
 from .api.admin import registry_router
 from .api.channels import channel_router
@@ -33,15 +32,16 @@ from .api.query import query_router
 from .api.scripts import script_router
 from .api.token import token_router
 from .config import Settings
-from .files import Files
 from .ingest.pipeline import Pipeline
-from .online import OnlineTracker
 from .push.service import PushService
-from .registry import Registry
 from .scripts.manager import ScriptManager
 from .server.mqtt import MQTTServer
 from .server.noti import NotiServer
 from .server.tls import ensure_self_signed, server_context
+from .state.accounts import Accounts
+from .state.files import Files
+from .state.online import OnlineTracker
+from .state.registry import Registry
 from .store.blobs import BlobStore
 from .store.sqlite.store import SQLiteStore
 

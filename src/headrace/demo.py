@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .model.types import ThingModel
-from .registry import ChannelCreate, DeviceCreate, OrgCreate, ProductCreate
+from .state.registry import ChannelCreate, DeviceCreate, OrgCreate, ProductCreate
 
 if TYPE_CHECKING:
     from .app import Hub

@@ -18,9 +18,9 @@ from headrace.api.integration import (
     _md5_matches,
     resolve_files,
 )
-from headrace.files import file_id_of
 from headrace.model.types import Device, Product
-from headrace.registry import DeviceEntry, Registry
+from headrace.state.files import file_id_of
+from headrace.state.registry import DeviceEntry, Registry
 from headrace.store.blobs import BlobInfo, BlobStore
 
 # -- Range -------------------------------------------------------------------------------

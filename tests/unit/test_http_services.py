@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from headrace.accounts import (
+from headrace.model.types import ThingModel, TypeSpec
+from headrace.state.accounts import (
     AccountCreate,
     Accounts,
     AccountUpdate,
@@ -18,9 +19,8 @@ from headrace.accounts import (
     TokenRejected,
     signature,
 )
-from headrace.model.types import ThingModel, TypeSpec
-from headrace.online import OnlineTracker
-from headrace.registry import DeviceCreate, DeviceEntry, OrgCreate, ProductCreate, Registry
+from headrace.state.online import OnlineTracker
+from headrace.state.registry import DeviceCreate, DeviceEntry, OrgCreate, ProductCreate, Registry
 from headrace.store.sqlite.store import SQLiteStore
 
 

@@ -14,7 +14,7 @@ import pytest
 from headrace.model.types import Device, Product, ThingModel
 from headrace.model.validate import compile_model
 from headrace.push.events import ALERT, FAULT, KV, KV_DOC_LIMIT, RAW, Deriver
-from headrace.registry import DeviceEntry, Registry
+from headrace.state.registry import DeviceEntry, Registry
 from headrace.store.base import WriteBatch
 from headrace.store.sqlite.store import SQLiteStore
 

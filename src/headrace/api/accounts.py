@@ -12,7 +12,7 @@ from litestar import Request, Router, delete, get, patch, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from ..accounts import AccountCreate, AccountUpdate, ServiceAccount
+from ..state.accounts import AccountCreate, AccountUpdate, ServiceAccount
 from .common import admin_guard, hub_of, page, page_limit, read_log
 from .files import Cursor, Limit
 

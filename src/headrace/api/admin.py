@@ -9,7 +9,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..model.types import Device, Organization, Product, ThingModel
-from ..registry import (
+from ..state.registry import (
     DeviceCreate,
     DeviceUpdate,
     OrgCreate,

@@ -10,7 +10,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..model.types import Channel
-from ..registry import ChannelCreate, ChannelUpdate
+from ..state.registry import ChannelCreate, ChannelUpdate
 from .admin import Cursor, Limit
 from .common import admin_guard, hub_of, page, page_limit, read_log
 

@@ -25,8 +25,8 @@ from litestar.response import Stream
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..errors import REPLY_BAD_JSON, REPLY_DEVICE_NOT_FOUND, REPLY_NO_PERMISSION, NotFound
-from ..files import FileRecord, file_id_of
-from ..registry import DeviceEntry
+from ..state.files import FileRecord, file_id_of
+from ..state.registry import DeviceEntry
 from .common import admin_guard, hub_of, page_limit
 from .integration import Fail, authenticate, fail_reply, new_request_id, reply
 

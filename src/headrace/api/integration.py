@@ -32,7 +32,6 @@ from litestar import Response, Router, asgi
 from litestar.types import Receive, Scope, Send
 from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
 
-from ..accounts import ServiceAccount, TokenRejected
 from ..errors import (
     REPLY_BAD_JSON,
     REPLY_DECODE_FAILED,
@@ -43,10 +42,11 @@ from ..errors import (
     REPLY_TOO_LARGE,
     REPLY_UNKNOWN_METHOD,
 )
-from ..files import FileRecord, new_file_id
 from ..ingest.messages import METHOD_ATTRIBUTE, METHOD_EVENT, METHOD_MEASUREPOINT
 from ..ingest.pipeline import Origin
-from ..registry import DeviceEntry, Registry
+from ..state.accounts import ServiceAccount, TokenRejected
+from ..state.files import FileRecord, new_file_id
+from ..state.registry import DeviceEntry, Registry
 from ..store.blobs import BlobTooLarge, BlobWriter
 
 if TYPE_CHECKING:

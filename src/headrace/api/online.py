@@ -16,7 +16,7 @@ from litestar import Request, Router, get
 from litestar.params import Parameter, QueryParameter
 
 from ..errors import ValidationFailed
-from ..online import OnlineChange, OnlineState
+from ..state.online import OnlineChange, OnlineState
 from .common import admin_guard, hub_of, page_limit
 from .files import BY_ASSET, BY_KEY, Cursor, Limit, admin_device
 

@@ -15,7 +15,7 @@ from litestar.params import Parameter
 
 from ..errors import ValidationFailed
 from ..model.validate import CompiledModel
-from ..registry import DeviceEntry
+from ..state.registry import DeviceEntry
 from .common import admin_guard, hub_of
 
 Req = Request[Any, Any, Any]

@@ -13,7 +13,7 @@ import msgspec
 from litestar import Request, Response, Router, post
 from litestar.exceptions import HTTPException
 
-from ..accounts import TOKEN_BAD_PARAMETER, TOKEN_EMPTY_PARAMETER, TOKEN_INTERNAL, TokenError
+from ..state.accounts import TOKEN_BAD_PARAMETER, TOKEN_EMPTY_PARAMETER, TOKEN_INTERNAL, TokenError
 from .common import hub_of
 
 log = logging.getLogger("headrace.api.token")

@@ -7,7 +7,8 @@ import hmac
 from dataclasses import dataclass
 
 from ..model.types import Channel
-from ..registry import Registry, verify_password
+from ..state.common import verify_password
+from ..state.registry import Registry
 
 SIGN_METHODS = {
     "sha256": "sha256",

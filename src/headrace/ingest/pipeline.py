@@ -27,7 +27,7 @@ from ..errors import (
     REPLY_UNKNOWN_METHOD,
 )
 from ..model.validate import ValueInvalid
-from ..registry import DeviceEntry, Registry
+from ..state.registry import DeviceEntry, Registry
 from ..store.base import Store, WriteBatch
 from .messages import (
     ENVELOPE,

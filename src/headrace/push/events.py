@@ -29,7 +29,7 @@ from typing import Any, Final
 import msgspec
 
 from ..proto.noti import OUTBOUND_LINE_TARGET
-from ..registry import DeviceEntry, Registry
+from ..state.registry import DeviceEntry, Registry
 from ..store.base import FaultRow, WriteBatch
 
 ONLINE: Final = "device_online"

@@ -31,7 +31,8 @@ import msgspec
 
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..ingest.pipeline import Origin, Result
-from ..registry import DeviceEntry, hash_password, verify_password
+from ..state.common import check_name, hash_password, now_ms, verify_password
+from ..state.registry import DeviceEntry
 from ..store.base import FaultRow
 from .enterprises import (
     AllowList,
@@ -84,10 +85,6 @@ async def _nothing() -> None:
 
 def _done() -> Awaitable[None]:
     return _nothing()
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class PushService:
@@ -161,7 +158,7 @@ class PushService:
     async def _expiry_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            now = _now_ms()
+            now = now_ms()
             for q in list(self.queues.values()):
                 if q.needs_expiry(now):
                     q.schedule_expiry()
@@ -238,7 +235,7 @@ class PushService:
         if not announce and not self._interested(result.devices, realtime):
             self.deriver.remember_macs(batch)
             return None
-        now = _now_ms()
+        now = now_ms()
         derived = self.deriver.derive(
             batch, result.devices, result.raw, now, lambda pk: self.wants(pk, realtime)
         )
@@ -303,7 +300,7 @@ class PushService:
                         per_queue[eid] = [ev.doc]
                     else:
                         docs.append(ev.doc)
-        now = _now_ms()
+        now = now_ms()
         appends: list[tuple[EnterpriseQueue, list[Entry]]] = []
         loop = asyncio.get_running_loop()
         for eid, docs in per_queue.items():
@@ -458,7 +455,7 @@ class PushService:
     async def create(self, org_id: str, body: EnterpriseCreate) -> tuple[Enterprise, str]:
         """Create an enterprise; returns it with its secret (shown this once)."""
         self.registry.org(org_id)
-        name = _name(body.name)
+        name = check_name(body.name)
         products = self._check_products(org_id, body.products)
         types = check_event_types(body.eventTypes)
         allow = check_allow_list(body.ipAllowList)
@@ -484,7 +481,7 @@ class PushService:
             retentionSeconds=body.retentionSeconds,
             maxQueue=body.maxQueue,
             secretHash=hash_password(secret),
-            createdAt=_now_ms(),
+            createdAt=now_ms(),
         )
         # rows a deleted namesake may have left (appends that were under way) go first
         await self.store.push_clear(eid)
@@ -497,7 +494,7 @@ class PushService:
         ent = self.get(org_id, enterprise_id)
         changes: dict[str, Any] = {}
         if body.name is not None:
-            changes["name"] = _name(body.name)
+            changes["name"] = check_name(body.name)
         if body.products is not None:
             changes["products"] = self._check_products(org_id, body.products)
         if body.eventTypes is not None:
@@ -558,10 +555,3 @@ class PushService:
                 fn(ent, what)
             except Exception:
                 log.exception("enterprise listener failed")
-
-
-def _name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > 256:
-        raise ValidationFailed("name must be 1-256 characters", field="name")
-    return name

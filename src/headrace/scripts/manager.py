@@ -19,7 +19,7 @@ import msgspec
 
 from ..errors import NotFound, ValidationFailed
 from ..ingest.messages import METHODS
-from ..registry import Registry
+from ..state.registry import Registry
 from ..store.base import Store
 from . import ScriptEngine, ScriptError
 

@@ -31,9 +31,10 @@ from typing import Any
 
 import msgspec
 
-from .errors import Conflict, NotFound, ValidationFailed
-from .registry import Registry, check_key, random_key
-from .store.base import Store
+from ..errors import Conflict, NotFound
+from ..store.base import Store
+from .common import check_key, check_name, now_ms, random_key
+from .registry import Registry
 
 log = logging.getLogger("headrace.accounts")
 
@@ -109,20 +110,9 @@ class TokenRejected(Exception):
 _enc = msgspec.json.Encoder()
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def signature(app_key: str, timestamp: str, secret: str) -> str:
     """The ``encryption`` of a token request."""
     return hashlib.sha256((app_key + timestamp + secret).encode()).hexdigest()
-
-
-def _name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > 256:
-        raise ValidationFailed("name must be 1-256 characters", field="name")
-    return name
 
 
 class Accounts:
@@ -214,11 +204,11 @@ class Accounts:
         if app_key in self.accounts:
             raise Conflict(f"service account {app_key!r} already exists", field="appKey")
         secret = secrets.token_hex(24)
-        now = _now_ms()
+        now = now_ms()
         acc = ServiceAccount(
             orgId=org_id,
             appKey=app_key,
-            name=_name(body.name),
+            name=check_name(body.name),
             description=body.description,
             enabled=body.enabled,
             secret=secret,
@@ -246,7 +236,7 @@ class Accounts:
             f: v for f in body.__struct_fields__ if (v := getattr(body, f)) is not None
         }
         if "name" in changes:
-            changes["name"] = _name(changes["name"])
+            changes["name"] = check_name(changes["name"])
         if "rateLimit" in changes:
             changes["rateLimit"] = max(0.0, changes["rateLimit"])
         acc = await self._replace(msgspec.structs.replace(acc, **changes))
@@ -259,7 +249,7 @@ class Accounts:
         acc = self.account(org_id, app_key)
         secret = secrets.token_hex(24)
         acc = await self._replace(
-            msgspec.structs.replace(acc, secret=secret, secretRotatedAt=_now_ms())
+            msgspec.structs.replace(acc, secret=secret, secretRotatedAt=now_ms())
         )
         await self.revoke(app_key)
         return acc, secret

@@ -22,9 +22,9 @@ from collections import Counter
 
 import msgspec
 
-from .errors import Conflict, NotFound
-from .store.base import Store
-from .store.blobs import BlobStore
+from ..errors import Conflict, NotFound
+from ..store.base import Store
+from ..store.blobs import BlobStore
 
 log = logging.getLogger("headrace.files")
 

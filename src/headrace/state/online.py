@@ -34,9 +34,9 @@ from dataclasses import dataclass
 
 import msgspec
 
-from .errors import Conflict, NotFound
+from ..errors import Conflict, NotFound
+from ..store.base import Store
 from .registry import DeviceEntry, Registry
-from .store.base import Store
 
 log = logging.getLogger("headrace.online")
 
@@ -83,10 +83,6 @@ class _Live:
     stored: bool  # a device_online object exists
     scheduled: bool = False  # has an entry in the deadline heap
     saved_seen: int = 0  # last_seen as last written
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class OnlineTracker:

@@ -8,43 +8,20 @@ so a refused change leaves nothing behind.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
-import secrets
 import string
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
 
-from .errors import Conflict, NotFound, ValidationFailed
-from .model.types import Channel, DataFormat, Device, Organization, Product, ThingModel
-from .model.validate import CompiledModel, check_model, compile_model
-from .store.base import DeviceRow, Store
+from ..errors import Conflict, NotFound, ValidationFailed
+from ..model.types import Channel, DataFormat, Device, Organization, Product, ThingModel
+from ..model.validate import CompiledModel, check_model, compile_model
+from ..store.base import DeviceRow, Store
+from .common import check_key, check_name, hash_password, now_ms, random_key
 
 S = TypeVar("S", bound=msgspec.Struct)
-
-_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
-_ALNUM = string.ascii_letters + string.digits
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def random_key(n: int, alphabet: str = _ALNUM) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(n))
-
-
-def check_key(value: str, field: str) -> str:
-    if not _KEY_RE.match(value):
-        raise ValidationFailed(
-            f"{field} must be 1-128 characters of letters, digits, '_', '-' or '.'", field=field
-        )
-    return value
 
 
 # -- inputs of the admin operations (also the admin API's request bodies) --------------
@@ -104,22 +81,6 @@ class ChannelUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     enabled: bool | None = None
     clientId: str | None = None
     rateLimit: float | None = None
-
-
-def hash_password(password: str) -> str:
-    # Channel passwords are generated (24 random characters, ~143 bits), so a salted
-    # SHA-256 resists guessing as well as a slow KDF would, at no cost per CONNECT.
-    salt = secrets.token_bytes(16)
-    return salt.hex() + "$" + hashlib.sha256(salt + password.encode()).hexdigest()
-
-
-def verify_password(password: str, stored: str) -> bool:
-    salt_hex, _, digest = stored.partition("$")
-    try:
-        salt = bytes.fromhex(salt_hex)
-    except ValueError:
-        return False
-    return hmac.compare_digest(hashlib.sha256(salt + password.encode()).hexdigest(), digest)
 
 
 @dataclass(slots=True)
@@ -189,13 +150,13 @@ class Registry:
         org_id = (
             check_key(body.orgId, "orgId") if body.orgId else "o" + random_key(14, string.digits)
         )
-        org = Organization(orgId=org_id, name=_name(body.name), createdAt=now_ms())
+        org = Organization(orgId=org_id, name=check_name(body.name), createdAt=now_ms())
         await self.store.insert_objects([("organization", org_id, "", _enc.encode(org))])
         self.orgs[org_id] = org
         return org
 
     async def update_org(self, org_id: str, body: OrgUpdate) -> Organization:
-        org = msgspec.structs.replace(self.org(org_id), name=_name(body.name))
+        org = msgspec.structs.replace(self.org(org_id), name=check_name(body.name))
         await self.store.update_object("organization", org_id, _enc.encode(org))
         self.orgs[org_id] = org
         return org
@@ -298,7 +259,7 @@ class Registry:
             orgId=org_id,
             productKey=pk,
             productSecret=secret,
-            name=_name(body.name),
+            name=check_name(body.name),
             modelId=body.modelId,
             dataFormat=body.dataFormat,
             inactivityTimeout=body.inactivityTimeout,
@@ -468,7 +429,7 @@ class Registry:
         ch = Channel(
             orgId=org_id,
             channelId=channel_id,
-            name=_name(body.name),
+            name=check_name(body.name),
             products=products,
             enabled=body.enabled,
             username=f"{channel_id}@{org_id}",
@@ -491,7 +452,7 @@ class Registry:
     async def update_channel(self, org_id: str, channel_id: str, body: ChannelUpdate) -> Channel:
         ch = _apply(self.channel(org_id, channel_id), body)
         ch = msgspec.structs.replace(
-            ch, products=self._check_channel_products(org_id, ch.products), name=_name(ch.name)
+            ch, products=self._check_channel_products(org_id, ch.products), name=check_name(ch.name)
         )
         if ch.clientId:
             check_key(ch.clientId, "clientId")
@@ -534,10 +495,3 @@ class Registry:
 class _StoredModel(msgspec.Struct):
     orgId: str
     model: ThingModel
-
-
-def _name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > 256:
-        raise ValidationFailed("name must be 1-256 characters", field="name")
-    return name
