@@ -3,7 +3,7 @@
 Every error carries the codes it maps to on each wire:
 - ``status``: the HTTP status of the admin/query API and of the EnOS HTTP API,
 - ``code``: a short stable machine name used in the admin API's JSON error shape,
-- ``reply_code``: the EnOS integration reply code (protocols.md A.5) where one applies.
+- ``reply_code``: the EnOS integration reply code (docs/protocols.md A.5) where one applies.
 
 The admin API renders any ``HeadraceError`` as::
 
@@ -13,6 +13,8 @@ The admin API renders any ``HeadraceError`` as::
 from __future__ import annotations
 
 from typing import Any
+
+from .proto.enos import REPLY_HTTP_STATUS
 
 
 class HeadraceError(Exception):
@@ -80,10 +82,75 @@ class ValidationFailed(ClientError):
     reply_code = 1204
 
 
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class RateLimited(ClientError):
     status = 429
     code = "rate_limited"
     reply_code = 1274
+
+
+class Refused(ClientError):
+    """An integration request (MQTT or HTTP) refused whole with one A.5 reply code.
+
+    ``status`` (the HTTP API's) follows from the reply code (B.2) unless given; ``errors``
+    lists the refused items (``{"index", "deviceKey", "code", "message"}``).
+    """
+
+    code = "refused"
+
+    def __init__(
+        self,
+        reply_code: int,
+        message: str,
+        *,
+        status: int | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ):
+        super().__init__(message, reply_code=reply_code)
+        self.status = status or REPLY_HTTP_STATUS.get(reply_code, 400)
+        self.errors = errors or []
+
+
+class LoginRefused(Unauthorized):
+    """A login (MQTT CONNECT, noti login) refused; the message says why."""
+
+    code = "login_refused"
+
+
+class TooManyConnections(LoginRefused):
+    """A login refused because the server is at its connection limit (try again later)."""
+
+    status = 503
+    code = "too_many_connections"
+
+
+class TokenRefused(ClientError):
+    """A token request (B.1) refused with its ``token_status`` code."""
+
+    code = "token_refused"
+
+    def __init__(self, token_status: int, message: str):
+        super().__init__(message)
+        self.token_status = token_status
+
+
+class TokenRejected(Unauthorized):
+    """An ``apim-accesstoken`` that does not authorize the call."""
+
+    code = "token_rejected"
+
+    def __init__(self, message: str, *, expired: bool = False):
+        super().__init__(message)
+        self.expired = expired
 
 
 # -- our fault -----------------------------------------------------------------------------
@@ -101,42 +168,13 @@ class ConfigError(HeadraceError):
     code = "config_error"
 
 
-# -- integration reply codes (protocols.md A.5) -------------------------------------------
-
-REPLY_OK = 200
-REPLY_TOO_LARGE = 1008
-REPLY_NO_PERMISSION = 1009
-REPLY_DECODE_FAILED = 1202
-REPLY_MODEL_INVALID = 1204
-REPLY_BAD_JSON = 1220
-REPLY_UNKNOWN_METHOD = 1250
-REPLY_EMPTY = 1251
-REPLY_DEVICE_NOT_FOUND = 1257
-REPLY_METHOD_MISMATCH = 1260
-REPLY_RATE_LIMITED = 1274
-
-# HTTP status that goes with each integration reply code (protocols.md B.2).
-REPLY_HTTP_STATUS = {
-    REPLY_OK: 200,
-    REPLY_TOO_LARGE: 413,
-    REPLY_NO_PERMISSION: 403,
-    REPLY_DECODE_FAILED: 400,
-    REPLY_MODEL_INVALID: 400,
-    REPLY_BAD_JSON: 400,
-    REPLY_UNKNOWN_METHOD: 400,
-    REPLY_EMPTY: 400,
-    REPLY_DEVICE_NOT_FOUND: 404,
-    REPLY_METHOD_MISMATCH: 400,
-    REPLY_RATE_LIMITED: 429,
-}
-
-
-class IntegrationError(ClientError):
-    """A whole integration request refused with one A.5 reply code."""
-
-    def __init__(
-        self, reply_code: int, message: str, *, errors: list[dict[str, Any]] | None = None
-    ):
-        super().__init__(message, reply_code=reply_code)
-        self.status = REPLY_HTTP_STATUS.get(reply_code, 400)
-        self.errors = errors or []
+def status_names() -> dict[int, str]:
+    """HTTP status -> the ``code`` of the most general error with that status (the error
+    shape's names for statuses the framework raises itself, such as 405 and 415)."""
+    names: dict[int, str] = {}
+    todo: list[type[HeadraceError]] = [HeadraceError]
+    while todo:
+        cls = todo.pop(0)
+        names.setdefault(cls.status, cls.code)
+        todo.extend(cls.__subclasses__())
+    return names

@@ -10,15 +10,10 @@ from typing import Any
 
 import pytest
 
+from headrace.errors import TokenRefused, TokenRejected
 from headrace.model.types import ThingModel, TypeSpec
-from headrace.state.accounts import (
-    AccountCreate,
-    Accounts,
-    AccountUpdate,
-    TokenError,
-    TokenRejected,
-    signature,
-)
+from headrace.proto.enos import token_encryption as signature
+from headrace.state.accounts import AccountCreate, Accounts, AccountUpdate
 from headrace.state.online import OnlineTracker
 from headrace.state.registry import DeviceCreate, DeviceEntry, OrgCreate, ProductCreate, Registry
 from headrace.store.sqlite.store import SQLiteStore
@@ -110,9 +105,9 @@ async def test_token_lifecycle(world: World) -> None:
     with pytest.raises(TokenRejected) as e:
         accounts.authenticate(fresh)
     assert e.value.expired
-    with pytest.raises(TokenError) as te:
+    with pytest.raises(TokenRefused) as te:
         await accounts.refresh_token(body(acc.appKey, secret, _ms(c), accessToken=fresh))
-    assert te.value.status == 1203
+    assert te.value.token_status == 1203
     newest, _ = await accounts.get_token(body(acc.appKey, secret, _ms(c) + 1))
     assert newest not in (token, fresh)
 
@@ -129,8 +124,8 @@ async def test_token_errors(world: World) -> None:
                 await accounts.refresh_token(b)
             else:
                 await accounts.get_token(b)
-        except TokenError as e:
-            return e.status
+        except TokenRefused as e:
+            return e.token_status
         return 0
 
     assert await status([1]) == 1004
@@ -163,9 +158,9 @@ async def test_tokens_and_replay_memory_survive_restart(world: World) -> None:
     accounts2 = Accounts(w2.store, w2.registry, clock=c)
     accounts2.load()
     assert accounts2.authenticate(token).appKey == acc.appKey
-    with pytest.raises(TokenError) as e:
+    with pytest.raises(TokenRefused) as e:
         await accounts2.get_token(b)
-    assert e.value.status == 1001
+    assert e.value.token_status == 1001
     again, _ = await accounts2.get_token(body(acc.appKey, secret, _ms(c) + 5))
     assert again == token
     # pruning forgets used encryptions once their timestamps fall out of the window
@@ -187,7 +182,7 @@ async def test_rotate_and_disable_revoke(world: World) -> None:
     assert secret2 != secret
     with pytest.raises(TokenRejected):
         accounts.authenticate(token)
-    with pytest.raises(TokenError):
+    with pytest.raises(TokenRefused):
         await accounts.get_token(body(acc.appKey, secret, _ms(c) + 1))
     token2, _ = await accounts.get_token(body(acc.appKey, secret2, _ms(c) + 2))
     await accounts.update(world.org, acc.appKey, AccountUpdate(enabled=False))

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from headrace.errors import REPLY_DECODE_FAILED, ClientError
+from headrace.errors import ClientError
+from headrace.proto.enos import REPLY_DECODE_FAILED
 from headrace.scripts import ScriptEngine, ScriptError, compile_script, debug_run
 from headrace.scripts.sandbox import LocalEngine, ScriptLimits
 

@@ -24,7 +24,8 @@ from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from ..errors import REPLY_BAD_JSON, REPLY_DEVICE_NOT_FOUND, REPLY_NO_PERMISSION, NotFound
+from ..errors import NotFound
+from ..proto.enos import REPLY_BAD_JSON, REPLY_DEVICE_NOT_FOUND, REPLY_NO_PERMISSION
 from ..state.files import FileRecord, file_id_of
 from ..state.registry import DeviceEntry
 from .common import admin_guard, hub_of, page_limit

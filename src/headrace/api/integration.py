@@ -32,7 +32,10 @@ from litestar import Response, Router, asgi
 from litestar.types import Receive, Scope, Send
 from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
 
-from ..errors import (
+from ..errors import TokenRejected
+from ..ingest.pipeline import Origin
+from ..proto.enos import (
+    HTTP_ACTIONS,
     REPLY_BAD_JSON,
     REPLY_DECODE_FAILED,
     REPLY_HTTP_STATUS,
@@ -42,9 +45,7 @@ from ..errors import (
     REPLY_TOO_LARGE,
     REPLY_UNKNOWN_METHOD,
 )
-from ..ingest.messages import METHOD_ATTRIBUTE, METHOD_EVENT, METHOD_MEASUREPOINT
-from ..ingest.pipeline import Origin
-from ..state.accounts import ServiceAccount, TokenRejected
+from ..state.accounts import ServiceAccount
 from ..state.files import FileRecord, new_file_id
 from ..state.registry import DeviceEntry, Registry
 from ..store.blobs import BlobTooLarge, BlobWriter
@@ -55,11 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("headrace.api.integration")
 
 PATH = "/connect-service/v2.1/integration"
-ACTIONS = {
-    "postMeasurepoint": METHOD_MEASUREPOINT,
-    "postAttribute": METHOD_ATTRIBUTE,
-    "postEvent": METHOD_EVENT,
-}
+ACTIONS = HTTP_ACTIONS
 LOCAL = "local://"
 REPLY_INTERNAL = 1005
 _enc = msgspec.json.Encoder()
@@ -114,7 +111,7 @@ def authenticate(hub: Hub, token: str | None, org_id: str) -> ServiceAccount:
     try:
         acc = hub.accounts.authenticate(token)
     except TokenRejected as e:
-        raise Fail(REPLY_NO_PERMISSION, e.msg, status=401) from None
+        raise Fail(REPLY_NO_PERMISSION, e.message, status=401) from None
     if not org_id:
         raise Fail(REPLY_BAD_JSON, "query parameter orgId is missing")
     if org_id != acc.orgId:

@@ -13,7 +13,8 @@ import msgspec
 from litestar import Request, Response, Router, post
 from litestar.exceptions import HTTPException
 
-from ..state.accounts import TOKEN_BAD_PARAMETER, TOKEN_EMPTY_PARAMETER, TOKEN_INTERNAL, TokenError
+from ..errors import TokenRefused
+from ..proto.enos import TOKEN_BAD_PARAMETER, TOKEN_EMPTY_PARAMETER, TOKEN_INTERNAL, TOKEN_OK
 from .common import hub_of
 
 log = logging.getLogger("headrace.api.token")
@@ -33,15 +34,15 @@ async def _body(request: Req) -> Any:
     try:
         raw = await request.body()
     except HTTPException:
-        raise TokenError(
+        raise TokenRefused(
             TOKEN_BAD_PARAMETER, f"the request body exceeds {MAX_BODY} bytes"
         ) from None
     if not raw.strip():
-        raise TokenError(TOKEN_EMPTY_PARAMETER, "the request body is empty")
+        raise TokenRefused(TOKEN_EMPTY_PARAMETER, "the request body is empty")
     try:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError:
-        raise TokenError(TOKEN_BAD_PARAMETER, "the request body is not valid JSON") from None
+        raise TokenRefused(TOKEN_BAD_PARAMETER, "the request body is not valid JSON") from None
 
 
 async def _handle(request: Req, refresh: bool) -> Response[bytes]:
@@ -52,12 +53,12 @@ async def _handle(request: Req, refresh: bool) -> Response[bytes]:
             token, expire = await accounts.refresh_token(body)
         else:
             token, expire = await accounts.get_token(body)
-    except TokenError as e:
-        return _reply(e.status, e.msg)
+    except TokenRefused as e:
+        return _reply(e.token_status, e.message)
     except Exception:
         log.exception("token service failed")
         return _reply(TOKEN_INTERNAL, "internal error", http_status=500)
-    return _reply(0, "SUCCESS", {"accessToken": token, "expire": expire})
+    return _reply(TOKEN_OK, "SUCCESS", {"accessToken": token, "expire": expire})
 
 
 @post("/token/get", request_max_body_size=MAX_BODY, status_code=200)

@@ -1,23 +1,15 @@
-"""MQTT logins (protocols.md A.2): channel credentials and the EnOS signed login."""
+"""MQTT logins (docs/protocols.md A.2): channel credentials and the EnOS signed login."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 
+from ..errors import LoginRefused
 from ..model.types import Channel
+from ..proto.enos import SIGN_METHODS, SIGNED_USERNAME_PREFIX, parse_signed_client_id, signature
 from ..state.common import verify_password
 from ..state.registry import Registry
-
-SIGN_METHODS = {
-    "sha256": "sha256",
-    "hmacsha256": "sha256",
-    "sha1": "sha1",
-    "hmacsha1": "sha1",
-    "md5": "md5",
-    "hmacmd5": "md5",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,35 +17,6 @@ class Login:
     channel: Channel
     products: frozenset[str]
     method: str  # "channel" or "signed"
-
-
-# the username of an EnOS signed login: this prefix, then the product key
-SIGNED_USERNAME_PREFIX = "%channel%&"
-
-
-class LoginRefused(Exception):
-    pass
-
-
-def enos_signature(
-    cid: str, product_key: str, timestamp: str, product_secret: str, method: str = "sha256"
-) -> str:
-    """The EnOS integration password: a plain hex digest (not an HMAC, despite the names)."""
-    content = f"clientId{cid}deviceKey%channel%productKey{product_key}timestamp{timestamp}{product_secret}"
-    return hashlib.new(SIGN_METHODS[method], content.encode()).hexdigest()
-
-
-def parse_signed_client_id(client_id: str) -> tuple[str, dict[str, str]]:
-    """``(cid, params)`` from ``{pk}[extra]|securemode=4,signmethod=..,timestamp=..|``."""
-    cid, sep, rest = client_id.partition("|")
-    if not sep:
-        raise LoginRefused("client id carries no |securemode=...| block")
-    params: dict[str, str] = {}
-    for part in rest.rstrip("|").split(","):
-        key, eq, value = part.partition("=")
-        if eq:
-            params[key.strip()] = value.strip()
-    return cid, params
 
 
 def authenticate(
@@ -74,11 +37,14 @@ def authenticate(
         channel = registry.channel_for_product(product_key)
         if channel is None:
             raise LoginRefused(f"product {product_key!r} has no enabled integration channel")
-        cid, params = parse_signed_client_id(client_id)
+        parsed = parse_signed_client_id(client_id)
+        if parsed is None:
+            raise LoginRefused("client id carries no |securemode=...| block")
+        cid, params = parsed
         method = params.get("signmethod", "").lower()
         if method not in SIGN_METHODS:
             raise LoginRefused(f"unsupported signmethod {method!r}")
-        expected = enos_signature(
+        expected = signature(
             cid, product_key, params.get("timestamp", ""), product.productSecret, method
         )
         if not hmac.compare_digest(expected, secret.lower()):

@@ -1,4 +1,4 @@
-"""Integration requests and replies (protocols.md A.4, A.5), decoded with msgspec."""
+"""Integration requests and replies (docs/protocols.md A.4, A.5), decoded with msgspec."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ from typing import Any
 
 import msgspec
 
-METHOD_MEASUREPOINT = "integration.measurepoint.post"
-METHOD_ATTRIBUTE = "integration.attribute.post"
-METHOD_EVENT = "integration.event.post"
-METHODS = (METHOD_MEASUREPOINT, METHOD_ATTRIBUTE, METHOD_EVENT)
+from ..proto.enos import METHOD_ATTRIBUTE, METHOD_EVENT, METHOD_MEASUREPOINT
 
 
 class Envelope(msgspec.Struct):
@@ -54,13 +51,6 @@ ITEMS: dict[str, msgspec.json.Decoder[Any]] = {
     METHOD_ATTRIBUTE: msgspec.json.Decoder(list[AttributeItem]),
     METHOD_EVENT: msgspec.json.Decoder(list[EventItem]),
 }
-
-
-class Reply(msgspec.Struct):
-    id: Any
-    code: int
-    message: str
-    data: dict[str, Any]
 
 
 encode = msgspec.json.Encoder().encode

@@ -15,7 +15,11 @@ from typing import Any
 
 import msgspec
 
-from ..errors import (
+from ..model.validate import ValueInvalid
+from ..proto.enos import (
+    METHOD_ATTRIBUTE,
+    METHOD_MEASUREPOINT,
+    METHODS,
     REPLY_BAD_JSON,
     REPLY_DEVICE_NOT_FOUND,
     REPLY_EMPTY,
@@ -26,18 +30,9 @@ from ..errors import (
     REPLY_TOO_LARGE,
     REPLY_UNKNOWN_METHOD,
 )
-from ..model.validate import ValueInvalid
 from ..state.registry import DeviceEntry, Registry
 from ..store.base import Store, WriteBatch
-from .messages import (
-    ENVELOPE,
-    ITEMS,
-    METHOD_ATTRIBUTE,
-    METHOD_MEASUREPOINT,
-    METHODS,
-    Envelope,
-    Item,
-)
+from .messages import ENVELOPE, ITEMS, Envelope, Item
 from .messages import encode as json_encode
 
 log = logging.getLogger("headrace.ingest")

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..errors import Conflict, NotFound, ValidationFailed
+from ..errors import Conflict, LoginRefused, NotFound, ValidationFailed
 from ..ingest.pipeline import Origin, Result
 from ..state.common import check_name, hash_password, now_ms, verify_password
 from ..state.registry import DeviceEntry
@@ -63,10 +63,6 @@ _DUMMY_HASH = hash_password(new_secret())
 EnterpriseListener = Callable[[Enterprise, str], None]
 """(enterprise, what) with what in "updated", "secret", "deleted" (the noti server drops
 connections that may no longer stay)."""
-
-
-class LoginRefused(Exception):
-    pass
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from ..errors import NotFound, ValidationFailed
-from ..ingest.messages import METHODS
+from ..proto.enos import METHODS
 from ..state.registry import Registry
 from ..store.base import Store
 from . import ScriptEngine, ScriptError

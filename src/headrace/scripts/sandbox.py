@@ -32,7 +32,8 @@ from typing import Any, Literal
 
 import quickjs
 
-from ..errors import REPLY_DECODE_FAILED, ClientError
+from ..errors import ClientError
+from ..proto.enos import REPLY_DECODE_FAILED
 from .prelude import PRELUDE
 
 KiB = 1024

@@ -21,11 +21,22 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..errors import REPLY_DECODE_FAILED, REPLY_NO_PERMISSION, REPLY_RATE_LIMITED
-from ..ingest.auth import SIGNED_USERNAME_PREFIX, Login, LoginRefused, authenticate
+from ..errors import LoginRefused, TooManyConnections
+from ..ingest.auth import Login, authenticate
 from ..ingest.pipeline import Origin, Result
-from ..ingest.topics import METHOD_OF, Kind, may_subscribe, parse_topic, reply_topic, topic_matches
 from ..model.types import Channel
+from ..proto.enos import (
+    METHOD_OF,
+    REPLY_DECODE_FAILED,
+    REPLY_NO_PERMISSION,
+    REPLY_RATE_LIMITED,
+    SIGNED_USERNAME_PREFIX,
+    Kind,
+    may_subscribe,
+    parse_topic,
+    reply_topic,
+    topic_matches,
+)
 from ..proto.mqtt import (
     ConnectRequested,
     DisconnectReceived,
@@ -279,11 +290,13 @@ class MQTTConnection(asyncio.Protocol):
         }
         try:
             if len(server.clients) >= server.max_connections and p.client_id not in server.clients:
-                raise LoginRefused("too many connections")
+                raise TooManyConnections("too many connections")
             login = authenticate(server.hub.registry, p.client_id, p.username or "", p.password)
         except LoginRefused as e:
             code = (
-                ReasonCode.SERVER_UNAVAILABLE if "too many" in str(e) else ReasonCode.NOT_AUTHORIZED
+                ReasonCode.SERVER_UNAVAILABLE
+                if isinstance(e, TooManyConnections)
+                else ReasonCode.NOT_AUTHORIZED
             )
             self.conn.refuse(code)
             record.update(result="refused", reason=str(e))

@@ -19,10 +19,10 @@ import logging
 import ssl
 from typing import TYPE_CHECKING, Any
 
+from ..errors import LoginRefused
 from ..proto.noti import Acked, CloseRequired, LoginRequested, MessageRejected, ServerSession
 from ..push.enterprises import Enterprise
 from ..push.queue import EnterpriseQueue, Entry
-from ..push.service import LoginRefused
 
 if TYPE_CHECKING:
     from ..app import Hub

@@ -21,7 +21,6 @@ lookup.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 import secrets
@@ -31,7 +30,17 @@ from typing import Any
 
 import msgspec
 
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, NotFound, TokenRefused, TokenRejected
+from ..proto.enos import (
+    TOKEN_BAD_PARAMETER,
+    TOKEN_BAD_SIGNATURE,
+    TOKEN_EMPTY_PARAMETER,
+    TOKEN_EXPIRED,
+    TOKEN_REFRESH_FAILED,
+    TOKEN_REPLAYED,
+    TOKEN_UNKNOWN_APP,
+    token_encryption,
+)
 from ..store.base import Store
 from .common import check_key, check_name, now_ms, random_key
 from .registry import Registry
@@ -41,17 +50,6 @@ log = logging.getLogger("headrace.accounts")
 KIND_ACCOUNT = "service_account"
 KIND_TOKEN = "token"
 KIND_NONCE = "token_nonce"
-
-# B.1 status codes
-TOKEN_OK = 0
-TOKEN_REPLAYED = 1001
-TOKEN_UNKNOWN_APP = 1002
-TOKEN_BAD_SIGNATURE = 1003
-TOKEN_BAD_PARAMETER = 1004
-TOKEN_INTERNAL = 1005
-TOKEN_EMPTY_PARAMETER = 1202
-TOKEN_EXPIRED = 1203
-TOKEN_REFRESH_FAILED = 1204
 
 
 class ServiceAccount(msgspec.Struct, kw_only=True):
@@ -89,30 +87,7 @@ class AccountUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rateLimit: float | None = None
 
 
-class TokenError(Exception):
-    """A token request refused with a B.1 status code."""
-
-    def __init__(self, status: int, msg: str):
-        super().__init__(msg)
-        self.status = status
-        self.msg = msg
-
-
-class TokenRejected(Exception):
-    """An ``apim-accesstoken`` that does not authorize the call."""
-
-    def __init__(self, msg: str, *, expired: bool = False):
-        super().__init__(msg)
-        self.msg = msg
-        self.expired = expired
-
-
 _enc = msgspec.json.Encoder()
-
-
-def signature(app_key: str, timestamp: str, secret: str) -> str:
-    """The ``encryption`` of a token request."""
-    return hashlib.sha256((app_key + timestamp + secret).encode()).hexdigest()
 
 
 class Accounts:
@@ -275,44 +250,44 @@ class Accounts:
     def _check_request(self, body: Any) -> tuple[ServiceAccount, str]:
         """Check a token request's signature and skew; returns the account and encryption."""
         if not isinstance(body, dict):
-            raise TokenError(TOKEN_BAD_PARAMETER, "the body must be a JSON object")
+            raise TokenRefused(TOKEN_BAD_PARAMETER, "the body must be a JSON object")
         app_key = body.get("appKey")
         encryption = body.get("encryption")
         ts = body.get("timestamp")
         for name, value in (("appKey", app_key), ("encryption", encryption), ("timestamp", ts)):
             if value is None or value == "":
-                raise TokenError(TOKEN_EMPTY_PARAMETER, f"{name} is empty")
+                raise TokenRefused(TOKEN_EMPTY_PARAMETER, f"{name} is empty")
         if not isinstance(app_key, str) or not isinstance(encryption, str):
-            raise TokenError(TOKEN_BAD_PARAMETER, "appKey and encryption must be strings")
+            raise TokenRefused(TOKEN_BAD_PARAMETER, "appKey and encryption must be strings")
         if isinstance(ts, bool) or not isinstance(ts, (int, str)):
-            raise TokenError(TOKEN_BAD_PARAMETER, "timestamp must be milliseconds (integer)")
+            raise TokenRefused(TOKEN_BAD_PARAMETER, "timestamp must be milliseconds (integer)")
         ts_text = str(ts)
         try:
             ts_ms = int(ts_text)
         except ValueError:
-            raise TokenError(
+            raise TokenRefused(
                 TOKEN_BAD_PARAMETER, "timestamp must be milliseconds (integer)"
             ) from None
         acc = self.accounts.get(app_key)
         if acc is None or acc.orgId not in self.registry.orgs:
-            raise TokenError(TOKEN_UNKNOWN_APP, f"appKey {app_key!r} does not exist")
+            raise TokenRefused(TOKEN_UNKNOWN_APP, f"appKey {app_key!r} does not exist")
         if not acc.enabled:
-            raise TokenError(TOKEN_UNKNOWN_APP, f"service account {app_key!r} is disabled")
+            raise TokenRefused(TOKEN_UNKNOWN_APP, f"service account {app_key!r} is disabled")
         if abs(self._ms() - ts_ms) > self.skew * 1000:
-            raise TokenError(
+            raise TokenRefused(
                 TOKEN_BAD_SIGNATURE,
                 f"timestamp is more than {self.skew} s away from the server's clock",
             )
-        expected = signature(app_key, ts_text, acc.secret)
+        expected = token_encryption(app_key, ts_text, acc.secret)
         if not hmac.compare_digest(expected.encode(), encryption.lower().encode()):
-            raise TokenError(TOKEN_BAD_SIGNATURE, "encryption does not match")
+            raise TokenRefused(TOKEN_BAD_SIGNATURE, "encryption does not match")
         return acc, encryption.lower()
 
     async def _use_nonce(self, encryption: str) -> None:
         now = self._ms()
         seen_until = self.nonces.get(encryption)
         if seen_until is not None and seen_until >= now:
-            raise TokenError(TOKEN_REPLAYED, "this encryption was used before (replay)")
+            raise TokenRefused(TOKEN_REPLAYED, "this encryption was used before (replay)")
         # remember it for as long as its timestamp could still pass the skew check
         until = now + 2 * self.skew * 1000
         self.nonces[encryption] = until
@@ -322,7 +297,7 @@ class Accounts:
                 await self.store.delete_object(KIND_NONCE, encryption)
             await self.store.insert_objects([(KIND_NONCE, encryption, "", doc)])
         except Conflict:
-            raise TokenError(TOKEN_REPLAYED, "this encryption was used before (replay)") from None
+            raise TokenRefused(TOKEN_REPLAYED, "this encryption was used before (replay)") from None
 
     def _lock(self, app_key: str) -> asyncio.Lock:
         lock = self._locks.get(app_key)
@@ -368,18 +343,18 @@ class Accounts:
         acc, encryption = self._check_request(body)
         given = body.get("accessToken")
         if given is None or given == "":
-            raise TokenError(TOKEN_EMPTY_PARAMETER, "accessToken is empty")
+            raise TokenRefused(TOKEN_EMPTY_PARAMETER, "accessToken is empty")
         if not isinstance(given, str):
-            raise TokenError(TOKEN_BAD_PARAMETER, "accessToken must be a string")
+            raise TokenRefused(TOKEN_BAD_PARAMETER, "accessToken must be a string")
         async with self._lock(acc.appKey):
             await self._use_nonce(encryption)
             tok = self.current.get(acc.appKey)
             if tok is None or not hmac.compare_digest(tok.token.encode(), given.encode()):
-                raise TokenError(
+                raise TokenRefused(
                     TOKEN_REFRESH_FAILED, "accessToken is not this service account's token"
                 )
             if tok.expiresAt <= self._ms():
-                raise TokenError(TOKEN_EXPIRED, "accessToken has expired; get a new one")
+                raise TokenRefused(TOKEN_EXPIRED, "accessToken has expired; get a new one")
             tok = await self._issue(acc)
             return tok.token, self.ttl
 
