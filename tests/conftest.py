@@ -1,7 +1,8 @@
-"""Shared fixtures: a real headrace hub in its own process, on loopback ports."""
+"""Shared fixtures: a real headrace hub in its own process, on loopback ports it picks."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,29 +19,66 @@ ADMIN_TOKEN = "test-admin-token"
 
 
 def free_port() -> int:
+    """A port nothing listens on right now (for clients that must fail to connect)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 class HubProcess:
-    """``headrace serve`` as a subprocess; restartable on the same data dir and ports."""
+    """``headrace serve`` as a subprocess, every listener on a port the system picks.
+
+    The hub writes the ports it bound to ``<data_dir>/ports.json`` once every listener is
+    up (and ``/healthz`` answers 200 only then); the harness reads them from there, so no
+    port is guessed. A restart asks for the same ports again, so that clients reconnect to
+    the address they know.
+    """
+
+    PORTS = ("http", "mqtt", "mqtt_tls", "noti")
 
     def __init__(self, data_dir: Path, extra: list[str] | None = None):
         self.data_dir = data_dir
-        self.http_port = free_port()
-        self.mqtt_port = free_port()
-        self.mqtt_tls_port = free_port()
-        self.noti_port = free_port()
+        self.ports: dict[str, int] = {}
         self.extra = extra or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-hub.log"
+
+    @property
+    def http_port(self) -> int:
+        return self.ports["http"]
+
+    @property
+    def mqtt_port(self) -> int:
+        return self.ports["mqtt"]
+
+    @property
+    def mqtt_tls_port(self) -> int:
+        return self.ports["mqtt_tls"]
+
+    @property
+    def noti_port(self) -> int:
+        return self.ports["noti"]
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
     def start(self) -> None:
+        # a restart binds the same ports again; one taken meanwhile by another process
+        # makes the hub exit at start, and the next attempt waits for it to be free
+        for attempt in range(20):
+            if self._start_once():
+                return
+            time.sleep(0.25 * (attempt + 1))
+        raise RuntimeError(f"hub could not bind its ports {self.ports}:\n{self.log()}")
+
+    def _start_once(self) -> bool:
+        ports_file = self.data_dir / "ports.json"
+        ports_file.unlink(missing_ok=True)
+        port_args: list[str] = []
+        for name in self.PORTS:
+            key = "mqtt.tls_port" if name == "mqtt_tls" else f"{name}.port"
+            port_args += ["--set", f"{key}={self.ports.get(name, 0)}"]
         args = [
             sys.executable,
             "-m",
@@ -48,14 +86,7 @@ class HubProcess:
             "serve",
             "--data-dir",
             str(self.data_dir),
-            "--set",
-            f"http.port={self.http_port}",
-            "--set",
-            f"mqtt.port={self.mqtt_port}",
-            "--set",
-            f"mqtt.tls_port={self.mqtt_tls_port}",
-            "--set",
-            f"noti.port={self.noti_port}",
+            *port_args,
             "--set",
             f"admin.token={ADMIN_TOKEN}",
             "--set",
@@ -64,18 +95,30 @@ class HubProcess:
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
         with open(self.log_path, "ab") as log:
+            mark = log.tell()
             self.proc = subprocess.Popen(args, stdout=log, stderr=log, env=env)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                out = self.log_path.read_bytes()[mark:].decode(errors="replace")
+                if self.ports and ("address already in use" in out or "cannot listen" in out):
+                    self.proc = None
+                    return False
                 raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log()}")
+            if ports_file.exists():
+                self.ports = json.loads(ports_file.read_text())
+                break
+            time.sleep(0.02)
+        else:
+            raise RuntimeError(f"hub did not write ports.json:\n{self.log()}")
+        while time.monotonic() < deadline:
             try:
                 if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
-                    return
+                    return True
             except httpx.HTTPError:
                 pass
-            time.sleep(0.05)
-        raise RuntimeError(f"hub did not start:\n{self.log()}")
+            time.sleep(0.02)
+        raise RuntimeError(f"hub did not become ready:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 import secrets
 import signal
+import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import uvicorn
-from litestar import Litestar, get
+from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -26,10 +29,12 @@ from .api.common import EXCEPTION_HANDLERS
 from .api.enterprises import enterprise_router
 from .api.files import files_admin_router, files_router
 from .api.integration import integration_router
+from .api.metrics import HubCollector, metrics_registry
 from .api.metrics import metrics as metrics_route
 from .api.online import online_router
 from .api.query import query_router
 from .api.scripts import script_router
+from .api.services import Services, services
 from .api.token import token_router
 from .config import Settings
 from .ingest.pipeline import Pipeline
@@ -49,57 +54,85 @@ log = logging.getLogger("headrace")
 
 
 class Service(Protocol):
-    """A network server the hub runs beside the HTTP API (MQTT, noti)."""
+    """A component with background work: started after the HTTP API, stopped in reverse."""
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
 
 
 class Hub:
+    """Every component of the hub and every connection between them, in one place.
+
+    Components take what they use in their constructor; hooks and listeners are connected
+    below and nowhere else, so this constructor is the whole wiring diagram.
+    """
+
     def __init__(self, settings: Settings):
-        self.settings = settings
-        self.data_dir: Path = settings.data_dir
+        s = settings
+        self.settings = s
+        self.data_dir: Path = s.data_dir
+        # -- state: the store and the caches written through to it ----------------------
         self.store = SQLiteStore(
             self.data_dir / "headrace.db",
-            synchronous=settings["store.synchronous"],
-            max_batch=settings["store.max_batch"],
-            readers=settings["store.readers"],
+            synchronous=s["store.synchronous"],
+            max_batch=s["store.max_batch"],
+            readers=s["store.readers"],
         )
+        self.blobs = BlobStore(self.data_dir / "files")
         self.registry = Registry(self.store)
-        self.pipeline = Pipeline(
-            self.registry,
-            self.store,
-            max_message_size=settings["ingest.max_message_size"],
+        self.accounts = Accounts(
+            self.store, self.registry, ttl=s["token.ttl"], skew=s["token.skew"]
         )
-        self.admin_token = ""
+        self.files = Files(self.store, self.blobs)
+        self.online = OnlineTracker(
+            self.registry, self.store, checkpoint_interval=s["online.checkpoint_interval"]
+        )
         self.scripts = ScriptManager(
             self.registry,
             self.store,
-            time_limit_ms=settings["script.time_limit_ms"],
-            memory_limit=settings["script.memory_limit"],
-            workers=settings["script.workers"],
-            isolation=settings["script.isolation"],
+            time_limit_ms=s["script.time_limit_ms"],
+            memory_limit=s["script.memory_limit"],
+            workers=s["script.workers"],
+            isolation=s["script.isolation"],
         )
-        self.mqtt = MQTTServer(self)
-        self.mqtt.raw_decoder = self.scripts.decode
-        self.mqtt.raw_encoder = self.scripts.encode
-        self.services: list[Service] = [self.mqtt]
-        # real-time integration over HTTP: files, service accounts, online state
-        self.blobs = BlobStore(self.data_dir / "files")
-        self.files = Files(self.store, self.blobs)
-        self.accounts = Accounts(
-            self.store, self.registry, ttl=settings["token.ttl"], skew=settings["token.skew"]
+        # -- the one way in: every edge hands its requests to the pipeline --------------
+        self.pipeline = Pipeline(
+            self.registry, self.store, max_message_size=s["ingest.max_message_size"]
         )
-        self.online = OnlineTracker(
-            self.registry, self.store, checkpoint_interval=settings["online.checkpoint_interval"]
+        # -- ways out ---------------------------------------------------------------------
+        self.push = PushService(s, store=self.store, registry=self.registry, online=self.online)
+        # -- edges (the HTTP API is built in http_app) -----------------------------------
+        self.mqtt = MQTTServer(
+            s,
+            registry=self.registry,
+            pipeline=self.pipeline,
+            store=self.store,
+            tls_context=self.tls_context,
+            raw_decoder=self.scripts.decode,
+            raw_encoder=self.scripts.encode,
         )
-        self.services += [self.accounts, self.online]
-        # enterprise push (noti): stopped before the push service, which then finishes acks
-        self.push = PushService(self)
-        self.noti = NotiServer(self)
-        self.services += [self.push, self.noti]
+        self.noti = NotiServer(s, push=self.push, tls_context=self.tls_context)
+        # -- connections --------------------------------------------------------------------
+        # a committed request's events go to the enterprises' queues before it is answered
+        self.pipeline.on_stored.append(self.push.on_stored)
+        # online/offline changes become device_online/device_offline events
+        self.online.listeners.append(self.push.on_online)
+        # organizations and products an enterprise refers to cannot be deleted
+        self.registry.referrers.append(self.push.referring)
+        # a disabled channel's MQTT connections are closed, a changed one's logins refreshed
+        self.registry.channel_listeners.append(self.mqtt.channel_changed)
+        # noti connections an enterprise change no longer allows are closed
+        self.push.listeners.append(self.noti.enterprise_changed)
+        # started in this order after the HTTP API, stopped in reverse: the noti server
+        # stops before the push service, which then finishes acks; the push service stops
+        # before MQTT, whose last requests still have their events written
+        self.services: list[Service] = [self.mqtt, self.accounts, self.online, self.push, self.noti]
+        self.admin_token = ""
+        self.ports: dict[str, int] = {}  # what each listener bound
+        self._ready = False
         self._http: uvicorn.Server | None = None
         self._stop = asyncio.Event()
+        self._tls: ssl.SSLContext | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -133,14 +166,33 @@ class Hub:
         log.warning("generated the admin token", extra={"path": str(path)})
         return token
 
-    def tls_context(self) -> Any:
-        cert, key = self.settings["tls.cert_file"], self.settings["tls.key_file"]
-        if cert:
-            return server_context(Path(cert), Path(key))
-        cert_path, key_path = ensure_self_signed(self.data_dir / "tls")
-        return server_context(cert_path, key_path)
+    def tls_context(self) -> ssl.SSLContext:
+        """The TLS listeners' context (made once): the configured pair, or a self-signed
+        pair created in the data dir on first use."""
+        if self._tls is None:
+            cert, key = self.settings["tls.cert_file"], self.settings["tls.key_file"]
+            if not cert:
+                cert, key = ensure_self_signed(self.data_dir / "tls")
+            self._tls = server_context(Path(cert), Path(key))
+        return self._tls
 
     def http_app(self) -> Litestar:
+        api = Services(
+            settings=self.settings,
+            admin_token=self.admin_token,
+            store=self.store,
+            registry=self.registry,
+            pipeline=self.pipeline,
+            accounts=self.accounts,
+            files=self.files,
+            blobs=self.blobs,
+            online=self.online,
+            scripts=self.scripts,
+            push=self.push,
+            metrics=metrics_registry(HubCollector(self.push, self.noti, self.pipeline)),
+            ports=self.ports,
+            ready=lambda: self._ready,
+        )
         return Litestar(
             route_handlers=[
                 registry_router,
@@ -158,7 +210,7 @@ class Hub:
                 health,
             ],
             exception_handlers=EXCEPTION_HANDLERS,
-            state=State({"hub": self}),
+            state=State({"services": api}),
             request_max_body_size=self.settings["http.max_body"],
             openapi_config=OpenAPIConfig(
                 title="headrace",
@@ -169,17 +221,25 @@ class Hub:
             logging_config=None,
         )
 
-    async def serve(self, ready: asyncio.Event | None = None) -> None:
-        """Run every server until SIGINT/SIGTERM (or ``request_stop``), then stop cleanly."""
+    async def serve(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Run every server until SIGINT/SIGTERM (or ``request_stop``), then stop cleanly.
+
+        Every listener binds its configured port (0: one the system picks); once all are
+        up, the ports bound are logged and written to ``<data_dir>/ports.json``, and only
+        then does ``/healthz`` answer 200.
+        """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):
                 pass
+        ports_file = self.data_dir / "ports.json"
+        ports_file.unlink(missing_ok=True)  # a stale one would point to another process
+        host = self.settings["http.host"]
         config = uvicorn.Config(
             self.http_app(),
-            host=self.settings["http.host"],
+            host=host,
             port=self.settings["http.port"],
             lifespan="off",
             log_config=None,
@@ -194,32 +254,34 @@ class Hub:
         try:
             await self._http.startup()
         except SystemExit:  # uvicorn exits when it cannot bind
-            raise OSError(
-                f"cannot listen on {self.settings['http.host']}:{self.settings['http.port']}"
-            ) from None
+            raise OSError(f"cannot listen on {host}:{self.settings['http.port']}") from None
+        self.ports["http"] = int(self._http.servers[0].sockets[0].getsockname()[1])
         started: list[Service] = []
         try:
             for svc in self.services:
                 await svc.start()
                 started.append(svc)
+            self.ports.update(self.mqtt.ports)
+            self.ports.update(self.noti.ports)
+            _write_atomically(ports_file, json.dumps(self.ports).encode())
             log.info(
                 "headrace is serving",
-                extra={
-                    "http": f"http://{self.settings['http.host']}:{self.settings['http.port']}",
-                    "data_dir": str(self.data_dir),
-                },
+                extra={"host": host, **self.ports, "data_dir": str(self.data_dir)},
             )
             # what start-up built lives as long as the process: keep the cyclic GC from
             # walking it on every full collection (pauses of tens of ms under load)
             gc.collect()
             gc.freeze()
-            if ready is not None:
-                ready.set()
+            self._ready = True
+            if on_ready is not None:
+                on_ready()
             pruner = asyncio.create_task(self._prune_log())
             await self._stop.wait()
             pruner.cancel()
         finally:
             log.info("stopping")
+            self._ready = False
+            ports_file.unlink(missing_ok=True)
             for svc in reversed(started):
                 await svc.stop()
             self._http.should_exit = True
@@ -241,6 +303,17 @@ class Hub:
         self._stop.set()
 
 
-@get("/healthz", include_in_schema=False)
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@get("/healthz", include_in_schema=False, sync_to_thread=False)
+def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """200 once every listener is up (and the ports are in ports.json), 503 before that
+    and while stopping."""
+    api = services(request)
+    if api.ready():
+        return Response({"status": "ok", "ports": dict(api.ports)}, status_code=200)
+    return Response({"status": "starting"}, status_code=503)

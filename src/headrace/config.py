@@ -35,7 +35,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("http.host", str, "127.0.0.1", "Address the HTTP API listens on."),
     Setting(
-        "http.port", int, 8080, "Port of the HTTP API (admin, query, EnOS real-time integration)."
+        "http.port",
+        int,
+        8080,
+        "Port of the HTTP API (admin, query, EnOS real-time integration); 0 picks a free port.",
     ),
     Setting("http.max_body", int, 1 * MiB, "Largest admin API request body in bytes (413 above)."),
     Setting(
@@ -68,8 +71,10 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds between saves of online devices' last-seen times (used after a restart).",
     ),
     Setting("mqtt.host", str, "127.0.0.1", "Address the MQTT integration endpoint listens on."),
-    Setting("mqtt.port", int, 1883, "Plain TCP MQTT port (0 disables)."),
-    Setting("mqtt.tls_port", int, 8883, "MQTT over TLS port (0 disables)."),
+    Setting("mqtt.enabled", bool, True, "Serve MQTT over plain TCP (on mqtt.port)."),
+    Setting("mqtt.port", int, 1883, "Plain TCP MQTT port; 0 picks a free port."),
+    Setting("mqtt.tls_enabled", bool, True, "Serve MQTT over TLS (on mqtt.tls_port)."),
+    Setting("mqtt.tls_port", int, 8883, "MQTT over TLS port; 0 picks a free port."),
     Setting(
         "mqtt.max_packet_size",
         int,
@@ -96,7 +101,10 @@ SETTINGS: tuple[Setting, ...] = (
         "mqtt.public_host", str, "", "Host name put in channel broker URLs; default mqtt.host."
     ),
     Setting("noti.host", str, "127.0.0.1", "Address the noti push service listens on."),
-    Setting("noti.port", int, 2015, "TLS port of the noti enterprise push service (0 disables)."),
+    Setting("noti.enabled", bool, True, "Serve the noti enterprise push service (on noti.port)."),
+    Setting(
+        "noti.port", int, 2015, "TLS port of the noti enterprise push service; 0 picks a free port."
+    ),
     Setting(
         "noti.idle_timeout",
         float,
@@ -167,7 +175,6 @@ SETTINGS: tuple[Setting, ...] = (
         "process",
         "process: scripts run in worker processes (a crashing script cannot take the hub down); none: in the hub (trusted scripts only).",
     ),
-    Setting("store.backend", str, "sqlite", "Storage engine: sqlite (embedded)."),
     Setting(
         "store.synchronous",
         str,
@@ -331,7 +338,6 @@ def _check(values: dict[str, Any]) -> None:
     if values["noti.idle_timeout"] <= 0:
         raise ConfigError("setting 'noti.idle_timeout' must be positive", field="noti.idle_timeout")
     choices = {
-        "store.backend": ("sqlite",),
         "store.synchronous": ("full", "normal"),
         "script.isolation": ("process", "none"),
         "log.level": ("debug", "info", "warning", "error"),

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import msgspec
 
-from .model.types import ThingModel
-from .state.registry import ChannelCreate, DeviceCreate, OrgCreate, ProductCreate
-
-if TYPE_CHECKING:
-    from .app import Hub
+from .model.types import Channel, ThingModel
+from .state.registry import ChannelCreate, DeviceCreate, OrgCreate, ProductCreate, Registry
 
 DEMO_ORG = "o-demo"
 DEMO_PRODUCT = "demoInverter"
@@ -28,9 +25,8 @@ DEMO_MODEL = {
 }
 
 
-async def seed_demo(hub: Hub) -> str:
-    """Create the demo data unless it exists; return what to try next."""
-    reg = hub.registry
+async def seed_demo(reg: Registry) -> tuple[Channel, str]:
+    """Create the demo data unless it exists; returns the demo channel and its new password."""
     if DEMO_ORG not in reg.orgs:
         await reg.create_org(OrgCreate(orgId=DEMO_ORG, name="Demo organization"))
     if (DEMO_ORG, "inverter") not in reg.models:
@@ -55,7 +51,13 @@ async def seed_demo(hub: Hub) -> str:
         )
     else:
         channel, password = await reg.reset_channel_password(DEMO_ORG, channel.channelId)
-    s = hub.settings
+    return channel, password
+
+
+def demo_summary(
+    channel: Channel, password: str, data_dir: Path, hosts: dict[str, str], ports: dict[str, int]
+) -> str:
+    """What to try next, with the ports the hub bound."""
     topic = f"/sys/{DEMO_PRODUCT}/integration/measurepoint/post"
     body = (
         '{"id":"1","version":"1.0","method":"integration.measurepoint.post","params":'
@@ -63,15 +65,15 @@ async def seed_demo(hub: Hub) -> str:
     )
     extra = (
         f"\n  MQTT channel {channel.channelId}: username {channel.username} password {password}\n"
-        f"  try: mosquitto_pub -h {s['mqtt.host']} -p {s['mqtt.port']} -u '{channel.username}' -P '{password}' "
+        f"  try: mosquitto_pub -h {hosts['mqtt']} -p {ports.get('mqtt', 0)} -u '{channel.username}' -P '{password}' "
         f"-q 1 -t {topic} -m '{body}'"
     )
-    base = f"http://{s['http.host']}:{s['http.port']}"
+    base = f"http://{hosts['http']}:{ports['http']}"
     return (
         f"[bold]demo data ready[/bold]: organization {DEMO_ORG}, model inverter, product {DEMO_PRODUCT}, "
         f"devices inv001..inv003\n"
-        f"  admin token: {hub.data_dir / 'admin-token'}\n"
-        f'  try: curl -H "Authorization: Bearer $(cat {hub.data_dir / "admin-token"})" '
+        f"  admin token: {data_dir / 'admin-token'}\n"
+        f'  try: curl -H "Authorization: Bearer $(cat {data_dir / "admin-token"})" '
         f"{base}/api/v1/orgs/{DEMO_ORG}/products/{DEMO_PRODUCT}/devices\n"
         f"  API docs: {base}/api/docs" + extra
     )

@@ -13,8 +13,9 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..state.accounts import AccountCreate, AccountUpdate, ServiceAccount
-from .common import admin_guard, hub_of, page, page_limit, read_log
+from .common import admin_guard, page, page_limit, read_log
 from .files import Cursor, Limit
+from .services import services
 
 Req = Request[Any, Any, Any]
 LOG_KINDS = ("payload", "error")
@@ -34,7 +35,7 @@ class AccountView(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 def view(request: Req, acc: ServiceAccount, secret: str | None = None) -> AccountView:
-    tok = hub_of(request).accounts.current.get(acc.appKey)
+    tok = services(request).accounts.current.get(acc.appKey)
     return AccountView(
         orgId=acc.orgId,
         appKey=acc.appKey,
@@ -56,7 +57,7 @@ _ONE = _BASE + "/{app_key:str}"
 @post(_BASE)
 async def create_account(request: Req, org_id: str, data: AccountCreate) -> AccountView:
     """Create a service account; the answer holds ``appKey`` and ``appSecret`` (shown once)."""
-    acc, secret = await hub_of(request).accounts.create(org_id, data)
+    acc, secret = await services(request).accounts.create(org_id, data)
     return view(request, acc, secret)
 
 
@@ -64,13 +65,13 @@ async def create_account(request: Req, org_id: str, data: AccountCreate) -> Acco
 async def list_accounts(
     request: Req, org_id: str, limit: int = Limit, cursor: str = Cursor
 ) -> dict[str, Any]:
-    items = await hub_of(request).accounts.list(org_id, cursor, page_limit(limit))
+    items = await services(request).accounts.list(org_id, cursor, page_limit(limit))
     return page([view(request, a) for a in items], limit, "appKey")
 
 
 @get(_ONE)
 async def get_account(request: Req, org_id: str, app_key: str) -> AccountView:
-    return view(request, hub_of(request).accounts.account(org_id, app_key))
+    return view(request, services(request).accounts.account(org_id, app_key))
 
 
 @patch(_ONE)
@@ -78,31 +79,31 @@ async def update_account(
     request: Req, org_id: str, app_key: str, data: AccountUpdate
 ) -> AccountView:
     """Rename, describe, enable/disable (disabling revokes its token), set the rate limit."""
-    return view(request, await hub_of(request).accounts.update(org_id, app_key, data))
+    return view(request, await services(request).accounts.update(org_id, app_key, data))
 
 
 @post(_ONE + "/disable", status_code=200)
 async def disable_account(request: Req, org_id: str, app_key: str) -> AccountView:
-    acc = await hub_of(request).accounts.update(org_id, app_key, AccountUpdate(enabled=False))
+    acc = await services(request).accounts.update(org_id, app_key, AccountUpdate(enabled=False))
     return view(request, acc)
 
 
 @post(_ONE + "/enable", status_code=200)
 async def enable_account(request: Req, org_id: str, app_key: str) -> AccountView:
-    acc = await hub_of(request).accounts.update(org_id, app_key, AccountUpdate(enabled=True))
+    acc = await services(request).accounts.update(org_id, app_key, AccountUpdate(enabled=True))
     return view(request, acc)
 
 
 @post(_ONE + "/rotate-secret", status_code=200)
 async def rotate_secret(request: Req, org_id: str, app_key: str) -> AccountView:
     """A new ``appSecret`` (shown once); the old secret and the current token stop working."""
-    acc, secret = await hub_of(request).accounts.rotate_secret(org_id, app_key)
+    acc, secret = await services(request).accounts.rotate_secret(org_id, app_key)
     return view(request, acc, secret)
 
 
 @delete(_ONE, status_code=HTTP_204_NO_CONTENT)
 async def delete_account(request: Req, org_id: str, app_key: str) -> None:
-    await hub_of(request).accounts.delete(org_id, app_key)
+    await services(request).accounts.delete(org_id, app_key)
 
 
 @get(_ONE + "/logs")
@@ -117,9 +118,9 @@ async def account_logs(
     cursor: int | None = None,
 ) -> dict[str, Any]:
     """Message-log records of the account's integration requests, newest first."""
-    hub = hub_of(request)
-    hub.accounts.account(org_id, app_key)
-    return await read_log(hub, "http:" + app_key, kind, LOG_KINDS, start, end, limit, cursor)
+    svc = services(request)
+    svc.accounts.account(org_id, app_key)
+    return await read_log(svc, "http:" + app_key, kind, LOG_KINDS, start, end, limit, cursor)
 
 
 accounts_router = Router(

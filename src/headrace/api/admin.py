@@ -17,7 +17,8 @@ from ..state.registry import (
     ProductCreate,
     ProductUpdate,
 )
-from .common import admin_guard, hub_of, page, page_limit
+from .common import admin_guard, page, page_limit
+from .services import services
 
 Req = Request[Any, Any, Any]
 Limit = Parameter(default=100, ge=1, le=1000)
@@ -29,27 +30,29 @@ Cursor = Parameter(default="")
 
 @post("/orgs")
 async def create_org(request: Req, data: OrgCreate) -> Organization:
-    return await hub_of(request).registry.create_org(data)
+    return await services(request).registry.create_org(data)
 
 
 @get("/orgs")
 async def list_orgs(request: Req, limit: int = Limit, cursor: str = Cursor) -> dict[str, Any]:
-    return page(await hub_of(request).registry.list_orgs(cursor, page_limit(limit)), limit, "orgId")
+    return page(
+        await services(request).registry.list_orgs(cursor, page_limit(limit)), limit, "orgId"
+    )
 
 
 @get("/orgs/{org_id:str}")
 async def get_org(request: Req, org_id: str) -> Organization:
-    return hub_of(request).registry.org(org_id)
+    return services(request).registry.org(org_id)
 
 
 @patch("/orgs/{org_id:str}")
 async def update_org(request: Req, org_id: str, data: OrgUpdate) -> Organization:
-    return await hub_of(request).registry.update_org(org_id, data)
+    return await services(request).registry.update_org(org_id, data)
 
 
 @delete("/orgs/{org_id:str}", status_code=HTTP_204_NO_CONTENT)
 async def delete_org(request: Req, org_id: str) -> None:
-    await hub_of(request).registry.delete_org(org_id)
+    await services(request).registry.delete_org(org_id)
 
 
 # -- thing models ----------------------------------------------------------------------
@@ -57,7 +60,7 @@ async def delete_org(request: Req, org_id: str) -> None:
 
 @post("/orgs/{org_id:str}/models")
 async def create_model(request: Req, org_id: str, data: ThingModel) -> ThingModel:
-    return await hub_of(request).registry.create_model(org_id, data)
+    return await services(request).registry.create_model(org_id, data)
 
 
 @get("/orgs/{org_id:str}/models")
@@ -65,23 +68,23 @@ async def list_models(
     request: Req, org_id: str, limit: int = Limit, cursor: str = Cursor
 ) -> dict[str, Any]:
     return page(
-        await hub_of(request).registry.list_models(org_id, cursor, page_limit(limit)), limit, "id"
+        await services(request).registry.list_models(org_id, cursor, page_limit(limit)), limit, "id"
     )
 
 
 @get("/orgs/{org_id:str}/models/{model_id:str}")
 async def get_model(request: Req, org_id: str, model_id: str) -> ThingModel:
-    return hub_of(request).registry.model(org_id, model_id)
+    return services(request).registry.model(org_id, model_id)
 
 
 @put("/orgs/{org_id:str}/models/{model_id:str}")
 async def update_model(request: Req, org_id: str, model_id: str, data: ThingModel) -> ThingModel:
-    return await hub_of(request).registry.update_model(org_id, model_id, data)
+    return await services(request).registry.update_model(org_id, model_id, data)
 
 
 @delete("/orgs/{org_id:str}/models/{model_id:str}", status_code=HTTP_204_NO_CONTENT)
 async def delete_model(request: Req, org_id: str, model_id: str) -> None:
-    await hub_of(request).registry.delete_model(org_id, model_id)
+    await services(request).registry.delete_model(org_id, model_id)
 
 
 # -- products --------------------------------------------------------------------------
@@ -89,32 +92,32 @@ async def delete_model(request: Req, org_id: str, model_id: str) -> None:
 
 @post("/orgs/{org_id:str}/products")
 async def create_product(request: Req, org_id: str, data: ProductCreate) -> Product:
-    return await hub_of(request).registry.create_product(org_id, data)
+    return await services(request).registry.create_product(org_id, data)
 
 
 @get("/orgs/{org_id:str}/products")
 async def list_products(
     request: Req, org_id: str, limit: int = Limit, cursor: str = Cursor
 ) -> dict[str, Any]:
-    items = await hub_of(request).registry.list_products(org_id, cursor, page_limit(limit))
+    items = await services(request).registry.list_products(org_id, cursor, page_limit(limit))
     return page(items, limit, "productKey")
 
 
 @get("/orgs/{org_id:str}/products/{product_key:str}")
 async def get_product(request: Req, org_id: str, product_key: str) -> Product:
-    return hub_of(request).registry.product(org_id, product_key)
+    return services(request).registry.product(org_id, product_key)
 
 
 @patch("/orgs/{org_id:str}/products/{product_key:str}")
 async def update_product(
     request: Req, org_id: str, product_key: str, data: ProductUpdate
 ) -> Product:
-    return await hub_of(request).registry.update_product(org_id, product_key, data)
+    return await services(request).registry.update_product(org_id, product_key, data)
 
 
 @delete("/orgs/{org_id:str}/products/{product_key:str}", status_code=HTTP_204_NO_CONTENT)
 async def delete_product(request: Req, org_id: str, product_key: str) -> None:
-    await hub_of(request).registry.delete_product(org_id, product_key)
+    await services(request).registry.delete_product(org_id, product_key)
 
 
 # -- devices ---------------------------------------------------------------------------
@@ -128,7 +131,7 @@ async def create_devices(
 ) -> Device | dict[str, list[Device]]:
     """Create one device (object body) or many at once (array body; all or nothing)."""
     bodies = data if isinstance(data, list) else [data]
-    devices = await hub_of(request).registry.create_devices(org_id, product_key, bodies)
+    devices = await services(request).registry.create_devices(org_id, product_key, bodies)
     return {"items": devices} if isinstance(data, list) else devices[0]
 
 
@@ -136,7 +139,7 @@ async def create_devices(
 async def list_devices(
     request: Req, org_id: str, product_key: str, limit: int = Limit, cursor: str = Cursor
 ) -> dict[str, Any]:
-    items = await hub_of(request).registry.list_devices(
+    items = await services(request).registry.list_devices(
         org_id, product_key, cursor, page_limit(limit)
     )
     return page(items, limit, "deviceKey")
@@ -144,24 +147,24 @@ async def list_devices(
 
 @get(_DEVICES + "/{device_key:str}")
 async def get_device(request: Req, org_id: str, product_key: str, device_key: str) -> Device:
-    return hub_of(request).registry.device(org_id, product_key, device_key).device
+    return services(request).registry.device(org_id, product_key, device_key).device
 
 
 @patch(_DEVICES + "/{device_key:str}")
 async def update_device(
     request: Req, org_id: str, product_key: str, device_key: str, data: DeviceUpdate
 ) -> Device:
-    return await hub_of(request).registry.update_device(org_id, product_key, device_key, data)
+    return await services(request).registry.update_device(org_id, product_key, device_key, data)
 
 
 @delete(_DEVICES + "/{device_key:str}", status_code=HTTP_204_NO_CONTENT)
 async def delete_device(request: Req, org_id: str, product_key: str, device_key: str) -> None:
-    await hub_of(request).registry.delete_device(org_id, product_key, device_key)
+    await services(request).registry.delete_device(org_id, product_key, device_key)
 
 
 @get("/orgs/{org_id:str}/devices/{asset_id:str}")
 async def get_device_by_asset(request: Req, org_id: str, asset_id: str) -> Device:
-    return hub_of(request).registry.device_by_asset(org_id, asset_id).device
+    return services(request).registry.device_by_asset(org_id, asset_id).device
 
 
 registry_router = Router(

@@ -12,7 +12,8 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 from ..model.types import Channel
 from ..state.registry import ChannelCreate, ChannelUpdate
 from .admin import Cursor, Limit
-from .common import admin_guard, hub_of, page, page_limit, read_log
+from .common import admin_guard, page, page_limit, read_log
+from .services import services
 
 Req = Request[Any, Any, Any]
 LOG_KINDS = ("connection", "payload", "error")
@@ -33,13 +34,14 @@ class ChannelView(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 def view(request: Req, ch: Channel, password: str | None = None) -> ChannelView:
-    s = hub_of(request).settings
+    api = services(request)
+    s, ports = api.settings, api.ports
     host = s["mqtt.public_host"] or s["mqtt.host"]
     brokers = []
-    if s["mqtt.port"]:
-        brokers.append(f"tcp://{host}:{s['mqtt.port']}")
-    if s["mqtt.tls_port"]:
-        brokers.append(f"ssl://{host}:{s['mqtt.tls_port']}")
+    if "mqtt" in ports:
+        brokers.append(f"tcp://{host}:{ports['mqtt']}")
+    if "mqtt_tls" in ports:
+        brokers.append(f"ssl://{host}:{ports['mqtt_tls']}")
     return ChannelView(
         orgId=ch.orgId,
         channelId=ch.channelId,
@@ -60,7 +62,7 @@ _BASE = "/orgs/{org_id:str}/channels"
 
 @post(_BASE)
 async def create_channel(request: Req, org_id: str, data: ChannelCreate) -> ChannelView:
-    ch, password = await hub_of(request).registry.create_channel(org_id, data)
+    ch, password = await services(request).registry.create_channel(org_id, data)
     return view(request, ch, password)
 
 
@@ -68,31 +70,31 @@ async def create_channel(request: Req, org_id: str, data: ChannelCreate) -> Chan
 async def list_channels(
     request: Req, org_id: str, limit: int = Limit, cursor: str = Cursor
 ) -> dict[str, Any]:
-    items = await hub_of(request).registry.list_channels(org_id, cursor, page_limit(limit))
+    items = await services(request).registry.list_channels(org_id, cursor, page_limit(limit))
     return page([view(request, c) for c in items], limit, "channelId")
 
 
 @get(_BASE + "/{channel_id:str}")
 async def get_channel(request: Req, org_id: str, channel_id: str) -> ChannelView:
-    return view(request, hub_of(request).registry.channel(org_id, channel_id))
+    return view(request, services(request).registry.channel(org_id, channel_id))
 
 
 @patch(_BASE + "/{channel_id:str}")
 async def update_channel(
     request: Req, org_id: str, channel_id: str, data: ChannelUpdate
 ) -> ChannelView:
-    return view(request, await hub_of(request).registry.update_channel(org_id, channel_id, data))
+    return view(request, await services(request).registry.update_channel(org_id, channel_id, data))
 
 
 @post(_BASE + "/{channel_id:str}/reset-password", status_code=200)
 async def reset_password(request: Req, org_id: str, channel_id: str) -> ChannelView:
-    ch, password = await hub_of(request).registry.reset_channel_password(org_id, channel_id)
+    ch, password = await services(request).registry.reset_channel_password(org_id, channel_id)
     return view(request, ch, password)
 
 
 @delete(_BASE + "/{channel_id:str}", status_code=HTTP_204_NO_CONTENT)
 async def delete_channel(request: Req, org_id: str, channel_id: str) -> None:
-    await hub_of(request).registry.delete_channel(org_id, channel_id)
+    await services(request).registry.delete_channel(org_id, channel_id)
 
 
 @get(_BASE + "/{channel_id:str}/logs")
@@ -107,9 +109,9 @@ async def channel_logs(
     cursor: int | None = None,
 ) -> dict[str, Any]:
     """Message-log records, newest first: connection, payload and error records."""
-    hub = hub_of(request)
-    hub.registry.channel(org_id, channel_id)
-    return await read_log(hub, channel_id, kind, LOG_KINDS, start, end, limit, cursor)
+    svc = services(request)
+    svc.registry.channel(org_id, channel_id)
+    return await read_log(svc, channel_id, kind, LOG_KINDS, start, end, limit, cursor)
 
 
 channel_router = Router(

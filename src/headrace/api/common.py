@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from litestar import Request, Response
@@ -14,9 +14,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 
 from ..errors import HeadraceError, Unauthorized, ValidationFailed
-
-if TYPE_CHECKING:
-    from ..app import Hub
+from .services import Services, services
 
 log = logging.getLogger("headrace.api")
 
@@ -102,12 +100,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 
 
-def hub_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Hub:
-    return connection.app.state.hub  # type: ignore[no-any-return]
-
-
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    token = hub_of(connection).admin_token
+    token = services(connection).admin_token
     header = connection.headers.get("authorization", "")
     scheme, _sep, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
@@ -123,7 +117,7 @@ def page_limit(limit: int) -> int:
 
 
 async def read_log(
-    hub: Hub,
+    svc: Services,
     log_id: str,
     kinds_text: str,
     allowed: tuple[str, ...],
@@ -138,7 +132,7 @@ async def read_log(
         if k not in allowed:
             raise ValidationFailed(f"kind must be among {', '.join(allowed)}", field="kind")
     end = end if end is not None else int(time.time() * 1000) + 1
-    rows = await hub.store.query_log(log_id, kinds, start, end, limit, cursor)
+    rows = await svc.store.query_log(log_id, kinds, start, end, limit, cursor)
     items = [{"id": r[0], "time": r[1], "kind": r[2], **msgspec.json.decode(r[3])} for r in rows]
     return {"items": items, "nextCursor": rows[-1][0] if len(rows) == limit else None}
 

@@ -19,7 +19,8 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..push.enterprises import Enterprise, EnterpriseCreate, EnterpriseUpdate, SecretReset
 from .admin import Cursor, Limit
-from .common import admin_guard, hub_of, page, page_limit
+from .common import admin_guard, page, page_limit
+from .services import services
 
 Req = Request[Any, Any, Any]
 
@@ -55,7 +56,8 @@ class EnterpriseStats(msgspec.Struct, kw_only=True):
 
 
 def view(request: Req, ent: Enterprise, secret: str | None = None) -> EnterpriseView:
-    s = hub_of(request).settings
+    api = services(request)
+    host, port = api.settings["noti.host"], api.ports.get("noti")
     return EnterpriseView(
         orgId=ent.orgId,
         enterpriseId=ent.enterpriseId,
@@ -67,7 +69,7 @@ def view(request: Req, ent: Enterprise, secret: str | None = None) -> Enterprise
         retentionSeconds=ent.retentionSeconds,
         maxQueue=ent.maxQueue,
         createdAt=ent.createdAt,
-        endpoint=f"ssl://{s['noti.host']}:{s['noti.port']}" if s["noti.port"] else "",
+        endpoint=f"ssl://{host}:{port}" if port else "",
         enterpriseSecret=secret,
     )
 
@@ -78,7 +80,7 @@ _ONE = _BASE + "/{enterprise_id:str}"
 
 @post(_BASE)
 async def create_enterprise(request: Req, org_id: str, data: EnterpriseCreate) -> EnterpriseView:
-    ent, secret = await hub_of(request).push.create(org_id, data)
+    ent, secret = await services(request).push.create(org_id, data)
     return view(request, ent, secret)
 
 
@@ -86,20 +88,20 @@ async def create_enterprise(request: Req, org_id: str, data: EnterpriseCreate) -
 async def list_enterprises(
     request: Req, org_id: str, limit: int = Limit, cursor: str = Cursor
 ) -> dict[str, Any]:
-    items = await hub_of(request).push.list(org_id, cursor, page_limit(limit))
+    items = await services(request).push.list(org_id, cursor, page_limit(limit))
     return page([view(request, e) for e in items], limit, "enterpriseId")
 
 
 @get(_ONE)
 async def get_enterprise(request: Req, org_id: str, enterprise_id: str) -> EnterpriseView:
-    return view(request, hub_of(request).push.get(org_id, enterprise_id))
+    return view(request, services(request).push.get(org_id, enterprise_id))
 
 
 @patch(_ONE)
 async def update_enterprise(
     request: Req, org_id: str, enterprise_id: str, data: EnterpriseUpdate
 ) -> EnterpriseView:
-    return view(request, await hub_of(request).push.update(org_id, enterprise_id, data))
+    return view(request, await services(request).push.update(org_id, enterprise_id, data))
 
 
 @post(_ONE + "/reset-secret", status_code=200)
@@ -107,18 +109,18 @@ async def reset_secret(
     request: Req, org_id: str, enterprise_id: str, data: SecretReset | None = None
 ) -> EnterpriseView:
     given = data.enterpriseSecret if data is not None else None
-    ent, secret = await hub_of(request).push.reset_secret(org_id, enterprise_id, given)
+    ent, secret = await services(request).push.reset_secret(org_id, enterprise_id, given)
     return view(request, ent, secret)
 
 
 @delete(_ONE, status_code=HTTP_204_NO_CONTENT)
 async def delete_enterprise(request: Req, org_id: str, enterprise_id: str) -> None:
-    await hub_of(request).push.delete(org_id, enterprise_id)
+    await services(request).push.delete(org_id, enterprise_id)
 
 
 @get(_ONE + "/stats")
 async def enterprise_stats(request: Req, org_id: str, enterprise_id: str) -> EnterpriseStats:
-    push = hub_of(request).push
+    push = services(request).push
     st = push.stats(org_id, enterprise_id)
     q = push.queues[enterprise_id]
     return EnterpriseStats(

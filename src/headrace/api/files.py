@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 from litestar import Request, Response, Router, delete, get, post
@@ -28,11 +28,9 @@ from ..errors import NotFound
 from ..proto.enos import REPLY_BAD_JSON, REPLY_DEVICE_NOT_FOUND, REPLY_NO_PERMISSION
 from ..state.files import FileRecord, file_id_of
 from ..state.registry import DeviceEntry
-from .common import admin_guard, hub_of, page_limit
+from .common import admin_guard, page_limit
 from .integration import Fail, authenticate, fail_reply, new_request_id, reply
-
-if TYPE_CHECKING:
-    from ..app import Hub
+from .services import Services, services
 
 log = logging.getLogger("headrace.api.files")
 
@@ -130,8 +128,8 @@ def content_response(
 # -- EnOS file API ------------------------------------------------------------------------
 
 
-def _device(hub: Hub, org_id: str, q: Any) -> DeviceEntry:
-    reg = hub.registry
+def _device(svc: Services, org_id: str, q: Any) -> DeviceEntry:
+    reg = svc.registry
     aid = q.get("assetId")
     dk = q.get("deviceKey")
     entry = None
@@ -146,14 +144,14 @@ def _device(hub: Hub, org_id: str, q: Any) -> DeviceEntry:
     return entry
 
 
-def _file(hub: Hub, org_id: str, q: Any, entry: DeviceEntry | None) -> FileRecord:
+def _file(svc: Services, org_id: str, q: Any, entry: DeviceEntry | None) -> FileRecord:
     uri = q.get("fileUri", "")
     if not uri:
         raise Fail(REPLY_BAD_JSON, "query parameter fileUri is missing")
     fid = file_id_of(uri)
     if fid is None:
         raise Fail(REPLY_BAD_JSON, f"fileUri must be enos-connect://<id>, got {uri!r}")
-    rec = hub.files.records.get(fid)
+    rec = svc.files.records.get(fid)
     if (
         rec is None
         or rec.orgId != org_id
@@ -164,14 +162,14 @@ def _file(hub: Hub, org_id: str, q: Any, entry: DeviceEntry | None) -> FileRecor
 
 
 def _public_base(request: Req) -> str:
-    s = hub_of(request).settings
+    s = services(request).settings
     if s["http.public_url"]:
         return str(s["http.public_url"]).rstrip("/")
     return str(request.base_url).rstrip("/")
 
 
 async def _signed_download(request: Req, request_id: str) -> Response[Any]:
-    hub = hub_of(request)
+    svc = services(request)
     q = request.query_params
     org_id = q.get("orgId", "")
     fid = file_id_of(q.get("fileUri", "")) or ""
@@ -179,34 +177,34 @@ async def _signed_download(request: Req, request_id: str) -> Response[Any]:
         expires = int(q.get("expires", ""))
     except ValueError:
         raise Fail(REPLY_NO_PERMISSION, "invalid download URL", status=403) from None
-    if not await hub.files.verify(org_id, fid, expires, q.get("signature", "")):
+    if not await svc.files.verify(org_id, fid, expires, q.get("signature", "")):
         raise Fail(REPLY_NO_PERMISSION, "invalid download URL signature", status=403)
     if expires < time.time():
         raise Fail(REPLY_NO_PERMISSION, "the download URL has expired", status=403)
-    rec = _file(hub, org_id, q, None)
-    return content_response(hub.blobs.path(rec.sha256), rec, request.headers.get("range"))
+    rec = _file(svc, org_id, q, None)
+    return content_response(svc.blobs.path(rec.sha256), rec, request.headers.get("range"))
 
 
 @get(PATH, status_code=200)
 async def files_get(request: Req) -> Response[Any]:
     """``download``, ``getDownloadUrl`` or ``getFileInfo`` of a device's file."""
     request_id = new_request_id()
-    hub = hub_of(request)
+    svc = services(request)
     q = request.query_params
     action = q.get("action", "")
     try:
         if action == "download" and "signature" in q:
             return await _signed_download(request, request_id)
         org_id = q.get("orgId", "")
-        authenticate(hub, request.headers.get("apim-accesstoken"), org_id)
+        authenticate(svc, request.headers.get("apim-accesstoken"), org_id)
         if action not in ("download", "getDownloadUrl", "getFileInfo"):
             raise Fail(1250, f"unknown action {action!r} for GET")
-        entry = _device(hub, org_id, q)
-        rec = _file(hub, org_id, q, entry)
+        entry = _device(svc, org_id, q)
+        rec = _file(svc, org_id, q, entry)
         if action == "download":
             try:
                 return content_response(
-                    hub.blobs.path(rec.sha256), rec, request.headers.get("range")
+                    svc.blobs.path(rec.sha256), rec, request.headers.get("range")
                 )
             except NotFound:
                 raise Fail(
@@ -214,8 +212,8 @@ async def files_get(request: Req) -> Response[Any]:
                 ) from None
         if action == "getFileInfo":
             return reply(0, "OK", request_id, rec.info())
-        ttl = hub.settings["files.url_ttl"]
-        expires, sig = await hub.files.sign(org_id, rec.id, ttl)
+        ttl = svc.settings["files.url_ttl"]
+        expires, sig = await svc.files.sign(org_id, rec.id, ttl)
         query = urlencode(
             {
                 "action": "download",
@@ -234,17 +232,17 @@ async def files_get(request: Req) -> Response[Any]:
 async def files_post(request: Req) -> Response[Any]:
     """``delete`` a device's file. Data that referred to it stays; downloads answer 404."""
     request_id = new_request_id()
-    hub = hub_of(request)
+    svc = services(request)
     q = request.query_params
     try:
         org_id = q.get("orgId", "")
-        authenticate(hub, request.headers.get("apim-accesstoken"), org_id)
+        authenticate(svc, request.headers.get("apim-accesstoken"), org_id)
         action = q.get("action", "")
         if action != "delete":
             raise Fail(1250, f"unknown action {action!r} for POST")
-        entry = _device(hub, org_id, q)
-        rec = _file(hub, org_id, q, entry)
-        await hub.files.delete(rec)
+        entry = _device(svc, org_id, q)
+        rec = _file(svc, org_id, q, entry)
+        await svc.files.delete(rec)
         return reply(0, "OK", request_id)
     except Fail as e:
         return fail_reply(e, request_id)
@@ -264,7 +262,7 @@ def _paths(suffix: str) -> list[str]:
 
 
 def admin_device(request: Req) -> DeviceEntry:
-    reg = hub_of(request).registry
+    reg = services(request).registry
     p = request.path_params
     if "asset_id" in p:
         return reg.device_by_asset(p["org_id"], p["asset_id"])
@@ -273,7 +271,7 @@ def admin_device(request: Req) -> DeviceEntry:
 
 def _admin_file(request: Req, file_id: str) -> FileRecord:
     entry = admin_device(request)
-    rec = hub_of(request).files.records.get(file_id)
+    rec = services(request).files.records.get(file_id)
     if rec is None or rec.assetId != entry.device.assetId or rec.orgId != entry.device.orgId:
         raise NotFound(f"file {file_id!r} not found for this device")
     return rec
@@ -300,7 +298,7 @@ async def list_files(
     """The device's files, by id; page on with ``nextCursor``."""
     entry = admin_device(request)
     d = entry.device
-    recs = await hub_of(request).files.list_device(d.orgId, d.assetId, cursor, page_limit(limit))
+    recs = await services(request).files.list_device(d.orgId, d.assetId, cursor, page_limit(limit))
     return {
         "items": [_view(r) for r in recs],
         "nextCursor": recs[-1].id if len(recs) == limit else None,
@@ -316,13 +314,13 @@ async def file_info(request: Req, file_id: str) -> dict[str, Any]:
 async def file_content(request: Req, file_id: str) -> Response[Any]:
     rec = _admin_file(request, file_id)
     return content_response(
-        hub_of(request).blobs.path(rec.sha256), rec, request.headers.get("range")
+        services(request).blobs.path(rec.sha256), rec, request.headers.get("range")
     )
 
 
 @delete(_paths("/files/{file_id:str}"), status_code=HTTP_204_NO_CONTENT)
 async def delete_file(request: Req, file_id: str) -> None:
-    await hub_of(request).files.delete(_admin_file(request, file_id))
+    await services(request).files.delete(_admin_file(request, file_id))
 
 
 files_admin_router = Router(

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -49,9 +49,7 @@ from ..state.accounts import ServiceAccount
 from ..state.files import FileRecord, new_file_id
 from ..state.registry import DeviceEntry, Registry
 from ..store.blobs import BlobTooLarge, BlobWriter
-
-if TYPE_CHECKING:
-    from ..app import Hub
+from .services import Services
 
 log = logging.getLogger("headrace.api.integration")
 
@@ -106,10 +104,10 @@ def new_request_id() -> str:
     return str(uuid.uuid4())
 
 
-def authenticate(hub: Hub, token: str | None, org_id: str) -> ServiceAccount:
+def authenticate(svc: Services, token: str | None, org_id: str) -> ServiceAccount:
     """The token's account; the ``orgId`` asked for must be the account's."""
     try:
-        acc = hub.accounts.authenticate(token)
+        acc = svc.accounts.authenticate(token)
     except TokenRejected as e:
         raise Fail(REPLY_NO_PERMISSION, e.message, status=401) from None
     if not org_id:
@@ -228,11 +226,11 @@ def _md5_matches(header: str, md5_hex: str) -> bool:
 
 
 async def read_multipart(
-    hub: Hub, request: Incoming, boundary: str, uploads: dict[str, Upload]
+    svc: Services, request: Incoming, boundary: str, uploads: dict[str, Upload]
 ) -> bytes | None:
     """Stream a multipart body: file parts to the blob store, the message to memory
     (within its limit). Returns the ``enos-message`` part (None when there is none)."""
-    s = hub.settings
+    s = svc.settings
     max_message = s["ingest.max_message_size"]
     max_file = s["http.max_file_size"]
     max_files = s["http.max_files"]
@@ -272,7 +270,7 @@ async def read_multipart(
                                 raise Fail(REPLY_TOO_LARGE, f"more than {max_files} files")
                             sink = uploads[name] = Upload(
                                 name,
-                                hub.blobs.writer(max_file),
+                                svc.blobs.writer(max_file),
                                 ev.header("Content-MD5"),
                                 ev.content_type or "",
                             )
@@ -398,7 +396,7 @@ async def integrate(scope: Scope, receive: Receive, send: Send) -> None:
     A raw ASGI handler: the body is streamed from ``receive``, never buffered by the
     framework, and the per-request cost stays small.
     """
-    hub: Hub = scope["litestar_app"].state.hub
+    svc: Services = scope["litestar_app"].state.hub
     request_id = new_request_id()
     if scope.get("method") != "POST":
         body = reply_body(REPLY_UNKNOWN_METHOD, "use POST", request_id)
@@ -406,7 +404,7 @@ async def integrate(scope: Scope, receive: Receive, send: Send) -> None:
     uploads: dict[str, Upload] = {}
     status = 200
     try:
-        body = await _integrate(hub, Incoming(scope, receive), request_id, uploads)
+        body = await _integrate(svc, Incoming(scope, receive), request_id, uploads)
     except Fail as e:
         status = e.status
         body = reply_body(e.code, e.msg, request_id, {"errors": e.errors} if e.errors else {})
@@ -436,13 +434,13 @@ async def _send(send: Send, status: int, body: bytes) -> None:
 
 
 async def _integrate(
-    hub: Hub, request: Incoming, request_id: str, uploads: dict[str, Upload]
+    svc: Services, request: Incoming, request_id: str, uploads: dict[str, Upload]
 ) -> bytes:
     q = request.query
     org_id = q.get("orgId", "")
-    acc = authenticate(hub, request.headers.get("apim-accesstoken"), org_id)
+    acc = authenticate(svc, request.headers.get("apim-accesstoken"), org_id)
     try:
-        return await _integrate_as(hub, request, acc, org_id, request_id, uploads)
+        return await _integrate_as(svc, request, acc, org_id, request_id, uploads)
     except Fail as e:
         if not e.logged:  # refused before the pipeline: log it for the account too
             record = {
@@ -453,12 +451,12 @@ async def _integrate(
                 "errors": [],
             }
             now = int(time.time() * 1000)
-            await hub.store.append_log([("http:" + acc.appKey, now, "error", _enc.encode(record))])
+            await svc.store.append_log([("http:" + acc.appKey, now, "error", _enc.encode(record))])
         raise
 
 
 async def _integrate_as(
-    hub: Hub,
+    svc: Services,
     request: Incoming,
     acc: ServiceAccount,
     org_id: str,
@@ -472,34 +470,34 @@ async def _integrate_as(
             REPLY_UNKNOWN_METHOD,
             f"unknown action {action!r}: use postMeasurepoint, postAttribute or postEvent",
         )
-    if not _limiter.allow(acc.appKey, acc.rateLimit or hub.settings["ingest.rate_limit"]):
+    if not _limiter.allow(acc.appKey, acc.rateLimit or svc.settings["ingest.rate_limit"]):
         limited = Fail(REPLY_RATE_LIMITED, "rate limit exceeded for this service account")
         limited.logged = True  # a flood must not turn into a flood of log writes
         raise limited
     ctype = request.headers.get("content-type", "")
     if ctype[:10].lower() == "multipart/":
         boundary = _boundary(ctype)
-        message = await read_multipart(hub, request, boundary, uploads)
+        message = await read_multipart(svc, request, boundary, uploads)
         if message is None:
             raise Fail(REPLY_BAD_JSON, "the multipart body has no enos-message part")
     else:
-        message = await read_body(request, hub.settings["ingest.max_message_size"])
+        message = await read_body(request, svc.settings["ingest.max_message_size"])
     records: list[FileRecord] = []
     held: list[str] = []
     ip = request.client_ip
     try:
         if uploads or LOCAL.encode() in message:
-            message, records = await _store_files(hub, message, uploads, org_id, held)
+            message, records = await _store_files(svc, message, uploads, org_id, held)
         origin = Origin(
             org_id=org_id,
             channel_id="http:" + acc.appKey,
-            products=OrgProducts(hub.registry, org_id),
+            products=OrgProducts(svc.registry, org_id),
             client_id=acc.appKey,
             address=ip,
             realtime=True,
         )
         try:
-            result = await hub.pipeline.handle(
+            result = await svc.pipeline.handle(
                 message,
                 method=method,
                 product_key="",
@@ -508,19 +506,19 @@ async def _integrate_as(
             )
         except Exception:
             if records:  # the data was not stored: neither are its files
-                await hub.files.delete_many(records)
+                await svc.files.delete_many(records)
             raise
         if result.code != REPLY_OK:
             if records:
-                await hub.files.delete_many(records)
+                await svc.files.delete_many(records)
             refused = Fail(result.code, result.message, errors=result.errors)
             refused.logged = True
             raise refused
     finally:
         for sha in held:
-            hub.files.release(sha)
+            svc.files.release(sha)
     if result.batch is not None and result.batch.source == 1 and result.devices:
-        await hub.online.seen(result.devices, ip)
+        await svc.online.seen(result.devices, ip)
     return reply_body(0, "OK", request_id)
 
 
@@ -537,7 +535,7 @@ def _boundary(content_type: str) -> str:
 
 
 async def _store_files(
-    hub: Hub, message: bytes, uploads: dict[str, Upload], org_id: str, held: list[str]
+    svc: Services, message: bytes, uploads: dict[str, Upload], org_id: str, held: list[str]
 ) -> tuple[bytes, list[FileRecord]]:
     """Resolve references, move the referenced files into the blob store and commit
     their records; returns the rewritten request."""
@@ -546,17 +544,17 @@ async def _store_files(
     except msgspec.DecodeError:
         return message, []  # the pipeline answers 1220
     now = int(time.time() * 1000)
-    records, used = resolve_files(doc, uploads, hub.registry, org_id, now)
+    records, used = resolve_files(doc, uploads, svc.registry, org_id, now)
     for name, up in uploads.items():
         if name in used:
             assert up.writer.info is not None
             sha = up.writer.info.sha256
-            hub.files.hold(sha)
+            svc.files.hold(sha)
             held.append(sha)
             await up.writer.commit()
         else:
             up.writer.abort()  # a file nothing refers to has no device to belong to
-    await hub.files.add(records)
+    await svc.files.add(records)
     return _enc.encode(doc), records
 
 

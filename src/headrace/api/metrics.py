@@ -9,17 +9,18 @@ Scrape with ``authorization: {credentials: <admin token>}`` in the Prometheus jo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Request, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .common import admin_guard, hub_of
-
-if TYPE_CHECKING:
-    from ..app import Hub
+from ..ingest.pipeline import Pipeline
+from ..push.service import PushService
+from ..server.noti import NotiServer
+from .common import admin_guard
+from .services import services
 
 _GAUGES = (
     ("depth", "headrace_push_queue_depth", "Events waiting to be pushed."),
@@ -37,12 +38,15 @@ _COUNTERS = (
 
 
 class HubCollector(Collector):
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    """Reads the counters of the push service, the noti server and the pipeline."""
+
+    def __init__(self, push: PushService, noti: NotiServer, pipeline: Pipeline) -> None:
+        self.push = push
+        self.noti = noti
+        self.pipeline = pipeline
 
     def collect(self) -> Iterator[Metric]:
-        hub = self.hub
-        stats = {eid: q.stats() for eid, q in hub.push.queues.items()}
+        stats = {eid: q.stats() for eid, q in self.push.queues.items()}
         for key, name, doc in _GAUGES:
             g = GaugeMetricFamily(name, doc, labels=["enterprise"])
             for eid, st in stats.items():
@@ -56,9 +60,9 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             "headrace_push_oversize_events",
             "Events whose push line passes 8 KiB (raw data too large to split).",
-            value=hub.push.oversize,
+            value=self.push.oversize,
         )
-        noti = hub.noti
+        noti = self.noti
         yield CounterMetricFamily(
             "headrace_noti_logins", "Accepted noti logins.", value=noti.logins
         )
@@ -74,25 +78,24 @@ class HubCollector(Collector):
             value=len(noti.connections),
         )
         yield CounterMetricFamily(
-            "headrace_ingest_requests", "Integration requests stored.", value=hub.pipeline.requests
+            "headrace_ingest_requests",
+            "Integration requests stored.",
+            value=self.pipeline.requests,
         )
         yield CounterMetricFamily(
             "headrace_ingest_points",
             "Values stored by integration requests.",
-            value=hub.pipeline.points,
+            value=self.pipeline.points,
         )
 
 
-def metrics_registry(hub: Hub) -> CollectorRegistry:
+def metrics_registry(*collectors: Collector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(HubCollector(hub))
+    for c in collectors:
+        registry.register(c)
     return registry
 
 
 @get("/metrics", guards=[admin_guard], include_in_schema=False)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    state = request.app.state
-    registry = state.get("metrics_registry")
-    if registry is None:
-        registry = state["metrics_registry"] = metrics_registry(hub_of(request))
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(services(request).metrics), media_type=CONTENT_TYPE_LATEST)

@@ -17,8 +17,9 @@ from litestar.params import Parameter, QueryParameter
 
 from ..errors import ValidationFailed
 from ..state.online import OnlineChange, OnlineState
-from .common import admin_guard, hub_of, page_limit
+from .common import admin_guard, page_limit
 from .files import BY_ASSET, BY_KEY, Cursor, Limit, admin_device
+from .services import services
 
 Req = Request[Any, Any, Any]
 
@@ -31,12 +32,12 @@ async def org_online(
     limit: int = Limit,
     cursor: str = Cursor,
 ) -> dict[str, Any]:
-    hub = hub_of(request)
-    hub.registry.org(org_id)
+    svc = services(request)
+    svc.registry.org(org_id)
     if online_state not in ("", "online", "offline"):
         raise ValidationFailed("state must be online or offline", field="state")
     flag = None if not online_state else online_state == "online"
-    items = await hub.online.states(org_id, cursor, page_limit(limit), flag)
+    items = await svc.online.states(org_id, cursor, page_limit(limit), flag)
     return {
         "items": items,
         "nextCursor": items[-1].assetId if len(items) == limit else None,
@@ -46,7 +47,7 @@ async def org_online(
 @get([BY_ASSET + "/online", BY_KEY + "/online"])
 async def device_online(request: Req) -> OnlineState:
     entry = admin_device(request)
-    st = hub_of(request).online.state(entry)
+    st = services(request).online.state(entry)
     if st is None:
         d = entry.device
         return OnlineState(
@@ -71,7 +72,7 @@ async def device_online_changes(
 ) -> dict[str, Any]:
     entry = admin_device(request)
     end = end if end is not None else int(time.time() * 1000) + 1
-    items: list[OnlineChange] = await hub_of(request).online.changes(
+    items: list[OnlineChange] = await services(request).online.changes(
         entry, start, end, limit, cursor
     )
     return {"items": items, "nextCursor": items[-1].id if len(items) == limit else None}

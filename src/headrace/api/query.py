@@ -16,7 +16,8 @@ from litestar.params import Parameter
 from ..errors import ValidationFailed
 from ..model.validate import CompiledModel
 from ..state.registry import DeviceEntry
-from .common import admin_guard, hub_of
+from .common import admin_guard
+from .services import services
 
 Req = Request[Any, Any, Any]
 BY_ASSET = "/orgs/{org_id:str}/devices/{asset_id:str}"
@@ -30,7 +31,7 @@ def _paths(suffix: str) -> list[str]:
 
 
 def _device(request: Req) -> tuple[DeviceEntry, CompiledModel]:
-    reg = hub_of(request).registry
+    reg = services(request).registry
     p = request.path_params
     org = p["org_id"]
     if "asset_id" in p:
@@ -89,7 +90,7 @@ async def measurepoints(
         if not ts.lstrip("-").isdigit() or not name:
             raise ValidationFailed("invalid cursor", field="cursor")
         after = (int(ts), name)
-    rows = await hub_of(request).store.query_samples(
+    rows = await services(request).store.query_samples(
         entry.id, names, start, end, limit, order == "desc", after
     )
     items = []
@@ -132,7 +133,7 @@ async def aggregate(
         raise ValidationFailed(
             "too many buckets (over 100000); use a larger interval", field="interval"
         )
-    series = await hub_of(request).store.aggregate(entry.id, names, start, end, interval, fn)
+    series = await services(request).store.aggregate(entry.id, names, start, end, interval, fn)
     return {
         "assetId": entry.device.assetId,
         "fn": fn,
@@ -151,7 +152,7 @@ async def aggregate(
 async def latest(request: Req, points: str = "") -> dict[str, Any]:
     """The sample with the highest timestamp of each point."""
     entry, model = _device(request)
-    rows = await hub_of(request).store.latest(entry.id, _points(model, points))
+    rows = await services(request).store.latest(entry.id, _points(model, points))
     out: dict[str, Any] = {}
     for name, s in rows.items():
         out[name] = {"time": s.ts, "value": _out(model, name, s.value)}
@@ -163,7 +164,7 @@ async def latest(request: Req, points: str = "") -> dict[str, Any]:
 @get(_paths("/attributes"))
 async def attributes(request: Req) -> dict[str, Any]:
     entry, _model = _device(request)
-    rows = await hub_of(request).store.attributes(entry.id)
+    rows = await services(request).store.attributes(entry.id)
     return {
         "assetId": entry.device.assetId,
         "attributes": {k: {"value": v, "updateTime": t} for k, (v, t) in sorted(rows.items())},
@@ -179,7 +180,7 @@ async def events(
 ) -> dict[str, Any]:
     entry, _model = _device(request)
     start, end = _range(start, end)
-    rows = await hub_of(request).store.events(entry.id, start, end, limit)
+    rows = await services(request).store.events(entry.id, start, end, limit)
     return {
         "assetId": entry.device.assetId,
         "items": [{"event": e, "time": t, "outputs": msgspec.json.decode(o)} for e, t, o in rows],

@@ -12,7 +12,8 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..errors import ValidationFailed
 from ..scripts.manager import ProductScripts
-from .common import admin_guard, hub_of
+from .common import admin_guard
+from .services import services
 
 Req = Request[Any, Any, Any]
 _BASE = "/orgs/{org_id:str}/products/{product_key:str}/script"
@@ -46,24 +47,24 @@ async def put_script(request: Req, org_id: str, product_key: str) -> dict[str, A
         source = body.decode()
     except UnicodeDecodeError:
         raise ValidationFailed("the script must be UTF-8 text", field="body") from None
-    return _view(await hub_of(request).scripts.put(org_id, product_key, source))
+    return _view(await services(request).scripts.put(org_id, product_key, source))
 
 
 @get(_BASE)
 async def get_script(request: Req, org_id: str, product_key: str) -> dict[str, Any]:
-    return _view(hub_of(request).scripts.get(org_id, product_key))
+    return _view(services(request).scripts.get(org_id, product_key))
 
 
 @delete(_BASE, status_code=HTTP_204_NO_CONTENT)
 async def delete_script(request: Req, org_id: str, product_key: str) -> None:
-    await hub_of(request).scripts.delete(org_id, product_key)
+    await services(request).scripts.delete(org_id, product_key)
 
 
 @post(_BASE + "/rollback", status_code=200)
 async def rollback_script(
     request: Req, org_id: str, product_key: str, data: Rollback
 ) -> dict[str, Any]:
-    return _view(await hub_of(request).scripts.rollback(org_id, product_key, data.version))
+    return _view(await services(request).scripts.rollback(org_id, product_key, data.version))
 
 
 @post(_BASE + "/debug", status_code=200)
@@ -83,7 +84,7 @@ async def debug_script(
         raise ValidationFailed(
             "sample is not valid hex/base64", field="hex" if data.hex else "base64"
         ) from None
-    return await hub_of(request).scripts.debug(org_id, product_key, raw, data.source)
+    return await services(request).scripts.debug(org_id, product_key, raw, data.source)
 
 
 script_router = Router(

@@ -15,7 +15,7 @@ from litestar.exceptions import HTTPException
 
 from ..errors import TokenRefused
 from ..proto.enos import TOKEN_BAD_PARAMETER, TOKEN_EMPTY_PARAMETER, TOKEN_INTERNAL, TOKEN_OK
-from .common import hub_of
+from .services import services
 
 log = logging.getLogger("headrace.api.token")
 
@@ -46,7 +46,7 @@ async def _body(request: Req) -> Any:
 
 
 async def _handle(request: Req, refresh: bool) -> Response[bytes]:
-    accounts = hub_of(request).accounts
+    accounts = services(request).accounts
     try:
         body = await _body(request)
         if refresh:

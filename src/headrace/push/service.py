@@ -25,15 +25,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from ..config import Settings
 from ..errors import Conflict, LoginRefused, NotFound, ValidationFailed
 from ..ingest.pipeline import Origin, Result
 from ..state.common import check_name, hash_password, now_ms, verify_password
-from ..state.registry import DeviceEntry
-from ..store.base import FaultRow
+from ..state.online import OnlineTracker
+from ..state.registry import DeviceEntry, Registry
+from ..store.base import FaultRow, Store
 from .enterprises import (
     AllowList,
     Enterprise,
@@ -48,9 +50,6 @@ from .enterprises import (
 )
 from .events import KV_DOC_LIMIT, OFFLINE, ONLINE, Derived, Deriver, Event
 from .queue import EnterpriseQueue, Entry, to_ranges
-
-if TYPE_CHECKING:
-    from ..app import Hub
 
 log = logging.getLogger("headrace.push")
 
@@ -84,12 +83,13 @@ def _done() -> Awaitable[None]:
 
 
 class PushService:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.store = hub.store
-        self.registry = hub.registry
-        self.online = hub.online
-        s = hub.settings
+    def __init__(
+        self, settings: Settings, *, store: Store, registry: Registry, online: OnlineTracker
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.online = online
+        s = settings
         self.default_retention: int = s["push.retention_seconds"]
         self.default_max_queue: int = s["push.max_queue"]
         self.memory_events: int = s["push.memory_events"]
@@ -101,8 +101,7 @@ class PushService:
         self._by_product: dict[str, list[Enterprise]] = {}
         self._wants: dict[tuple[str, bool], frozenset[str]] = {}
         self._announced: set[str] = set()  # assetIds announced online ahead of the tracker
-        self.registry.referrers.append(self._referring)
-        self.deriver = Deriver(hub.registry)
+        self.deriver = Deriver(registry)
         self.listeners: list[EnterpriseListener] = []
         self.oversize = 0  # events whose push line passes 8 KiB (raw data)
         self._task: asyncio.Task[None] | None = None
@@ -112,8 +111,6 @@ class PushService:
         self._writing = False
         self._ack_queues: set[EnterpriseQueue] = set()
         self._orphans: list[str] = []
-        hub.pipeline.on_stored.append(self.on_stored)
-        hub.online.listeners.append(self.on_online)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -208,7 +205,7 @@ class PushService:
 
     # -- events --------------------------------------------------------------------------------
 
-    def _referring(self, kind: str, key: str) -> list[str]:
+    def referring(self, kind: str, key: str) -> list[str]:
         """Enterprises that refer to an organization or product the registry would delete."""
         if kind == "organization":
             return [

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from ..config import Settings
 from ..errors import LoginRefused, TooManyConnections
 from ..ingest.auth import Login, authenticate
-from ..ingest.pipeline import Origin, Result
+from ..ingest.pipeline import Origin, Pipeline, Result
 from ..model.types import Channel
 from ..proto.enos import (
     METHOD_OF,
@@ -48,9 +50,9 @@ from ..proto.mqtt import (
     SubscribeRequested,
     UnsubscribeRequested,
 )
-
-if TYPE_CHECKING:
-    from ..app import Hub
+from ..state.registry import Registry
+from ..store.base import Store
+from .stream import bound_port
 
 log = logging.getLogger("headrace.mqtt")
 _json = msgspec.json.Encoder()
@@ -97,12 +99,29 @@ class _Bucket:
 
 
 class MQTTServer:
-    def __init__(self, hub: Hub):
-        self.hub = hub
-        s = hub.settings
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: Registry,
+        pipeline: Pipeline,
+        store: Store,
+        tls_context: Callable[[], ssl.SSLContext],
+        raw_decoder: RawDecoder,
+        raw_encoder: RawEncoder,
+    ):
+        s = settings
+        self.registry = registry
+        self.pipeline = pipeline
+        self.store = store
+        self.tls_context = tls_context
+        self.raw_decoder = raw_decoder
+        self.raw_encoder = raw_encoder
         self.host: str = s["mqtt.host"]
         self.port: int = s["mqtt.port"]
         self.tls_port: int = s["mqtt.tls_port"]
+        self.enabled: bool = s["mqtt.enabled"]
+        self.tls_enabled: bool = s["mqtt.tls_enabled"]
         self.max_packet_size: int = s["mqtt.max_packet_size"]
         self.max_inflight: int = s["mqtt.max_inflight"]
         self.max_connections: int = s["mqtt.max_connections"]
@@ -114,31 +133,29 @@ class MQTTServer:
         self.by_channel: dict[str, set[MQTTConnection]] = {}
         self.sessions: dict[str, _Session] = {}
         self.buckets: dict[str, _Bucket] = {}
-        self.raw_decoder: RawDecoder | None = None
-        self.raw_encoder: RawEncoder | None = None
         self._servers: list[asyncio.Server] = []
         self._background: set[asyncio.Task[Any]] = set()
-        hub.registry.channel_listeners.append(self._channel_changed)
+        # the ports bound ("mqtt", "mqtt_tls"), known once start() returns
+        self.ports: dict[str, int] = {}
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.port:
-            self._servers.append(
-                await loop.create_server(
-                    lambda: MQTTConnection(self, tls=False), self.host, self.port
-                )
+        if self.enabled:
+            srv = await loop.create_server(
+                lambda: MQTTConnection(self, tls=False), self.host, self.port
             )
-        if self.tls_port:
-            ctx = self.hub.tls_context()
-            self._servers.append(
-                await loop.create_server(
-                    lambda: MQTTConnection(self, tls=True), self.host, self.tls_port, ssl=ctx
-                )
+            self._servers.append(srv)
+            self.ports["mqtt"] = bound_port(srv)
+        if self.tls_enabled:
+            srv = await loop.create_server(
+                lambda: MQTTConnection(self, tls=True),
+                self.host,
+                self.tls_port,
+                ssl=self.tls_context(),
             )
-        log.info(
-            "MQTT listening",
-            extra={"host": self.host, "port": self.port, "tls_port": self.tls_port},
-        )
+            self._servers.append(srv)
+            self.ports["mqtt_tls"] = bound_port(srv)
+        log.info("MQTT listening", extra={"host": self.host, **self.ports})
 
     async def stop(self) -> None:
         for srv in self._servers:
@@ -164,7 +181,7 @@ class MQTTServer:
 
     def log_record(self, channel_id: str, kind: str, doc: dict[str, Any]) -> None:
         rec = (channel_id, int(time.time() * 1000), kind, _json.encode(doc))
-        self.spawn(self.hub.store.append_log([rec]))
+        self.spawn(self.store.append_log([rec]))
 
     def allow(self, channel: Channel) -> bool:
         rate = channel.rateLimit or self.default_rate
@@ -175,7 +192,8 @@ class MQTTServer:
             bucket = self.buckets[channel.channelId] = _Bucket(rate, rate)
         return bucket.take()
 
-    def _channel_changed(self, channel: Channel) -> None:
+    def channel_changed(self, channel: Channel) -> None:
+        """A channel was changed: drop its connections when disabled, refresh their login."""
         for c in list(self.connections):
             if c.login is None or c.login.channel.channelId != channel.channelId:
                 continue
@@ -291,7 +309,7 @@ class MQTTConnection(asyncio.Protocol):
         try:
             if len(server.clients) >= server.max_connections and p.client_id not in server.clients:
                 raise TooManyConnections("too many connections")
-            login = authenticate(server.hub.registry, p.client_id, p.username or "", p.password)
+            login = authenticate(server.registry, p.client_id, p.username or "", p.password)
         except LoginRefused as e:
             code = (
                 ReasonCode.SERVER_UNAVAILABLE
@@ -301,9 +319,9 @@ class MQTTConnection(asyncio.Protocol):
             self.conn.refuse(code)
             record.update(result="refused", reason=str(e))
             username = p.username or ""
-            channel = server.hub.registry.channels_by_user.get(username)
+            channel = server.registry.channels_by_user.get(username)
             if channel is None and username.startswith(SIGNED_USERNAME_PREFIX):
-                channel = server.hub.registry.channel_for_product(
+                channel = server.registry.channel_for_product(
                     username[len(SIGNED_USERNAME_PREFIX) :]
                 )
             if channel is not None:
@@ -393,7 +411,7 @@ class MQTTConnection(asyncio.Protocol):
             client_id=self.client_id,
             address=self.address,
         )
-        pipeline = self.server.hub.pipeline
+        pipeline = self.server.pipeline
         try:
             if kind == "raw":
                 reply = await self._process_raw(ev, product_key, origin)
@@ -417,7 +435,7 @@ class MQTTConnection(asyncio.Protocol):
 
     async def _process_raw(self, ev: PublishReceived, product_key: str, origin: Origin) -> bytes:
         server = self.server
-        pipeline = server.hub.pipeline
+        pipeline = server.pipeline
         decoder = server.raw_decoder
         try:
             if decoder is None:

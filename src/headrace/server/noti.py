@@ -17,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
+from ..config import Settings
 from ..errors import LoginRefused
 from ..proto.noti import Acked, CloseRequired, LoginRequested, MessageRejected, ServerSession
 from ..push.enterprises import Enterprise
 from ..push.queue import EnterpriseQueue, Entry
-
-if TYPE_CHECKING:
-    from ..app import Hub
+from ..push.service import PushService
+from .stream import bound_port
 
 log = logging.getLogger("headrace.noti")
 
@@ -34,10 +35,17 @@ WRITE_LOW_WATER = 64 * 1024
 
 
 class NotiServer:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.push = hub.push
-        s = hub.settings
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        push: PushService,
+        tls_context: Callable[[], ssl.SSLContext],
+    ) -> None:
+        s = settings
+        self.push = push
+        self.tls_context = tls_context
+        self.enabled: bool = s["noti.enabled"]
         self.host: str = s["noti.host"]
         self.port: int = s["noti.port"]
         self.idle_timeout: float = s["noti.idle_timeout"]
@@ -47,21 +55,22 @@ class NotiServer:
         self.refused = 0
         self.rejected = 0  # invalid_msg answers
         self._server: asyncio.Server | None = None
-        self.push.listeners.append(self._enterprise_changed)
+        # the port bound ("noti"), known once start() returns
+        self.ports: dict[str, int] = {}
 
     async def start(self) -> None:
-        if not self.port:
+        if not self.enabled:
             return
-        ctx: ssl.SSLContext = self.hub.tls_context()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: NotiConnection(self),
             self.host,
             self.port,
-            ssl=ctx,
+            ssl=self.tls_context(),
             ssl_handshake_timeout=30,
         )
-        log.info("noti listening", extra={"host": self.host, "port": self.port})
+        self.ports["noti"] = bound_port(self._server)
+        log.info("noti listening", extra={"host": self.host, **self.ports})
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -72,7 +81,8 @@ class NotiServer:
             await self._server.wait_closed()
             self._server = None
 
-    def _enterprise_changed(self, ent: Enterprise, what: str) -> None:
+    def enterprise_changed(self, ent: Enterprise, what: str) -> None:
+        """Drop the connections an enterprise change no longer allows."""
         eid = ent.enterpriseId
         for c in list(self.connections):
             if c.queue is None or c.queue.id != eid:
