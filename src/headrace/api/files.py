@@ -24,12 +24,17 @@ from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from ..errors import NotFound
-from ..proto.enos import REPLY_BAD_JSON, REPLY_DEVICE_NOT_FOUND, REPLY_NO_PERMISSION
+from ..errors import NotFound, Refused
+from ..proto.enos import (
+    REPLY_BAD_JSON,
+    REPLY_DEVICE_NOT_FOUND,
+    REPLY_NO_PERMISSION,
+    REPLY_UNKNOWN_METHOD,
+)
 from ..state.files import FileRecord, file_id_of
 from ..state.registry import DeviceEntry
 from .common import admin_guard, page_limit
-from .integration import Fail, authenticate, fail_reply, new_request_id, reply
+from .integration import authenticate, fail_reply, new_request_id, reply
 from .services import Services, services
 
 log = logging.getLogger("headrace.api.files")
@@ -129,35 +134,31 @@ def content_response(
 
 
 def _device(svc: Services, org_id: str, q: Any) -> DeviceEntry:
-    reg = svc.registry
-    aid = q.get("assetId")
-    dk = q.get("deviceKey")
-    entry = None
-    if aid and not dk:
-        entry = reg.by_asset.get(aid)
-    elif dk:
-        entry = reg.devices.get((q.get("productKey", ""), dk))
-    else:
-        raise Fail(REPLY_BAD_JSON, "give productKey and deviceKey, or assetId")
-    if entry is None or entry.device.orgId != org_id:
-        raise Fail(REPLY_DEVICE_NOT_FOUND, "device not found in this organization")
+    aid, dk = q.get("assetId"), q.get("deviceKey")
+    if not aid and not dk:
+        raise Refused(REPLY_BAD_JSON, "give productKey and deviceKey, or assetId")
+    entry = svc.registry.find_device(
+        org_id, product_key=q.get("productKey", ""), device_key=dk, asset_id=aid
+    )
+    if entry is None:
+        raise Refused(REPLY_DEVICE_NOT_FOUND, "device not found in this organization")
     return entry
 
 
 def _file(svc: Services, org_id: str, q: Any, entry: DeviceEntry | None) -> FileRecord:
     uri = q.get("fileUri", "")
     if not uri:
-        raise Fail(REPLY_BAD_JSON, "query parameter fileUri is missing")
+        raise Refused(REPLY_BAD_JSON, "query parameter fileUri is missing")
     fid = file_id_of(uri)
     if fid is None:
-        raise Fail(REPLY_BAD_JSON, f"fileUri must be enos-connect://<id>, got {uri!r}")
+        raise Refused(REPLY_BAD_JSON, f"fileUri must be enos-connect://<id>, got {uri!r}")
     rec = svc.files.records.get(fid)
     if (
         rec is None
         or rec.orgId != org_id
         or (entry is not None and rec.assetId != entry.device.assetId)
     ):
-        raise Fail(REPLY_DEVICE_NOT_FOUND, f"file {uri} not found", status=404)
+        raise Refused(REPLY_DEVICE_NOT_FOUND, f"file {uri} not found", status=404)
     return rec
 
 
@@ -176,11 +177,11 @@ async def _signed_download(request: Req, request_id: str) -> Response[Any]:
     try:
         expires = int(q.get("expires", ""))
     except ValueError:
-        raise Fail(REPLY_NO_PERMISSION, "invalid download URL", status=403) from None
+        raise Refused(REPLY_NO_PERMISSION, "invalid download URL", status=403) from None
     if not await svc.files.verify(org_id, fid, expires, q.get("signature", "")):
-        raise Fail(REPLY_NO_PERMISSION, "invalid download URL signature", status=403)
+        raise Refused(REPLY_NO_PERMISSION, "invalid download URL signature", status=403)
     if expires < time.time():
-        raise Fail(REPLY_NO_PERMISSION, "the download URL has expired", status=403)
+        raise Refused(REPLY_NO_PERMISSION, "the download URL has expired", status=403)
     rec = _file(svc, org_id, q, None)
     return content_response(svc.blobs.path(rec.sha256), rec, request.headers.get("range"))
 
@@ -198,7 +199,7 @@ async def files_get(request: Req) -> Response[Any]:
         org_id = q.get("orgId", "")
         authenticate(svc, request.headers.get("apim-accesstoken"), org_id)
         if action not in ("download", "getDownloadUrl", "getFileInfo"):
-            raise Fail(1250, f"unknown action {action!r} for GET")
+            raise Refused(REPLY_UNKNOWN_METHOD, f"unknown action {action!r} for GET")
         entry = _device(svc, org_id, q)
         rec = _file(svc, org_id, q, entry)
         if action == "download":
@@ -207,7 +208,7 @@ async def files_get(request: Req) -> Response[Any]:
                     svc.blobs.path(rec.sha256), rec, request.headers.get("range")
                 )
             except NotFound:
-                raise Fail(
+                raise Refused(
                     REPLY_DEVICE_NOT_FOUND, f"file {rec.uri} not found", status=404
                 ) from None
         if action == "getFileInfo":
@@ -224,7 +225,7 @@ async def files_get(request: Req) -> Response[Any]:
             }
         )
         return reply(0, "OK", request_id, f"{_public_base(request)}{PATH}?{query}")
-    except Fail as e:
+    except Refused as e:
         return fail_reply(e, request_id)
 
 
@@ -239,12 +240,12 @@ async def files_post(request: Req) -> Response[Any]:
         authenticate(svc, request.headers.get("apim-accesstoken"), org_id)
         action = q.get("action", "")
         if action != "delete":
-            raise Fail(1250, f"unknown action {action!r} for POST")
+            raise Refused(REPLY_UNKNOWN_METHOD, f"unknown action {action!r} for POST")
         entry = _device(svc, org_id, q)
         rec = _file(svc, org_id, q, entry)
         await svc.files.delete(rec)
         return reply(0, "OK", request_id)
-    except Fail as e:
+    except Refused as e:
         return fail_reply(e, request_id)
 
 

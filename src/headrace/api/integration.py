@@ -32,18 +32,19 @@ from litestar import Response, Router, asgi
 from litestar.types import Receive, Scope, Send
 from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
 
-from ..errors import TokenRejected
-from ..ingest.pipeline import Origin
+from ..errors import Refused, TokenRejected
+from ..ingest.pipeline import Origin, Result
 from ..proto.enos import (
     HTTP_ACTIONS,
+    HTTP_OK,
     REPLY_BAD_JSON,
     REPLY_DECODE_FAILED,
     REPLY_HTTP_STATUS,
     REPLY_NO_PERMISSION,
     REPLY_OK,
-    REPLY_RATE_LIMITED,
     REPLY_TOO_LARGE,
     REPLY_UNKNOWN_METHOD,
+    Kind,
 )
 from ..state.accounts import ServiceAccount
 from ..state.files import FileRecord, new_file_id
@@ -58,25 +59,6 @@ ACTIONS = HTTP_ACTIONS
 LOCAL = "local://"
 REPLY_INTERNAL = 1005
 _enc = msgspec.json.Encoder()
-
-
-class Fail(Exception):
-    """Refuse the request with an A.5 code (HTTP status from the code unless given)."""
-
-    def __init__(
-        self,
-        code: int,
-        msg: str,
-        *,
-        status: int | None = None,
-        errors: list[dict[str, Any]] | None = None,
-    ):
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
-        self.status = status or REPLY_HTTP_STATUS.get(code, 400)
-        self.errors = errors or []
-        self.logged = False  # in the message log already (the pipeline logs what it refuses)
 
 
 class ClientGone(Exception):
@@ -96,8 +78,16 @@ def reply(
     )
 
 
-def fail_reply(e: Fail, request_id: str) -> Response[bytes]:
-    return reply(e.code, e.msg, request_id, {"errors": e.errors} if e.errors else {}, e.status)
+def refusal_body(code: int, message: str, errors: list[dict[str, Any]], request_id: str) -> bytes:
+    return reply_body(code, message, request_id, {"errors": errors} if errors else {})
+
+
+def fail_reply(e: Refused, request_id: str) -> Response[bytes]:
+    return Response(
+        refusal_body(e.reply_code, e.message, e.errors, request_id),
+        status_code=e.status,
+        media_type="application/json",
+    )
 
 
 def new_request_id() -> str:
@@ -109,11 +99,11 @@ def authenticate(svc: Services, token: str | None, org_id: str) -> ServiceAccoun
     try:
         acc = svc.accounts.authenticate(token)
     except TokenRejected as e:
-        raise Fail(REPLY_NO_PERMISSION, e.message, status=401) from None
+        raise Refused(REPLY_NO_PERMISSION, e.message, status=401) from None
     if not org_id:
-        raise Fail(REPLY_BAD_JSON, "query parameter orgId is missing")
+        raise Refused(REPLY_BAD_JSON, "query parameter orgId is missing")
     if org_id != acc.orgId:
-        raise Fail(REPLY_NO_PERMISSION, f"no permission for organization {org_id!r}", status=403)
+        raise Refused(REPLY_NO_PERMISSION, f"no permission for organization {org_id!r}", status=403)
     return acc
 
 
@@ -133,29 +123,6 @@ class OrgProducts(Collection[str]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-
-class RateLimiter:
-    """A token bucket per service account (burst: one second's worth, at least 1)."""
-
-    def __init__(self) -> None:
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def allow(self, key: str, rate: float) -> bool:
-        if rate <= 0:
-            return True
-        now = time.monotonic()
-        burst = max(1.0, rate)
-        tokens, last = self._buckets.get(key, (burst, now))
-        tokens = min(burst, tokens + (now - last) * rate)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
-            return False
-        self._buckets[key] = (tokens - 1.0, now)
-        return True
-
-
-_limiter = RateLimiter()
 
 
 class Incoming:
@@ -186,7 +153,7 @@ async def read_body(request: Incoming, limit: int) -> bytes:
     """The whole (small) body, refusing it as soon as it passes ``limit``."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise Fail(REPLY_TOO_LARGE, f"message of {declared} bytes exceeds the limit of {limit}")
+        raise Refused(REPLY_TOO_LARGE, f"message of {declared} bytes exceeds the limit of {limit}")
     chunks: list[bytes] = []
     size = 0
     receive = request.receive
@@ -198,7 +165,7 @@ async def read_body(request: Incoming, limit: int) -> bytes:
         if body:
             size += len(body)
             if size > limit:
-                raise Fail(REPLY_TOO_LARGE, f"message exceeds the limit of {limit} bytes")
+                raise Refused(REPLY_TOO_LARGE, f"message exceeds the limit of {limit} bytes")
             chunks.append(body)
         if not event.get("more_body", False):
             break
@@ -237,13 +204,13 @@ async def read_multipart(
     declared = request.headers.get("content-length")
     cap = max_message + max_files * (max_file + 16 * 1024) + 64 * 1024
     if declared and declared.isdigit() and int(declared) > cap:
-        raise Fail(REPLY_TOO_LARGE, f"request of {declared} bytes exceeds the limits")
+        raise Refused(REPLY_TOO_LARGE, f"request of {declared} bytes exceeds the limits")
     try:
         parser = PushMultipartParser(
             boundary, max_header_size=8192, max_header_count=16, max_segment_count=max_files + 8
         )
     except MultipartError as e:
-        raise Fail(REPLY_BAD_JSON, f"bad multipart boundary: {e}") from None
+        raise Refused(REPLY_BAD_JSON, f"bad multipart boundary: {e}") from None
     message: bytearray | None = None
     sink: bytearray | Upload | None = None
     receive = request.receive
@@ -258,16 +225,16 @@ async def read_multipart(
                     if isinstance(ev, MultipartSegment):
                         if ev.name == "enos-message":
                             if message is not None:
-                                raise Fail(REPLY_BAD_JSON, "more than one enos-message part")
+                                raise Refused(REPLY_BAD_JSON, "more than one enos-message part")
                             sink = message = bytearray()
                         elif ev.name == "enos-file":
                             name = ev.filename or ""
                             if not name:
-                                raise Fail(REPLY_BAD_JSON, "an enos-file part has no filename")
+                                raise Refused(REPLY_BAD_JSON, "an enos-file part has no filename")
                             if name in uploads:
-                                raise Fail(REPLY_BAD_JSON, f"two enos-file parts named {name!r}")
+                                raise Refused(REPLY_BAD_JSON, f"two enos-file parts named {name!r}")
                             if len(uploads) >= max_files:
-                                raise Fail(REPLY_TOO_LARGE, f"more than {max_files} files")
+                                raise Refused(REPLY_TOO_LARGE, f"more than {max_files} files")
                             sink = uploads[name] = Upload(
                                 name,
                                 svc.blobs.writer(max_file),
@@ -284,7 +251,7 @@ async def read_multipart(
                         await sink.writer.write(ev)
                     elif sink is not None:
                         if len(sink) + len(ev) > max_message:
-                            raise Fail(
+                            raise Refused(
                                 REPLY_TOO_LARGE,
                                 f"enos-message exceeds the limit of {max_message} bytes",
                             )
@@ -293,40 +260,24 @@ async def read_multipart(
                 break
         parser.close()
     except BlobTooLarge:
-        raise Fail(REPLY_TOO_LARGE, f"a file exceeds the limit of {max_file} bytes") from None
+        raise Refused(REPLY_TOO_LARGE, f"a file exceeds the limit of {max_file} bytes") from None
     except ParserLimitReached as e:
-        raise Fail(REPLY_TOO_LARGE, f"multipart body over a limit: {e}") from None
+        raise Refused(REPLY_TOO_LARGE, f"multipart body over a limit: {e}") from None
     except MultipartError as e:
-        raise Fail(REPLY_BAD_JSON, f"malformed multipart body: {e}") from None
+        raise Refused(REPLY_BAD_JSON, f"malformed multipart body: {e}") from None
     return bytes(message) if message is not None else None
 
 
 async def _finish(up: Upload) -> None:
     info = await up.writer.finish()
     if up.content_md5 is not None and not _md5_matches(up.content_md5, info.md5):
-        raise Fail(
+        raise Refused(
             REPLY_DECODE_FAILED,
             f"Content-MD5 of file {up.name!r} does not match its content (md5 {info.md5})",
         )
 
 
 # -- local:// references ------------------------------------------------------------------
-
-
-def _device_of(item: dict[str, Any], registry: Registry, org_id: str) -> DeviceEntry | None:
-    """The device an item names, resolved as the pipeline does (None: not this org's)."""
-    dk = item.get("deviceKey")
-    aid = item.get("assetId")
-    entry = None
-    if isinstance(aid, str) and aid and not dk:
-        entry = registry.by_asset.get(aid)
-    elif isinstance(dk, str):
-        pk = item.get("productKey")
-        entry = registry.devices.get((pk, dk)) if isinstance(pk, str) else None
-    if entry is None or entry.device.orgId != org_id:
-        return None
-    p = registry.products.get(entry.device.productKey)
-    return entry if p is not None and p.orgId == org_id else None
 
 
 def resolve_files(
@@ -342,7 +293,12 @@ def resolve_files(
     for item in params:
         if not isinstance(item, dict):
             continue
-        entry = _device_of(item, registry, org_id)
+        entry = registry.find_device(
+            org_id,
+            product_key=_str_or_none(item.get("productKey")),
+            device_key=_str_or_none(item.get("deviceKey")),
+            asset_id=_str_or_none(item.get("assetId")),
+        )
 
         def sub(value: Any, entry: DeviceEntry | None = entry) -> Any:
             if isinstance(value, str):
@@ -351,7 +307,7 @@ def resolve_files(
                 name = value[len(LOCAL) :]
                 up = uploads.get(name)
                 if up is None:
-                    raise Fail(REPLY_BAD_JSON, f"{value} refers to no enos-file part")
+                    raise Refused(REPLY_BAD_JSON, f"{value} refers to no enos-file part")
                 if entry is None:  # the pipeline refuses this item
                     return value
                 rec = records.get((entry.id, name))
@@ -386,6 +342,10 @@ def resolve_files(
     return list(records.values()), used
 
 
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 # -- the endpoint -------------------------------------------------------------------------
 
 
@@ -396,18 +356,16 @@ async def integrate(scope: Scope, receive: Receive, send: Send) -> None:
     A raw ASGI handler: the body is streamed from ``receive``, never buffered by the
     framework, and the per-request cost stays small.
     """
-    svc: Services = scope["litestar_app"].state.hub
+    svc: Services = scope["litestar_app"].state.services
     request_id = new_request_id()
     if scope.get("method") != "POST":
         body = reply_body(REPLY_UNKNOWN_METHOD, "use POST", request_id)
         return await _send(send, 405, body)
     uploads: dict[str, Upload] = {}
-    status = 200
     try:
-        body = await _integrate(svc, Incoming(scope, receive), request_id, uploads)
-    except Fail as e:
-        status = e.status
-        body = reply_body(e.code, e.msg, request_id, {"errors": e.errors} if e.errors else {})
+        status, body = await _integrate(svc, Incoming(scope, receive), request_id, uploads)
+    except Refused as e:
+        status, body = e.status, refusal_body(e.reply_code, e.message, e.errors, request_id)
     except ClientGone:
         log.info("client went away during an upload", extra={"requestId": request_id})
         status, body = 400, reply_body(REPLY_BAD_JSON, "incomplete request", request_id)
@@ -435,23 +393,22 @@ async def _send(send: Send, status: int, body: bytes) -> None:
 
 async def _integrate(
     svc: Services, request: Incoming, request_id: str, uploads: dict[str, Upload]
-) -> bytes:
+) -> tuple[int, bytes]:
     q = request.query
     org_id = q.get("orgId", "")
     acc = authenticate(svc, request.headers.get("apim-accesstoken"), org_id)
     try:
         return await _integrate_as(svc, request, acc, org_id, request_id, uploads)
-    except Fail as e:
-        if not e.logged:  # refused before the pipeline: log it for the account too
-            record = {
-                "topic": f"{PATH}?action={q.get('action', '')}",
-                "requestId": "",
-                "code": e.code,
-                "message": e.msg,
-                "errors": [],
-            }
-            now = int(time.time() * 1000)
-            await svc.store.append_log([("http:" + acc.appKey, now, "error", _enc.encode(record))])
+    except Refused as e:  # refused before the pipeline: log it for the account too
+        record = {
+            "topic": f"{PATH}?action={q.get('action', '')}",
+            "requestId": "",
+            "code": e.reply_code,
+            "message": e.message,
+            "errors": [],
+        }
+        now = int(time.time() * 1000)
+        await svc.store.append_log([("http:" + acc.appKey, now, "error", _enc.encode(record))])
         raise
 
 
@@ -462,64 +419,75 @@ async def _integrate_as(
     org_id: str,
     request_id: str,
     uploads: dict[str, Upload],
-) -> bytes:
+) -> tuple[int, bytes]:
+    """(HTTP status, body) of what the pipeline answered; raises ``Refused`` for what is
+    refused before it."""
     action = request.query.get("action", "")
-    method = ACTIONS.get(action)
-    if method is None:
-        raise Fail(
+    kind = ACTIONS.get(action)
+    if kind is None:
+        raise Refused(
             REPLY_UNKNOWN_METHOD,
             f"unknown action {action!r}: use postMeasurepoint, postAttribute or postEvent",
         )
-    if not _limiter.allow(acc.appKey, acc.rateLimit or svc.settings["ingest.rate_limit"]):
-        limited = Fail(REPLY_RATE_LIMITED, "rate limit exceeded for this service account")
-        limited.logged = True  # a flood must not turn into a flood of log writes
-        raise limited
-    ctype = request.headers.get("content-type", "")
-    if ctype[:10].lower() == "multipart/":
-        boundary = _boundary(ctype)
-        message = await read_multipart(svc, request, boundary, uploads)
-        if message is None:
-            raise Fail(REPLY_BAD_JSON, "the multipart body has no enos-message part")
-    else:
-        message = await read_body(request, svc.settings["ingest.max_message_size"])
+    topic = f"{PATH}?action={action}"
+    ip = request.client_ip
+    origin = Origin(
+        org_id=org_id,
+        channel_id="http:" + acc.appKey,
+        products=OrgProducts(svc.registry, org_id),
+        client_id=acc.appKey,
+        address=ip,
+        ip=ip,
+        realtime=True,
+        rate=acc.rateLimit,
+    )
+    # the rate first, before a body (perhaps with files) is read
+    result = await svc.pipeline.admit(origin, topic)
+    if result is None:
+        ctype = request.headers.get("content-type", "")
+        if ctype[:10].lower() == "multipart/":
+            boundary = _boundary(ctype)
+            message = await read_multipart(svc, request, boundary, uploads)
+            if message is None:
+                raise Refused(REPLY_BAD_JSON, "the multipart body has no enos-message part")
+        else:
+            message = await read_body(request, svc.settings["ingest.max_message_size"])
+        result = await _handle(svc, message, uploads, origin, kind, topic)
+    if result.code != REPLY_OK:
+        body = refusal_body(result.code, result.message, result.errors, request_id)
+        return REPLY_HTTP_STATUS.get(result.code, 400), body
+    return 200, reply_body(HTTP_OK, "OK", request_id)
+
+
+async def _handle(
+    svc: Services,
+    message: bytes,
+    uploads: dict[str, Upload],
+    origin: Origin,
+    kind: Kind,
+    topic: str,
+) -> Result:
+    """Files first (blobs and records), then the request; a request not stored leaves no
+    file records behind."""
     records: list[FileRecord] = []
     held: list[str] = []
-    ip = request.client_ip
     try:
         if uploads or LOCAL.encode() in message:
-            message, records = await _store_files(svc, message, uploads, org_id, held)
-        origin = Origin(
-            org_id=org_id,
-            channel_id="http:" + acc.appKey,
-            products=OrgProducts(svc.registry, org_id),
-            client_id=acc.appKey,
-            address=ip,
-            realtime=True,
-        )
+            message, records = await _store_files(svc, message, uploads, origin.org_id, held)
         try:
             result = await svc.pipeline.handle(
-                message,
-                method=method,
-                product_key="",
-                origin=origin,
-                topic=f"{PATH}?action={action}",
+                message, kind=kind, product_key="", origin=origin, topic=topic, admitted=True
             )
         except Exception:
             if records:  # the data was not stored: neither are its files
                 await svc.files.delete_many(records)
             raise
-        if result.code != REPLY_OK:
-            if records:
-                await svc.files.delete_many(records)
-            refused = Fail(result.code, result.message, errors=result.errors)
-            refused.logged = True
-            raise refused
+        if result.code != REPLY_OK and records:
+            await svc.files.delete_many(records)
+        return result
     finally:
         for sha in held:
             svc.files.release(sha)
-    if result.batch is not None and result.batch.source == 1 and result.devices:
-        await svc.online.seen(result.devices, ip)
-    return reply_body(0, "OK", request_id)
 
 
 def _boundary(content_type: str) -> str:
@@ -531,7 +499,7 @@ def _boundary(content_type: str) -> str:
                 value = value[1:-1]
             if value:
                 return value
-    raise Fail(REPLY_BAD_JSON, "multipart content type without a boundary")
+    raise Refused(REPLY_BAD_JSON, "multipart content type without a boundary")
 
 
 async def _store_files(

@@ -1,8 +1,11 @@
-"""The ingest pipeline: every transport hands it one integration request.
+"""The ingest pipeline: every edge (MQTT, HTTP) hands it one integration request.
 
-decode -> method/topic check -> permission -> resolve devices -> validate (model) ->
-one atomic store write -> reply. Every failing item is listed in the reply; the request
-is stored whole or not at all. The reply is built only after the store has committed.
+rate limit -> product permission -> raw decoding (the product's parsing script) ->
+decode -> method/topic check -> resolve devices -> validate (model) -> one atomic store
+write -> hooks (push events, online state) -> reply (for raw data: encoded by the
+script). Every failing item is listed in the reply; the request is stored whole or not
+at all. The reply is built only after the store has committed and the hooks ran.
+An edge only turns bytes into a call of ``handle`` and the ``Result`` into bytes.
 """
 
 from __future__ import annotations
@@ -11,43 +14,51 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
+from ..errors import Refused
 from ..model.validate import ValueInvalid
 from ..proto.enos import (
     METHOD_ATTRIBUTE,
     METHOD_MEASUREPOINT,
+    METHOD_OF,
     METHODS,
     REPLY_BAD_JSON,
+    REPLY_DECODE_FAILED,
     REPLY_DEVICE_NOT_FOUND,
     REPLY_EMPTY,
     REPLY_METHOD_MISMATCH,
     REPLY_MODEL_INVALID,
     REPLY_NO_PERMISSION,
     REPLY_OK,
+    REPLY_RATE_LIMITED,
     REPLY_TOO_LARGE,
     REPLY_UNKNOWN_METHOD,
+    Kind,
 )
 from ..state.registry import DeviceEntry, Registry
 from ..store.base import Store, WriteBatch
 from .messages import ENVELOPE, ITEMS, Envelope, Item
 from .messages import encode as json_encode
+from .ratelimit import RateLimiter
 
 log = logging.getLogger("headrace.ingest")
 
 
 @dataclass(slots=True)
 class Origin:
-    """Who sent a request: the channel (for permissions and the message log)."""
+    """Who sent a request: the channel (for permissions, rate and the message log)."""
 
     org_id: str
-    channel_id: str
+    channel_id: str  # also the message log's id and the rate limiter's key
     products: Collection[str]  # product keys this sender may integrate for
     client_id: str = ""
-    address: str = ""
-    realtime: bool = False
+    address: str = ""  # host:port of the connection, for the message log
+    ip: str = ""  # for online state (device_online's ip)
+    realtime: bool = False  # the edge's default for isRealtimeIntegration
+    rate: float = 0.0  # requests/s of this sender (0: the ingest.rate_limit setting)
 
 
 @dataclass(slots=True)
@@ -62,23 +73,35 @@ class Result:
     points: int = 0
     batch: WriteBatch | None = None
     devices: list[DeviceEntry] = field(default_factory=list)
-    raw: bytes | None = None
+    raw: bytes | None = None  # the raw payload a parsing script decoded
+    wire: bytes | None = None  # the reply as the parsing script encoded it
 
     def reply(self) -> dict[str, Any]:
         data: dict[str, Any] = {"errors": self.errors} if self.errors else {}
         return {"id": self.id, "code": self.code, "message": self.message, "data": data}
 
     def reply_bytes(self) -> bytes:
-        return json_encode(self.reply())
+        """What goes back on the wire: the script's encoding for raw data, else JSON."""
+        return self.wire if self.wire is not None else json_encode(self.reply())
 
 
-class _Refused(Exception):
-    def __init__(self, code: int, message: str):
-        self.code = code
-        self.message = message
+class RawCodec(Protocol):
+    """Products' parsing scripts (``scripts.manager.ScriptManager``)."""
+
+    async def decode(self, product_key: str, payload: bytes) -> dict[str, Any]:
+        """Raw bytes -> an integration request; raises with the script's message."""
+        ...
+
+    async def encode(self, product_key: str, reply: bytes) -> bytes | None:
+        """A reply's JSON -> bytes for the device (None: send the JSON itself)."""
+        ...
 
 
+# (result, origin, the topic's product key)
 StoredHook = Callable[[Result, Origin, str], Awaitable[None] | None]
+
+# a rate-limited sender's refusals are written to its message log at most this often
+_RATE_LOG_INTERVAL = 1.0
 
 
 class Pipeline:
@@ -87,46 +110,62 @@ class Pipeline:
         registry: Registry,
         store: Store,
         *,
+        codec: RawCodec,
+        limiter: RateLimiter,
         max_message_size: int,
     ):
         self.registry = registry
         self.store = store
+        self.codec = codec
+        self.limiter = limiter
         self.max_message_size = max_message_size
-        # called after a request has been committed (push events, rules)
+        # called in order after a request has been committed, before it is answered
+        # (push events, online state); connected in app.py
         self.on_stored: list[StoredHook] = []
         self.requests = 0
         self.points = 0
+        self._rate_logged: dict[str, float] = {}
 
     async def handle(
         self,
         payload: bytes,
         *,
-        method: str | None,
+        kind: Kind,
         product_key: str,
         origin: Origin,
         topic: str = "",
-        request: dict[str, Any] | None = None,
-        raw: bytes | None = None,
+        admitted: bool = False,
     ) -> Result:
-        """Process one request. ``method`` is the one the topic implies (None: any).
+        """Process one request of ``kind`` (the topic's or the HTTP action's) for
+        ``product_key`` (the topic's; "" when the items name their products).
 
-        ``request`` is an already decoded request (raw data scripts produce one); ``raw``
-        the bytes it came from, kept on the result for the push service.
+        ``admitted``: the edge called ``admit`` already (before reading a large body).
         """
         started = time.perf_counter()
         now = int(time.time() * 1000)
+        request: dict[str, Any] | None = None
         try:
-            result = self._prepare(payload, method, product_key, origin, now, request)
-        except _Refused as e:
-            result = Result(self._request_id(payload, request), e.code, e.message)
-        result.raw = raw
+            if product_key and product_key not in origin.products:
+                raise Refused(REPLY_NO_PERMISSION, f"no permission for product {product_key!r}")
+            if not admitted:
+                refused = await self.admit(origin, topic, payload)
+                if refused is not None:
+                    return refused
+            if kind == "raw":
+                request = await self._decode_raw(product_key, payload)
+            result = self._prepare(payload, METHOD_OF[kind], product_key, origin, now, request)
+        except Refused as e:
+            raw_undecoded = kind == "raw" and request is None
+            rid = "unknown" if raw_undecoded else self._request_id(payload, request)
+            result = Result(rid, e.reply_code, e.message)
+        if request is not None:
+            result.raw = payload
         if result.batch is not None:
             result.batch.log.append(
                 self._payload_record(origin, topic, payload, result, now, started)
             )
-            await self.store.write_batch(
-                result.batch
-            )  # a failure propagates: not stored, not answered
+            # a failure propagates: not stored, not answered
+            await self.store.write_batch(result.batch)
             self.requests += 1
             self.points += result.points
             for hook in self.on_stored:
@@ -135,7 +174,57 @@ class Pipeline:
                     await r
         else:
             await self.log_refusal(result, origin, topic, payload, now, started)
+        if request is not None:
+            result.wire = await self._encode_raw(product_key, result, origin, topic)
         return result
+
+    async def _decode_raw(self, product_key: str, payload: bytes) -> dict[str, Any]:
+        if len(payload) > self.max_message_size:
+            raise Refused(
+                REPLY_TOO_LARGE,
+                f"message of {len(payload)} bytes exceeds the limit of {self.max_message_size}",
+            )
+        try:
+            request = await self.codec.decode(product_key, payload)
+        except Exception as e:  # the script's fault: 1202, logged with its message
+            raise Refused(REPLY_DECODE_FAILED, f"raw data could not be decoded: {e}") from None
+        return request if "id" in request else {**request, "id": "unknown"}
+
+    async def _encode_raw(
+        self, product_key: str, result: Result, origin: Origin, topic: str
+    ) -> bytes | None:
+        try:
+            return await self.codec.encode(product_key, json_encode(result.reply()))
+        except Exception as e:
+            await self._log_error(
+                origin, topic, result.id, REPLY_DECODE_FAILED, f"jsonStrToRawData failed: {e}"
+            )
+            return None
+
+    async def admit(self, origin: Origin, topic: str, payload: bytes = b"") -> Result | None:
+        """The sender's rate: None when the request may go on, else its refusal (logged at
+        most once a second per sender, so that a flood is not a flood of log writes)."""
+        if self.limiter.allow(origin.channel_id, origin.rate):
+            return None
+        started = time.perf_counter()
+        now = int(time.time() * 1000)
+        result = Result(
+            self._request_id(payload, None),
+            REPLY_RATE_LIMITED,
+            "rate limited: over the request rate of this channel or service account",
+        )
+        last = self._rate_logged.get(origin.channel_id, 0.0)
+        if started - last >= _RATE_LOG_INTERVAL:
+            self._rate_logged[origin.channel_id] = started
+            await self.log_refusal(result, origin, topic, payload, now, started)
+        return result
+
+    async def _log_error(
+        self, origin: Origin, topic: str, rid: Any, code: int, message: str
+    ) -> None:
+        error = {"topic": topic, "requestId": _str_id(rid), "code": code, "message": message}
+        now = int(time.time() * 1000)
+        await self.store.append_log([(origin.channel_id, now, "error", json_encode(error))])
 
     async def log_refusal(
         self,
@@ -202,12 +291,12 @@ class Pipeline:
         request: dict[str, Any] | None,
     ) -> Result:
         if len(payload) > self.max_message_size:
-            raise _Refused(
+            raise Refused(
                 REPLY_TOO_LARGE,
                 f"message of {len(payload)} bytes exceeds the limit of {self.max_message_size}",
             )
         if request is None and not payload.strip():
-            raise _Refused(REPLY_EMPTY, "payload is empty")
+            raise Refused(REPLY_EMPTY, "payload is empty")
         try:
             if request is not None:  # already decoded (raw data scripts): params stay as they are
                 env = Envelope(
@@ -219,7 +308,7 @@ class Pipeline:
             else:
                 env = ENVELOPE.decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise _Refused(REPLY_BAD_JSON, f"payload is not a valid JSON request: {e}") from None
+            raise Refused(REPLY_BAD_JSON, f"payload is not a valid JSON request: {e}") from None
         rid = env.id
         if not isinstance(env.method, str) or env.method not in METHODS:
             return Result(rid, REPLY_UNKNOWN_METHOD, f"unknown method {env.method!r}")
@@ -266,11 +355,12 @@ class Pipeline:
         compiled_cache: dict[str, Any] = {}
         for index, item in enumerate(items):
             pk = item.productKey or product_key
-            entry = None
-            if item.assetId and not item.deviceKey:
-                entry = reg.by_asset.get(item.assetId)
-                if entry is None or entry.device.orgId != origin.org_id:
-                    # unknown here, whoever else may own it
+            by_asset = bool(item.assetId) and not item.deviceKey
+            entry = reg.find_device(
+                origin.org_id, product_key=pk, device_key=item.deviceKey, asset_id=item.assetId
+            )
+            if by_asset:
+                if entry is None:  # unknown here, whoever else may own it
                     what = f"device {item.assetId!r} not found"
                     errors.append(_item_error(index, item, REPLY_DEVICE_NOT_FOUND, what))
                     continue
@@ -283,8 +373,6 @@ class Pipeline:
                 )
                 continue
             if entry is None:
-                entry = reg.devices.get((pk, item.deviceKey or ""))
-            if entry is None or entry.device.orgId != origin.org_id:
                 what = f"device {item.deviceKey or item.assetId!r} not found in product {pk!r}"
                 errors.append(_item_error(index, item, REPLY_DEVICE_NOT_FOUND, what))
                 continue

@@ -18,13 +18,6 @@ METHOD_ATTRIBUTE = "integration.attribute.post"
 METHOD_EVENT = "integration.event.post"
 METHODS = (METHOD_MEASUREPOINT, METHOD_ATTRIBUTE, METHOD_EVENT)
 
-# the HTTP API's ``action`` query parameter (B.2) -> method
-HTTP_ACTIONS = {
-    "postMeasurepoint": METHOD_MEASUREPOINT,
-    "postAttribute": METHOD_ATTRIBUTE,
-    "postEvent": METHOD_EVENT,
-}
-
 # -- topics (A.3) ------------------------------------------------------------------------
 
 Kind = Literal["measurepoint", "attribute", "event", "raw"]
@@ -47,11 +40,19 @@ _SDK_SUFFIX: dict[Kind, str] = {
     "raw": "model/up_raw",
 }
 
+# the method a kind's topic implies (None: raw data, whose script says the method)
 METHOD_OF: dict[Kind, str | None] = {
     "measurepoint": METHOD_MEASUREPOINT,
     "attribute": METHOD_ATTRIBUTE,
     "event": METHOD_EVENT,
     "raw": None,
+}
+
+# the HTTP API's ``action`` query parameter (B.2) -> kind
+HTTP_ACTIONS: dict[str, Kind] = {
+    "postMeasurepoint": "measurepoint",
+    "postAttribute": "attribute",
+    "postEvent": "event",
 }
 
 

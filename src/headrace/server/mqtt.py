@@ -17,7 +17,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -25,13 +25,9 @@ import msgspec
 from ..config import Settings
 from ..errors import LoginRefused, TooManyConnections
 from ..ingest.auth import Login, authenticate
-from ..ingest.pipeline import Origin, Pipeline, Result
+from ..ingest.pipeline import Origin, Pipeline
 from ..model.types import Channel
 from ..proto.enos import (
-    METHOD_OF,
-    REPLY_DECODE_FAILED,
-    REPLY_NO_PERMISSION,
-    REPLY_RATE_LIMITED,
     SIGNED_USERNAME_PREFIX,
     Kind,
     may_subscribe,
@@ -57,11 +53,6 @@ from .stream import bound_port
 log = logging.getLogger("headrace.mqtt")
 _json = msgspec.json.Encoder()
 
-# raw payload -> decoded request dict, or raises with the script's message
-RawDecoder = Callable[[str, bytes], Awaitable[dict[str, Any]]]
-# reply JSON -> bytes for up_raw_reply (None: send the JSON itself)
-RawEncoder = Callable[[str, bytes], Awaitable[bytes | None]]
-
 
 @dataclass(slots=True)
 class _Slot:
@@ -82,22 +73,6 @@ class _Session:
     expires: float
 
 
-@dataclass(slots=True)
-class _Bucket:
-    rate: float
-    tokens: float
-    stamp: float = field(default_factory=time.monotonic)
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
 class MQTTServer:
     def __init__(
         self,
@@ -107,16 +82,12 @@ class MQTTServer:
         pipeline: Pipeline,
         store: Store,
         tls_context: Callable[[], ssl.SSLContext],
-        raw_decoder: RawDecoder,
-        raw_encoder: RawEncoder,
     ):
         s = settings
         self.registry = registry
         self.pipeline = pipeline
         self.store = store
         self.tls_context = tls_context
-        self.raw_decoder = raw_decoder
-        self.raw_encoder = raw_encoder
         self.host: str = s["mqtt.host"]
         self.port: int = s["mqtt.port"]
         self.tls_port: int = s["mqtt.tls_port"]
@@ -127,12 +98,10 @@ class MQTTServer:
         self.max_connections: int = s["mqtt.max_connections"]
         self.session_expiry: int = s["mqtt.session_expiry"]
         self.connect_timeout: float = s["mqtt.connect_timeout"]
-        self.default_rate: float = s["ingest.rate_limit"]
         self.connections: set[MQTTConnection] = set()
         self.clients: dict[str, MQTTConnection] = {}
         self.by_channel: dict[str, set[MQTTConnection]] = {}
         self.sessions: dict[str, _Session] = {}
-        self.buckets: dict[str, _Bucket] = {}
         self._servers: list[asyncio.Server] = []
         self._background: set[asyncio.Task[Any]] = set()
         # the ports bound ("mqtt", "mqtt_tls"), known once start() returns
@@ -183,15 +152,6 @@ class MQTTServer:
         rec = (channel_id, int(time.time() * 1000), kind, _json.encode(doc))
         self.spawn(self.store.append_log([rec]))
 
-    def allow(self, channel: Channel) -> bool:
-        rate = channel.rateLimit or self.default_rate
-        if rate <= 0:
-            return True
-        bucket = self.buckets.get(channel.channelId)
-        if bucket is None or bucket.rate != rate:
-            bucket = self.buckets[channel.channelId] = _Bucket(rate, rate)
-        return bucket.take()
-
     def channel_changed(self, channel: Channel) -> None:
         """A channel was changed: drop its connections when disabled, refresh their login."""
         for c in list(self.connections):
@@ -216,6 +176,7 @@ class MQTTConnection(asyncio.Protocol):
             server.max_packet_size, max_inflight=32, receive_maximum=max(1, server.max_inflight)
         )
         self.transport: asyncio.Transport | None = None
+        self.ip = ""
         self.address = ""
         self.login: Login | None = None
         self.client_id = ""
@@ -237,6 +198,7 @@ class MQTTConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
+        self.ip = str(peer[0]) if peer else ""
         self.address = f"{peer[0]}:{peer[1]}" if peer else ""
         self.server.connections.add(self)
         loop = asyncio.get_running_loop()
@@ -378,22 +340,6 @@ class MQTTConnection(asyncio.Protocol):
             return
         product_key, kind = parsed
         slot = _Slot(ev.packet_id, reply_topic(ev.topic))
-        refusal = None
-        if product_key not in login.products:
-            refusal = Result(
-                None, REPLY_NO_PERMISSION, f"no permission for product {product_key!r}"
-            )
-        elif not self.server.allow(login.channel):
-            refusal = Result(
-                None, REPLY_RATE_LIMITED, "rate limited: channel over its request rate"
-            )
-        if refusal is not None:
-            slot.reply, slot.done = refusal.reply_bytes(), True
-            self._log_error(
-                f"publish to {ev.topic!r} refused: {refusal.message}", code=refusal.code
-            )
-            self._enqueue(slot)
-            return
         self._enqueue(slot)
         task = asyncio.get_running_loop().create_task(self._process(slot, ev, product_key, kind))
         self.tasks.add(task)
@@ -410,62 +356,21 @@ class MQTTConnection(asyncio.Protocol):
             products=login.products,
             client_id=self.client_id,
             address=self.address,
+            ip=self.ip,
+            rate=login.channel.rateLimit,
         )
-        pipeline = self.server.pipeline
         try:
-            if kind == "raw":
-                reply = await self._process_raw(ev, product_key, origin)
-            else:
-                result = await pipeline.handle(
-                    ev.payload,
-                    method=METHOD_OF[kind],
-                    product_key=product_key,
-                    origin=origin,
-                    topic=ev.topic,
-                )
-                reply = result.reply_bytes()
+            result = await self.server.pipeline.handle(
+                ev.payload, kind=kind, product_key=product_key, origin=origin, topic=ev.topic
+            )
         except Exception:
             # not stored, not acknowledged: drop the connection so the client resends
             log.exception("request failed; closing the connection unacknowledged")
             self.close("internal error while storing", ReasonCode.UNSPECIFIED_ERROR)
             return
-        slot.reply = reply
+        slot.reply = result.reply_bytes()
         slot.done = True
         self._release()
-
-    async def _process_raw(self, ev: PublishReceived, product_key: str, origin: Origin) -> bytes:
-        server = self.server
-        pipeline = server.pipeline
-        decoder = server.raw_decoder
-        try:
-            if decoder is None:
-                raise RuntimeError("raw data parsing is not available")
-            request = await decoder(product_key, ev.payload)
-        except Exception as e:  # the script's fault: 1202, logged with its message
-            result = Result("unknown", REPLY_DECODE_FAILED, f"raw data could not be decoded: {e}")
-            await pipeline.log_refusal(result, origin, ev.topic, ev.payload)
-            return result.reply_bytes()
-        if "id" not in request:
-            request = {**request, "id": "unknown"}
-        result = await pipeline.handle(
-            ev.payload,
-            method=None,
-            product_key=product_key,
-            origin=origin,
-            topic=ev.topic,
-            request=request,
-            raw=ev.payload,
-        )
-        reply = result.reply_bytes()
-        if server.raw_encoder is not None:
-            try:
-                encoded = await server.raw_encoder(product_key, reply)
-            except Exception as e:
-                self._log_error(f"jsonStrToRawData failed: {e}", code=REPLY_DECODE_FAILED)
-                encoded = None
-            if encoded is not None:
-                return encoded
-        return reply
 
     # -- ordered release, flow control ------------------------------------------------------
 

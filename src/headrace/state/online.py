@@ -31,12 +31,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from ..errors import Conflict, NotFound
 from ..store.base import Store
 from .registry import DeviceEntry, Registry
+
+if TYPE_CHECKING:  # the pipeline imports the registry: no import cycle at run time
+    from ..ingest.pipeline import Origin, Result
 
 log = logging.getLogger("headrace.online")
 
@@ -214,6 +218,14 @@ class OnlineTracker:
         )
 
     # -- input -----------------------------------------------------------------------
+
+    def on_stored(self, result: Result, origin: Origin, product_key: str) -> Awaitable[None] | None:
+        """The pipeline's hook: a committed request of real-time data (from any edge)
+        marks its devices online; history never changes online state."""
+        batch = result.batch
+        if batch is None or batch.source != 1 or not result.devices:
+            return None
+        return self.seen(result.devices, origin.ip)
 
     async def seen(self, entries: Iterable[DeviceEntry], ip: str = "") -> None:
         """Real-time data was stored for these devices (from ``ip``)."""

@@ -301,16 +301,36 @@ class Registry:
 
     # -- devices ---------------------------------------------------------------------
 
+    def find_device(
+        self,
+        org_id: str,
+        *,
+        product_key: str | None = None,
+        device_key: str | None = None,
+        asset_id: str | None = None,
+    ) -> DeviceEntry | None:
+        """The device an integration item, a file request or an admin path names, as every
+        edge resolves it: by ``asset_id`` when no ``device_key`` is given, else by
+        ``(product_key, device_key)``. None when there is no such device in ``org_id``
+        (whoever else may own it)."""
+        if asset_id and not device_key:
+            e = self.by_asset.get(asset_id)
+        elif device_key and product_key:
+            e = self.devices.get((product_key, device_key))
+        else:
+            return None
+        return e if e is not None and e.device.orgId == org_id else None
+
     def device(self, org_id: str, product_key: str, device_key: str) -> DeviceEntry:
         self.product(org_id, product_key)
-        e = self.devices.get((product_key, device_key))
+        e = self.find_device(org_id, product_key=product_key, device_key=device_key)
         if e is None:
             raise NotFound(f"device {device_key!r} not found in product {product_key!r}")
         return e
 
     def device_by_asset(self, org_id: str, asset_id: str) -> DeviceEntry:
-        e = self.by_asset.get(asset_id)
-        if e is None or e.device.orgId != org_id:
+        e = self.find_device(org_id, asset_id=asset_id)
+        if e is None:
             raise NotFound(f"device {asset_id!r} not found in organization {org_id!r}")
         return e
 
