@@ -13,23 +13,13 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 
-from ..errors import HeadraceError, Unauthorized, ValidationFailed
+from ..errors import HeadraceError, Unauthorized, ValidationFailed, status_names
 from .services import Services, services
 
 log = logging.getLogger("headrace.api")
 
-_STATUS_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_failed",
-    429: "rate_limited",
-}
+# the error shape's ``code`` for statuses the framework raises itself (405, 415, ...)
+_STATUS_CODES = status_names()
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> Response[Any]:
