@@ -80,7 +80,7 @@ _ONE = _BASE + "/{enterprise_id:str}"
 
 @post(_BASE)
 async def create_enterprise(request: Req, org_id: str, data: EnterpriseCreate) -> EnterpriseView:
-    ent, secret = await services(request).push.create(org_id, data)
+    ent, secret = await services(request).enterprises.create(org_id, data)
     return view(request, ent, secret)
 
 
@@ -88,20 +88,20 @@ async def create_enterprise(request: Req, org_id: str, data: EnterpriseCreate) -
 async def list_enterprises(
     request: Req, org_id: str, limit: int = Limit, cursor: str = Cursor
 ) -> dict[str, Any]:
-    items = await services(request).push.list(org_id, cursor, page_limit(limit))
+    items = await services(request).enterprises.list(org_id, cursor, page_limit(limit))
     return page([view(request, e) for e in items], limit, "enterpriseId")
 
 
 @get(_ONE)
 async def get_enterprise(request: Req, org_id: str, enterprise_id: str) -> EnterpriseView:
-    return view(request, services(request).push.get(org_id, enterprise_id))
+    return view(request, services(request).enterprises.get(org_id, enterprise_id))
 
 
 @patch(_ONE)
 async def update_enterprise(
     request: Req, org_id: str, enterprise_id: str, data: EnterpriseUpdate
 ) -> EnterpriseView:
-    return view(request, await services(request).push.update(org_id, enterprise_id, data))
+    return view(request, await services(request).enterprises.update(org_id, enterprise_id, data))
 
 
 @post(_ONE + "/reset-secret", status_code=200)
@@ -109,25 +109,25 @@ async def reset_secret(
     request: Req, org_id: str, enterprise_id: str, data: SecretReset | None = None
 ) -> EnterpriseView:
     given = data.enterpriseSecret if data is not None else None
-    ent, secret = await services(request).push.reset_secret(org_id, enterprise_id, given)
+    ent, secret = await services(request).enterprises.reset_secret(org_id, enterprise_id, given)
     return view(request, ent, secret)
 
 
 @delete(_ONE, status_code=HTTP_204_NO_CONTENT)
 async def delete_enterprise(request: Req, org_id: str, enterprise_id: str) -> None:
-    await services(request).push.delete(org_id, enterprise_id)
+    await services(request).enterprises.delete(org_id, enterprise_id)
 
 
 @get(_ONE + "/stats")
 async def enterprise_stats(request: Req, org_id: str, enterprise_id: str) -> EnterpriseStats:
-    push = services(request).push
-    st = push.stats(org_id, enterprise_id)
-    q = push.queues[enterprise_id]
+    api = services(request)
+    api.enterprises.get(org_id, enterprise_id)
+    q = api.queues[enterprise_id]
     return EnterpriseStats(
         enterpriseId=enterprise_id,
         retentionSeconds=q.retention_ms // 1000,
         maxQueue=q.max_queue,
-        **st,
+        **q.stats(),
     )
 
 

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..ingest.pipeline import Pipeline
-from ..push.service import PushService
+from ..push.fanout import Fanout
 from ..server.noti import NotiServer
 from .common import admin_guard
 from .services import services
@@ -38,15 +38,16 @@ _COUNTERS = (
 
 
 class HubCollector(Collector):
-    """Reads the counters of the push service, the noti server and the pipeline."""
+    """Reads the counters of the push fan-out (and its queues), the noti server and the
+    pipeline."""
 
-    def __init__(self, push: PushService, noti: NotiServer, pipeline: Pipeline) -> None:
-        self.push = push
+    def __init__(self, fanout: Fanout, noti: NotiServer, pipeline: Pipeline) -> None:
+        self.fanout = fanout
         self.noti = noti
         self.pipeline = pipeline
 
     def collect(self) -> Iterator[Metric]:
-        stats = {eid: q.stats() for eid, q in self.push.queues.items()}
+        stats = {eid: q.stats() for eid, q in self.fanout.queues.items()}
         for key, name, doc in _GAUGES:
             g = GaugeMetricFamily(name, doc, labels=["enterprise"])
             for eid, st in stats.items():
@@ -60,7 +61,7 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             "headrace_push_oversize_events",
             "Events whose push line passes 8 KiB (raw data too large to split).",
-            value=self.push.oversize,
+            value=self.fanout.oversize,
         )
         noti = self.noti
         yield CounterMetricFamily(

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from ..config import Settings
 from ..ingest.pipeline import Pipeline
-from ..push.service import PushService
+from ..push.directory import EnterpriseDirectory
+from ..push.queue import EnterpriseQueue
 from ..scripts.manager import ScriptManager
 from ..state.accounts import Accounts
 from ..state.files import Files
@@ -38,7 +39,8 @@ class Services:
     blobs: BlobStore
     online: OnlineTracker
     scripts: ScriptManager
-    push: PushService  # enterprises
+    enterprises: EnterpriseDirectory
+    queues: Mapping[str, EnterpriseQueue]  # by enterprise id (their stats)
     metrics: CollectorRegistry
     # the listeners' bound ports by name ("http", "mqtt", "mqtt_tls", "noti"), filled
     # as they start (the settings may say 0: pick a free port)

@@ -20,10 +20,10 @@ read is simply skipped; nothing is buffered for it beyond its window. When a con
 closes, its unacked pushes go back to the head of ``ready`` in seq order and are pushed
 again (with new delivery ids) to whichever connection is next.
 
-Acks are collected here and deleted by the push service's writer, in seq ranges, in the
-same store write as the appends of new events (one such write at a time; whatever
-arrives meanwhile goes into the next), so a client acking in order costs one statement
-per write. An ack counts as done (``acked``) once that write has committed: after a
+Acks are collected here and deleted by the fan-out's writer (``push.fanout``), in seq
+ranges, in the same store write as the appends of new events (one such write at a time;
+whatever arrives meanwhile goes into the next), so a client acking in order costs one
+statement per write. An ack counts as done (``acked``) once that write has committed: after a
 crash, acks not yet committed are pushed again (at-least-once).
 """
 

@@ -1,8 +1,8 @@
 """The noti enterprise push service: asyncio TLS transport around ``proto.noti.ServerSession``.
 
 One ``NotiConnection`` per socket: reads go to ``receive_data``, and whatever the session
-wants sent is written. After a login the connection consumes its enterprise's queue
-(``push.queue.EnterpriseQueue``), which pushes into the session's prefetch window; each
+wants sent is written. After a login (checked by ``push.directory``) the connection
+consumes its enterprise's queue (``push.queue.EnterpriseQueue``), which pushes into the session's prefetch window; each
 push is tagged with its queue entry, so acks delete it and a close hands the unacked
 ones back for redelivery.
 
@@ -17,15 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config import Settings
 from ..errors import LoginRefused
 from ..proto.noti import Acked, CloseRequired, LoginRequested, MessageRejected, ServerSession
+from ..push.directory import EnterpriseDirectory
 from ..push.enterprises import Enterprise
 from ..push.queue import EnterpriseQueue, Entry
-from ..push.service import PushService
 from .stream import bound_port
 
 log = logging.getLogger("headrace.noti")
@@ -39,11 +39,13 @@ class NotiServer:
         self,
         settings: Settings,
         *,
-        push: PushService,
+        directory: EnterpriseDirectory,
+        queues: Mapping[str, EnterpriseQueue],
         tls_context: Callable[[], ssl.SSLContext],
     ) -> None:
         s = settings
-        self.push = push
+        self.directory = directory  # who may log in
+        self.queues = queues  # by enterprise id: what a login consumes
         self.tls_context = tls_context
         self.enabled: bool = s["noti.enabled"]
         self.host: str = s["noti.host"]
@@ -91,7 +93,7 @@ class NotiServer:
                 c.close("enterprise deleted")
             elif what == "secret":
                 c.close("enterprise secret changed")
-            elif not self.push.allows(eid, c.ip):
+            elif not self.directory.allows(eid, c.ip):
                 c.close("address no longer allowed")
 
 
@@ -197,7 +199,7 @@ class NotiConnection(asyncio.Protocol):
     def _login(self, ev: LoginRequested) -> None:
         server = self.server
         try:
-            queue = server.push.authenticate(ev.enterprise_id, ev.secret, self.ip)
+            ent = server.directory.authenticate(ev.enterprise_id, ev.secret, self.ip)
         except LoginRefused as e:
             server.refused += 1
             log.info(
@@ -211,6 +213,7 @@ class NotiConnection(asyncio.Protocol):
             self.session.refuse_login(str(e))
             self.close(f"login refused: {e}")
             return
+        queue = server.queues[ent.enterpriseId]
         self.session.accept_login()
         server.logins += 1
         self.queue = queue

@@ -1,4 +1,4 @@
-"""The push service: enterprises, their durable queues, and the events that fill them.
+"""The fan-out: device events into the enterprises' durable queues.
 
 Events come from two places:
 - ``Pipeline.on_stored``: after an integration request is committed, its events
@@ -16,6 +16,14 @@ History (data stored with source "offline") produces events only for enterprises
 ``historyEvents`` and never changes online state. Queues are filled whether or not a
 client is connected and bounded by retention time and size (``EnterpriseQueue.expire``,
 run every second).
+
+The queues (``queues``, by enterprise id) live here: everything that writes them is
+here (seqs taken as events are appended, the one writer of appends and acks that an ack
+wakes, expiry, the rows cleared when an enterprise comes or goes, the store's queue
+state read at load). The directory (``push.directory``) only says which enterprises
+there are and what they want; ``enterprise_changed``, one of its listeners, opens,
+retunes and closes the queues to follow it. Noti connections get their queue from
+``queues`` after the directory has accepted their login.
 """
 
 from __future__ import annotations
@@ -23,45 +31,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
-
-import msgspec
 
 from ..config import Settings
-from ..errors import Conflict, LoginRefused, NotFound, ValidationFailed
 from ..ingest.pipeline import Origin, Result
-from ..state.common import check_name, hash_password, now_ms, verify_password
+from ..state.common import now_ms
 from ..state.online import OnlineTracker
 from ..state.registry import DeviceEntry, Registry
-from ..store.base import FaultRow, Store
-from .enterprises import (
-    AllowList,
-    Enterprise,
-    EnterpriseCreate,
-    EnterpriseUpdate,
-    check_allow_list,
-    check_credential,
-    check_event_types,
-    check_limits,
-    new_enterprise_id,
-    new_secret,
-)
+from ..store.base import FaultRow, QueueInfo, Store
+from .directory import EnterpriseDirectory
+from .enterprises import Enterprise
 from .events import KV_DOC_LIMIT, OFFLINE, ONLINE, Derived, Deriver, Event
 from .queue import EnterpriseQueue, Entry, to_ranges
 
 log = logging.getLogger("headrace.push")
-
-KIND = "enterprise"
-_enc = msgspec.json.Encoder()
-_dec = msgspec.json.Decoder(Enterprise)
-# verified against when the enterprise id is unknown, so both failures take as long
-_DUMMY_HASH = hash_password(new_secret())
-
-EnterpriseListener = Callable[[Enterprise, str], None]
-"""(enterprise, what) with what in "updated", "secret", "deleted" (the noti server drops
-connections that may no longer stay)."""
 
 
 @dataclass(slots=True)
@@ -82,27 +66,27 @@ def _done() -> Awaitable[None]:
     return _nothing()
 
 
-class PushService:
+class Fanout:
     def __init__(
-        self, settings: Settings, *, store: Store, registry: Registry, online: OnlineTracker
+        self,
+        settings: Settings,
+        *,
+        directory: EnterpriseDirectory,
+        store: Store,
+        registry: Registry,
+        online: OnlineTracker,
     ) -> None:
+        self.directory = directory
         self.store = store
-        self.registry = registry
         self.online = online
         s = settings
         self.default_retention: int = s["push.retention_seconds"]
         self.default_max_queue: int = s["push.max_queue"]
         self.memory_events: int = s["push.memory_events"]
         self.memory_bytes: int = s["push.memory_bytes"]
-        self.enterprises: dict[str, Enterprise] = {}
-        self.queues: dict[str, EnterpriseQueue] = {}
-        self._allow: dict[str, AllowList] = {}
-        self._types: dict[str, frozenset[str]] = {}
-        self._by_product: dict[str, list[Enterprise]] = {}
-        self._wants: dict[tuple[str, bool], frozenset[str]] = {}
+        self.queues: dict[str, EnterpriseQueue] = {}  # by enterprise id; never rebound
         self._announced: set[str] = set()  # assetIds announced online ahead of the tracker
         self.deriver = Deriver(registry)
-        self.listeners: list[EnterpriseListener] = []
         self.oversize = 0  # events whose push line passes 8 KiB (raw data)
         self._task: asyncio.Task[None] | None = None
         self._pending: list[_Append] = []
@@ -115,11 +99,11 @@ class PushService:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def load(self) -> None:
+        """Open the queues of the enterprises the directory has loaded."""
         infos, faults = self.store.push_load()
         self.deriver.load(faults, self.store.attribute_values("mac"))
-        for doc in self.store.load_objects(KIND):
-            ent = _dec.decode(doc)
-            self._cache(ent, infos.pop(ent.enterpriseId, None))
+        for eid, ent in self.directory.enterprises.items():
+            self._open(ent, infos.pop(eid, None))
         self._orphans = list(infos)  # queues left by enterprises deleted mid-way
 
     async def start(self) -> None:
@@ -156,13 +140,11 @@ class PushService:
                 if q.needs_expiry(now):
                     q.schedule_expiry()
 
-    # -- cache ---------------------------------------------------------------------------------
+    # -- queues --------------------------------------------------------------------------------
 
-    def _cache(self, ent: Enterprise, info: Any = None) -> None:
+    def _open(self, ent: Enterprise, info: QueueInfo | None = None) -> None:
+        """Open the enterprise's queue, or give it the enterprise's limits."""
         eid = ent.enterpriseId
-        self.enterprises[eid] = ent
-        self._allow[eid] = AllowList(ent.ipAllowList)
-        self._types[eid] = frozenset(ent.eventTypes)
         retention = (ent.retentionSeconds or self.default_retention) * 1000
         max_queue = ent.maxQueue or self.default_max_queue
         q = self.queues.get(eid)
@@ -180,44 +162,29 @@ class PushService:
         else:
             q.retention_ms = retention
             q.max_queue = max_queue
-        self._reindex()
 
-    def _reindex(self) -> None:
-        by_product: dict[str, list[Enterprise]] = {}
-        for ent in self.enterprises.values():
-            for pk in ent.products:
-                by_product.setdefault(pk, []).append(ent)
-        self._by_product = by_product
-        self._wants = {}
+    def enterprise_changed(self, ent: Enterprise, what: str) -> Awaitable[None] | None:
+        """The directory's listener: queues open, follow and close with their enterprise."""
+        if what == "created":
+            return self._create(ent)
+        if what == "deleted":
+            q = self.queues.pop(ent.enterpriseId, None)
+            if q is not None:
+                q.close()
+                self._ack_queues.discard(q)
+            return self._clear(ent.enterpriseId)
+        self._open(ent)
+        return None
 
-    def wants(self, product_key: str, realtime: bool) -> frozenset[str]:
-        """The event types some enterprise wants for this product (from real-time data or
-        from history)."""
-        key = (product_key, realtime)
-        w = self._wants.get(key)
-        if w is None:
-            types: set[str] = set()
-            for ent in self._by_product.get(product_key, ()):
-                if realtime or ent.historyEvents:
-                    types |= self._types[ent.enterpriseId]
-            w = self._wants[key] = frozenset(types)
-        return w
+    async def _create(self, ent: Enterprise) -> None:
+        # rows a deleted namesake may have left (appends that were under way) go first
+        await self._clear(ent.enterpriseId)
+        self._open(ent)
+
+    async def _clear(self, enterprise_id: str) -> None:
+        await self.store.push_clear(enterprise_id)
 
     # -- events --------------------------------------------------------------------------------
-
-    def referring(self, kind: str, key: str) -> list[str]:
-        """Enterprises that refer to an organization or product the registry would delete."""
-        if kind == "organization":
-            return [
-                f"enterprise {e.enterpriseId}" for e in self.enterprises.values() if e.orgId == key
-            ]
-        if kind == "product":
-            return [
-                f"enterprise {e.enterpriseId}"
-                for e in self.enterprises.values()
-                if key in e.products
-            ]
-        return []
 
     def on_stored(self, result: Result, origin: Origin, product_key: str) -> Awaitable[None] | None:
         batch = result.batch
@@ -229,8 +196,9 @@ class PushService:
             self.deriver.remember_macs(batch)
             return None
         now = now_ms()
+        wants = self.directory.wants
         derived = self.deriver.derive(
-            batch, result.devices, result.raw, now, lambda pk: self.wants(pk, realtime)
+            batch, result.devices, result.raw, now, lambda pk: wants(pk, realtime)
         )
         events = derived.events
         if announce:
@@ -241,7 +209,7 @@ class PushService:
                     continue
                 self._announced.add(aid)
                 pk = entry.device.productKey
-                if ONLINE in self.wants(pk, True):
+                if ONLINE in wants(pk, True):
                     doc = self.deriver.online_doc(entry, True, now, origin.address)
                     ahead.append(Event(pk, ONLINE, doc))
             if ahead:
@@ -257,7 +225,7 @@ class PushService:
             pk = entry.device.productKey
             if pk not in seen:
                 seen.add(pk)
-                if self.wants(pk, realtime) or self.deriver.flagged(pk):
+                if self.directory.wants(pk, realtime) or self.deriver.flagged(pk):
                     return True
         return False
 
@@ -273,7 +241,7 @@ class PushService:
             self._announced.discard(aid)
         pk = entry.device.productKey
         event_type = ONLINE if online else OFFLINE
-        if event_type not in self.wants(pk, True):
+        if event_type not in self.directory.wants(pk, True):
             return None
         doc = self.deriver.online_doc(entry, online, ts, ip)
         return self._append([Event(pk, event_type, doc)], True, None)
@@ -282,17 +250,16 @@ class PushService:
         self, events: list[Event], realtime: bool, derived: Derived | None
     ) -> Awaitable[None]:
         per_queue: dict[str, list[bytes]] = {}
+        recipients = self.directory.recipients
         for ev in events:
             if len(ev.doc) > KV_DOC_LIMIT:
                 self.oversize += 1
-            for ent in self._by_product.get(ev.product_key, ()):
-                eid = ent.enterpriseId
-                if ev.event_type in self._types[eid] and (realtime or ent.historyEvents):
-                    docs = per_queue.get(eid)
-                    if docs is None:
-                        per_queue[eid] = [ev.doc]
-                    else:
-                        docs.append(ev.doc)
+            for eid in recipients(ev.product_key, ev.event_type, realtime):
+                docs = per_queue.get(eid)
+                if docs is None:
+                    per_queue[eid] = [ev.doc]
+                else:
+                    docs.append(ev.doc)
         now = now_ms()
         appends: list[tuple[EnterpriseQueue, list[Entry]]] = []
         loop = asyncio.get_running_loop()
@@ -310,6 +277,8 @@ class PushService:
         self._wake.set()
         return fut
 
+    # -- the writer ----------------------------------------------------------------------------
+
     def _acked(self, q: EnterpriseQueue) -> None:
         self._ack_queues.add(q)
         self._wake.set()
@@ -318,9 +287,9 @@ class PushService:
         return bool(self._pending) or any(q.has_acks for q in self._ack_queues)
 
     async def _writer(self) -> None:
-        """The push service's only writer of appends and acks: one store write at a time
-        with everything pending (appends of many requests, acks of every queue). Seqs
-        were taken in order, so appends commit in seq order; a delete always follows the
+        """The fan-out's only writer of appends and acks: one store write at a time with
+        everything pending (appends of many requests, acks of every queue). Seqs were
+        taken in order, so appends commit in seq order; a delete always follows the
         append of its row; and the store's writer gets one write per commit from here,
         not one per request and one per ack."""
         while True:
@@ -406,145 +375,3 @@ class PushService:
                 q.appended(entries, True)
             if not item.future.done():
                 item.future.set_result(None)
-
-    # -- logins --------------------------------------------------------------------------------
-
-    def authenticate(self, enterprise_id: str, secret: str, address: str) -> EnterpriseQueue:
-        """The queue a noti login may consume; raises ``LoginRefused`` with the message."""
-        ent = self.enterprises.get(enterprise_id)
-        if ent is None or ent.orgId not in self.registry.orgs:
-            verify_password(secret, _DUMMY_HASH)
-            raise LoginRefused("enterprise_id or enterprise_secret is wrong")
-        if not verify_password(secret, ent.secretHash):
-            raise LoginRefused("enterprise_id or enterprise_secret is wrong")
-        if not self._allow[enterprise_id].allows(address):
-            raise LoginRefused(f"ip {address} is not allowed for this enterprise")
-        return self.queues[enterprise_id]
-
-    def allows(self, enterprise_id: str, address: str) -> bool:
-        allow = self._allow.get(enterprise_id)
-        return allow is not None and allow.allows(address)
-
-    # -- admin ---------------------------------------------------------------------------------
-
-    def get(self, org_id: str, enterprise_id: str) -> Enterprise:
-        self.registry.org(org_id)
-        ent = self.enterprises.get(enterprise_id)
-        if ent is None or ent.orgId != org_id:
-            raise NotFound(f"enterprise {enterprise_id!r} not found in organization {org_id!r}")
-        return ent
-
-    def _check_products(self, org_id: str, products: list[str]) -> list[str]:
-        if not products:
-            raise ValidationFailed("an enterprise needs at least one product", field="products")
-        for i, pk in enumerate(products):
-            p = self.registry.products.get(pk)
-            if p is None or p.orgId != org_id:
-                raise ValidationFailed(
-                    f"product {pk!r} not found in organization {org_id!r}", field=f"products[{i}]"
-                )
-        return sorted(set(products))
-
-    async def create(self, org_id: str, body: EnterpriseCreate) -> tuple[Enterprise, str]:
-        """Create an enterprise; returns it with its secret (shown this once)."""
-        self.registry.org(org_id)
-        name = check_name(body.name)
-        products = self._check_products(org_id, body.products)
-        types = check_event_types(body.eventTypes)
-        allow = check_allow_list(body.ipAllowList)
-        check_limits(body.retentionSeconds, body.maxQueue)
-        if body.enterpriseId:
-            eid = check_credential(body.enterpriseId, "enterpriseId")
-        else:
-            eid = new_enterprise_id()
-        if eid in self.enterprises:
-            raise Conflict(f"enterprise {eid!r} already exists", field="enterpriseId")
-        if body.enterpriseSecret:
-            secret = check_credential(body.enterpriseSecret, "enterpriseSecret")
-        else:
-            secret = new_secret()
-        ent = Enterprise(
-            orgId=org_id,
-            enterpriseId=eid,
-            name=name,
-            products=products,
-            eventTypes=types,
-            ipAllowList=allow,
-            historyEvents=body.historyEvents,
-            retentionSeconds=body.retentionSeconds,
-            maxQueue=body.maxQueue,
-            secretHash=hash_password(secret),
-            createdAt=now_ms(),
-        )
-        # rows a deleted namesake may have left (appends that were under way) go first
-        await self.store.push_clear(eid)
-        await self.store.insert_objects([(KIND, eid, org_id, _enc.encode(ent))])
-        self._cache(ent)
-        log.info("enterprise created", extra={"enterprise": eid, "org": org_id})
-        return ent, secret
-
-    async def update(self, org_id: str, enterprise_id: str, body: EnterpriseUpdate) -> Enterprise:
-        ent = self.get(org_id, enterprise_id)
-        changes: dict[str, Any] = {}
-        if body.name is not None:
-            changes["name"] = check_name(body.name)
-        if body.products is not None:
-            changes["products"] = self._check_products(org_id, body.products)
-        if body.eventTypes is not None:
-            changes["eventTypes"] = check_event_types(body.eventTypes)
-        if body.ipAllowList is not None:
-            changes["ipAllowList"] = check_allow_list(body.ipAllowList)
-        if body.historyEvents is not None:
-            changes["historyEvents"] = body.historyEvents
-        if body.retentionSeconds is not None:
-            changes["retentionSeconds"] = body.retentionSeconds
-        if body.maxQueue is not None:
-            changes["maxQueue"] = body.maxQueue
-        ent = msgspec.structs.replace(ent, **changes)
-        check_limits(ent.retentionSeconds, ent.maxQueue)
-        await self.store.update_object(KIND, enterprise_id, _enc.encode(ent))
-        self._cache(ent)
-        self._notify(ent, "updated")
-        return ent
-
-    async def reset_secret(
-        self, org_id: str, enterprise_id: str, secret: str | None
-    ) -> tuple[Enterprise, str]:
-        ent = self.get(org_id, enterprise_id)
-        secret = check_credential(secret, "enterpriseSecret") if secret else new_secret()
-        ent = msgspec.structs.replace(ent, secretHash=hash_password(secret))
-        await self.store.update_object(KIND, enterprise_id, _enc.encode(ent))
-        self._cache(ent)
-        self._notify(ent, "secret")
-        return ent, secret
-
-    async def delete(self, org_id: str, enterprise_id: str) -> None:
-        ent = self.get(org_id, enterprise_id)
-        q = self.queues.pop(enterprise_id, None)
-        if q is not None:
-            q.close()
-            self._ack_queues.discard(q)
-        self._notify(ent, "deleted")
-        del self.enterprises[enterprise_id]
-        self._allow.pop(enterprise_id, None)
-        self._types.pop(enterprise_id, None)
-        self._reindex()
-        await self.store.push_clear(enterprise_id)
-        await self.store.delete_object(KIND, enterprise_id)
-        log.info("enterprise deleted", extra={"enterprise": enterprise_id, "org": org_id})
-
-    async def list(self, org_id: str, after: str, limit: int) -> list[Enterprise]:
-        self.registry.org(org_id)
-        docs = await self.store.list_objects(KIND, org_id, after, limit)
-        return [_dec.decode(d) for d in docs]
-
-    def stats(self, org_id: str, enterprise_id: str) -> dict[str, int]:
-        self.get(org_id, enterprise_id)
-        return self.queues[enterprise_id].stats()
-
-    def _notify(self, ent: Enterprise, what: str) -> None:
-        for fn in list(self.listeners):
-            try:
-                fn(ent, what)
-            except Exception:
-                log.exception("enterprise listener failed")
