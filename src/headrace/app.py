@@ -38,7 +38,9 @@ from .api.services import Services, services
 from .api.token import token_router
 from .config import Settings
 from .ingest.pipeline import Pipeline
-from .push.service import PushService
+from .ingest.ratelimit import RateLimiter
+from .push.directory import EnterpriseDirectory
+from .push.fanout import Fanout
 from .scripts.manager import ScriptManager
 from .server.mqtt import MQTTServer
 from .server.noti import NotiServer
@@ -97,10 +99,21 @@ class Hub:
         )
         # -- the one way in: every edge hands its requests to the pipeline --------------
         self.pipeline = Pipeline(
-            self.registry, self.store, max_message_size=s["ingest.max_message_size"]
+            self.registry,
+            self.store,
+            codec=self.scripts,  # raw data through the products' parsing scripts
+            limiter=RateLimiter(s["ingest.rate_limit"]),
+            max_message_size=s["ingest.max_message_size"],
         )
         # -- ways out ---------------------------------------------------------------------
-        self.push = PushService(s, store=self.store, registry=self.registry, online=self.online)
+        self.enterprises = EnterpriseDirectory(store=self.store, registry=self.registry)
+        self.fanout = Fanout(
+            s,
+            directory=self.enterprises,
+            store=self.store,
+            registry=self.registry,
+            online=self.online,
+        )
         # -- edges (the HTTP API is built in http_app) -----------------------------------
         self.mqtt = MQTTServer(
             s,
@@ -108,25 +121,37 @@ class Hub:
             pipeline=self.pipeline,
             store=self.store,
             tls_context=self.tls_context,
-            raw_decoder=self.scripts.decode,
-            raw_encoder=self.scripts.encode,
         )
-        self.noti = NotiServer(s, push=self.push, tls_context=self.tls_context)
+        self.noti = NotiServer(
+            s, directory=self.enterprises, queues=self.fanout.queues, tls_context=self.tls_context
+        )
         # -- connections --------------------------------------------------------------------
         # a committed request's events go to the enterprises' queues before it is answered
-        self.pipeline.on_stored.append(self.push.on_stored)
+        self.pipeline.on_stored.append(self.fanout.on_stored)
+        # real-time data marks its devices online (after the fan-out, which announces
+        # device_online ahead of the data of a device that was offline)
+        self.pipeline.on_stored.append(self.online.on_stored)
         # online/offline changes become device_online/device_offline events
-        self.online.listeners.append(self.push.on_online)
+        self.online.listeners.append(self.fanout.on_online)
         # organizations and products an enterprise refers to cannot be deleted
-        self.registry.referrers.append(self.push.referring)
+        self.registry.referrers.append(self.enterprises.referring)
         # a disabled channel's MQTT connections are closed, a changed one's logins refreshed
         self.registry.channel_listeners.append(self.mqtt.channel_changed)
+        # an enterprise's queue opens, follows its limits and closes with it (before the
+        # noti connections on a deleted one's queue are closed)
+        self.enterprises.listeners.append(self.fanout.enterprise_changed)
         # noti connections an enterprise change no longer allows are closed
-        self.push.listeners.append(self.noti.enterprise_changed)
+        self.enterprises.listeners.append(self.noti.enterprise_changed)
         # started in this order after the HTTP API, stopped in reverse: the noti server
-        # stops before the push service, which then finishes acks; the push service stops
-        # before MQTT, whose last requests still have their events written
-        self.services: list[Service] = [self.mqtt, self.accounts, self.online, self.push, self.noti]
+        # stops before the push fan-out, which then finishes acks; the fan-out stops before
+        # MQTT, whose last requests still have their events written (its writer runs on)
+        self.services: list[Service] = [
+            self.mqtt,
+            self.accounts,
+            self.online,
+            self.fanout,
+            self.noti,
+        ]
         self.admin_token = ""
         self.ports: dict[str, int] = {}  # what each listener bound
         self._ready = False
@@ -145,7 +170,8 @@ class Hub:
         self.files.load()
         self.accounts.load()
         self.online.load()
-        self.push.load()
+        self.enterprises.load()
+        self.fanout.load()  # the queues of the enterprises loaded
         self.admin_token = self._admin_token()
 
     def close(self) -> None:
@@ -188,8 +214,9 @@ class Hub:
             blobs=self.blobs,
             online=self.online,
             scripts=self.scripts,
-            push=self.push,
-            metrics=metrics_registry(HubCollector(self.push, self.noti, self.pipeline)),
+            enterprises=self.enterprises,
+            queues=self.fanout.queues,
+            metrics=metrics_registry(HubCollector(self.fanout, self.noti, self.pipeline)),
             ports=self.ports,
             ready=lambda: self._ready,
         )
