@@ -11,13 +11,13 @@ import pytest
 
 from headrace.api.files import parse_range
 from headrace.api.integration import (
-    Fail,
     OrgProducts,
     Upload,
     _boundary,
     _md5_matches,
     resolve_files,
 )
+from headrace.errors import Refused
 from headrace.model.types import Device, Product
 from headrace.state.files import file_id_of
 from headrace.state.registry import DeviceEntry, Registry
@@ -66,9 +66,9 @@ def test_md5_forms() -> None:
 def test_boundary() -> None:
     assert _boundary("multipart/form-data; boundary=abc") == "abc"
     assert _boundary('multipart/form-data; charset=utf-8; BOUNDARY="a b"') == "a b"
-    with pytest.raises(Fail) as e:
+    with pytest.raises(Refused) as e:
         _boundary("multipart/form-data")
-    assert e.value.code == 1220
+    assert e.value.reply_code == 1220
 
 
 def test_file_uri() -> None:
@@ -156,7 +156,7 @@ def test_resolve_files_other_org_left_for_the_pipeline() -> None:
 
 
 def test_resolve_files_missing_part() -> None:
-    with pytest.raises(Fail) as e:
+    with pytest.raises(Refused) as e:
         resolve_files(
             {"params": [{"assetId": "a1", "measurepoints": {"f": "local://nope"}}]},
             _uploads("a"),
@@ -164,7 +164,7 @@ def test_resolve_files_missing_part() -> None:
             "o1",
             1,
         )
-    assert e.value.code == 1220 and "nope" in e.value.msg
+    assert e.value.reply_code == 1220 and "nope" in e.value.message
 
 
 def test_resolve_files_odd_shapes() -> None:
