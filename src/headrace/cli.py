@@ -7,7 +7,9 @@ true); ``--url`` and ``--token`` default to the local settings and data dir.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -16,8 +18,27 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
+from .client.errors import HeadraceClientError
+from .client.importer import (
+    ImportAborted,
+    ImportOptions,
+    ImportProgress,
+    ImportResult,
+    import_file,
+    load_checkpoint,
+)
+from .client.readers import FORMATS, Columns, Format, SourceError, detect_format
 from .config import Settings, env_name
 from .errors import ConfigError, HeadraceError
 
@@ -405,10 +426,216 @@ def script_debug(
     )
 
 
-# history import over MQTT (the client SDK's importer)
-from .client.importer import import_command  # noqa: E402
+# -- history import over MQTT (the client SDK's importer) --------------------------------
 
-app.command("import")(import_command)
+
+@app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="CSV, JSON Lines or Parquet file.", exists=True)],
+    broker: Annotated[
+        str, typer.Option("--broker", help="mqtt://host:1883 or mqtts://host:8883.")
+    ] = "mqtt://127.0.0.1:1883",
+    username: Annotated[
+        str | None, typer.Option("--username", "-u", help="Channel username.")
+    ] = None,
+    password: Annotated[
+        str | None,
+        typer.Option("--password", "-p", help="Channel password.", envvar="HEADRACE_PASSWORD"),
+    ] = None,
+    product: Annotated[str, typer.Option("--product", help="productKey of the devices.")] = "",
+    product_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--product-secret",
+            help="Log in with the EnOS signed login of --product instead of a channel login.",
+            envvar="HEADRACE_PRODUCT_SECRET",
+        ),
+    ] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option("--ca-file", help="CA certificate to trust for mqtts://.")
+    ] = None,
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="MQTT client id (channel login).")
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Items per request.")] = 100,
+    inflight: Annotated[
+        int,
+        typer.Option("--inflight", min=1, help="Requests outstanding at once (all connections)."),
+    ] = 16,
+    connections: Annotated[
+        int,
+        typer.Option(
+            "--connections",
+            min=1,
+            max=64,
+            help="MQTT connections to spread the requests over (the hub serves each "
+            "connection's requests in order; several connections use it better).",
+        ),
+    ] = 1,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv, jsonl or parquet (default: by suffix).")
+    ] = None,
+    layout: Annotated[
+        str, typer.Option("--layout", help="wide: a column per point; long: point/value rows.")
+    ] = "wide",
+    device_column: Annotated[str, typer.Option("--device-column")] = "deviceKey",
+    time_column: Annotated[str, typer.Option("--time-column", help="UTC ms or ISO 8601.")] = "time",
+    point_column: Annotated[str, typer.Option("--point-column", help="long layout.")] = "point",
+    value_column: Annotated[str, typer.Option("--value-column", help="long layout.")] = "value",
+    quality_column: Annotated[
+        str, typer.Option("--quality-column", help="long layout, used when present.")
+    ] = "quality",
+    string_point: Annotated[
+        list[str] | None,
+        typer.Option("--string-point", help="Keep this point's CSV text as a string (repeat)."),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", help="Checkpoint file (default FILE.checkpoint.json)."),
+    ] = None,
+    reject: Annotated[
+        Path | None,
+        typer.Option("--reject", help="Reject file, JSON Lines (default FILE.rejects.jsonl)."),
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Ignore an existing checkpoint; start over.")
+    ] = False,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+    ] = True,
+) -> None:
+    """Import history from a file over MQTT; resumes from its checkpoint when run again."""
+    stderr = Console(stderr=True, soft_wrap=True)
+    if not product:
+        stderr.print("[red]error:[/red] --product is required")
+        raise typer.Exit(2)
+    if (username is None) == (product_secret is None):
+        stderr.print(
+            "[red]error:[/red] give --username/--password (channel) or --product-secret (signed)"
+        )
+        raise typer.Exit(2)
+    if username is not None and password is None:
+        stderr.print("[red]error:[/red] --password is required with --username")
+        raise typer.Exit(2)
+    try:
+        if fmt is not None and fmt not in FORMATS:
+            raise SourceError(f"--format must be one of {', '.join(FORMATS)}")
+        chosen: Format = detect_format(file) if fmt is None else fmt
+        if layout not in ("wide", "long"):
+            raise SourceError("--layout must be wide or long")
+    except SourceError as e:
+        stderr.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    opts = ImportOptions(
+        file=file,
+        product=product,
+        fmt=chosen,
+        layout=layout,  # type: ignore[arg-type]
+        columns=Columns(
+            device=device_column,
+            time=time_column,
+            point=point_column,
+            value=value_column,
+            quality=quality_column,
+            string_points=frozenset(string_point or ()),
+        ),
+        batch=batch,
+        inflight=inflight,
+        connections=connections,
+        checkpoint=checkpoint,
+        reject=reject,
+        restart=restart,
+        progress=progress and stderr.is_terminal,
+    )
+    result = _run_import(
+        opts,
+        stderr,
+        broker=broker,
+        username=username,
+        password=password,
+        product_secret=product_secret,
+        ca_file=str(ca_file) if ca_file else None,
+        client_id=client_id,
+    )
+    if result.already_complete:
+        console.print(
+            f"already imported: {result.points:,} points from {result.rows:,} rows "
+            f"(checkpoint {opts.checkpoint_path()}); pass --restart to import again"
+        )
+        return
+    console.print(
+        f"imported {result.points:,} points ({result.items:,} items from {result.rows:,} rows) "
+        f"in {result.elapsed:.1f} s; this run {result.run_points:,} points in "
+        f"{result.run_elapsed:.1f} s: {result.run_rate:,.0f} points/s"
+        + (f" (resumed at row {result.resumed_from_row + 1:,})" if result.resumed_from_row else "")
+    )
+    if result.rejected:
+        console.print(f"{result.rejected:,} rows rejected -> {opts.reject_path()}")
+
+
+def _run_import(opts: ImportOptions, stderr: Console, **login: Any) -> ImportResult:
+    """``import_file`` with the progress bar, SIGTERM as Ctrl-C, failures as exit codes."""
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[points]:>12,} points"),
+        TextColumn("{task.fields[rate]:>9,.0f} points/s"),
+        TextColumn("rejected {task.fields[rejected]:,}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=False,
+    )
+    bar_task: TaskID | None = None
+
+    def on_progress(p: ImportProgress) -> None:
+        nonlocal bar_task
+        if bar_task is None:
+            bar.start()
+            bar_task = bar.add_task("importing", total=p.total, points=0, rate=0.0, rejected=0)
+        bar.update(
+            bar_task,
+            completed=p.done,
+            points=p.points,
+            rate=p.rate,
+            rejected=p.rejected,
+            description="importing" if p.connected else "[yellow]reconnecting",
+        )
+
+    async def main() -> ImportResult:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        assert task is not None
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await import_file(opts, on_progress=on_progress, **login)
+        finally:
+            if bar_task is not None:
+                bar.stop()
+
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - non-Linux
+        runner = asyncio.run
+    try:
+        result: ImportResult = runner(main())
+        return result
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        cp = load_checkpoint(opts.checkpoint_path())
+        row = cp["position"]["row"] if cp else 0
+        stderr.print(
+            f"[yellow]interrupted[/yellow]: committed through row {row:,}; "
+            "run the same command again to resume"
+        )
+        raise typer.Exit(130) from None
+    except (ImportAborted, SourceError, HeadraceClientError, OSError) as e:
+        stderr.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from None
 
 
 # -- enterprises (noti push) ---------------------------------------------------------------

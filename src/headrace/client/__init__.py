@@ -4,8 +4,8 @@ import history files.
 - ``IntegrationClient``: asyncio client of one integration channel (either login of
   protocols.md A.2), many requests in flight, automatic reconnect and resend.
 - ``Outbox``: a durable local buffer (SQLite) that sends in batches when connected.
-- ``headrace.client.importer``: the ``headrace import`` command (CSV, JSON Lines, Parquet)
-  with checkpoints and a reject file.
+- ``headrace.client.importer``: the import of history files (CSV, JSON Lines, Parquet)
+  with checkpoints and a reject file, behind the ``headrace import`` command.
 
 See docs/integrators.md.
 """
@@ -20,6 +20,7 @@ from .errors import (
     EmptyPayload,
     HeadraceClientError,
     IntegrationReplyError,
+    InternalError,
     InvalidPayload,
     LoginRefused,
     MessageTooLarge,
@@ -46,6 +47,7 @@ __all__ = [
     "HeadraceClientError",
     "IntegrationClient",
     "IntegrationReplyError",
+    "InternalError",
     "InvalidPayload",
     "LoginRefused",
     "MessageTooLarge",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import logging
 import random
@@ -29,11 +28,24 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import msgspec
 
+from ..proto.enos import (
+    METHOD_ATTRIBUTE,
+    METHOD_EVENT,
+    METHOD_MEASUREPOINT,
+    METHOD_OF,
+    REPLY_OK,
+    SIGN_METHODS,
+    SIGNED_USERNAME_PREFIX,
+    Kind,
+    request_topic,
+    signature,
+    signed_client_id,
+)
 from ..proto.mqtt import (
     ClientConnection,
     ConnAckReceived,
@@ -58,25 +70,21 @@ from .errors import (
 
 log = logging.getLogger("headrace.client")
 
-METHOD_MEASUREPOINT = "integration.measurepoint.post"
-METHOD_ATTRIBUTE = "integration.attribute.post"
-METHOD_EVENT = "integration.event.post"
+# the methods, topics and signed login are the protocol's (proto.enos); re-exported here
+__all__ = [
+    "METHOD_ATTRIBUTE",
+    "METHOD_EVENT",
+    "METHOD_MEASUREPOINT",
+    "SIGN_METHODS",
+    "IntegrationClient",
+    "parse_broker",
+    "post_method",
+    "request_topic",
+    "signed_login",
+]
 
-# kind -> (topic suffix after /sys/{pk}/integration/, method)
-KINDS: dict[str, tuple[str, str]] = {
-    "measurepoint": ("measurepoint/post", METHOD_MEASUREPOINT),
-    "attribute": ("attribute/post", METHOD_ATTRIBUTE),
-    "event": ("event/post", METHOD_EVENT),
-}
-
-SIGN_METHODS = {
-    "sha256": "sha256",
-    "hmacsha256": "sha256",
-    "sha1": "sha1",
-    "hmacsha1": "sha1",
-    "md5": "md5",
-    "hmacmd5": "md5",
-}
+# kind -> method, of the kinds ``post`` sends (every kind but raw)
+_POSTED: dict[str, str] = {kind: method for kind, method in METHOD_OF.items() if method}
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
@@ -87,11 +95,17 @@ Item = Mapping[str, Any] | msgspec.Raw
 RawReply = dict[str, Any] | bytes
 
 
-def request_topic(product_key: str, kind: str) -> str:
-    """The SDK-form request topic of ``kind`` (measurepoint, attribute, event, raw)."""
-    if kind == "raw":
-        return f"/sys/{product_key}/integration/model/up_raw"
-    return f"/sys/{product_key}/integration/{KINDS[kind][0]}"
+def post_method(kind: str) -> str:
+    """The method of a ``post`` of ``kind`` (measurepoint, attribute, event)."""
+    method = _POSTED.get(kind)
+    if method is None:
+        raise ValueError(f"kind must be one of {', '.join(_POSTED)}")
+    return method
+
+
+def _check_sign_method(sign_method: str) -> None:
+    if sign_method not in SIGN_METHODS:
+        raise ValueError(f"sign_method must be one of {', '.join(SIGN_METHODS)}")
 
 
 def signed_login(
@@ -102,16 +116,12 @@ def signed_login(
     timestamp: str | None = None,
 ) -> tuple[str, str, str]:
     """``(client_id, username, password)`` of the EnOS signed login (protocols.md A.2)."""
-    if sign_method not in SIGN_METHODS:
-        raise ValueError(f"sign_method must be one of {', '.join(SIGN_METHODS)}")
+    _check_sign_method(sign_method)
     ts = timestamp if timestamp is not None else _unique_timestamp()
-    client_id = f"{product_key}|securemode=4,signmethod={sign_method},timestamp={ts}|"
-    content = (
-        f"clientId{product_key}deviceKey%channel%productKey{product_key}"
-        f"timestamp{ts}{product_secret}"
-    )
-    password = hashlib.new(SIGN_METHODS[sign_method], content.encode()).hexdigest()
-    return client_id, f"%channel%&{product_key}", password
+    # the client id's own part (before ``|``) is the product key
+    client_id = signed_client_id(product_key, sign_method, ts)
+    password = signature(product_key, product_key, ts, product_secret, sign_method)
+    return client_id, SIGNED_USERNAME_PREFIX + product_key, password
 
 
 _last_ts = 0.0
@@ -244,8 +254,7 @@ class IntegrationClient:
             raise ValueError("the signed login needs product_secret")
         if username is not None and password is None:
             raise ValueError("the channel login needs a password")
-        if sign_method not in SIGN_METHODS:
-            raise ValueError(f"sign_method must be one of {', '.join(SIGN_METHODS)}")
+        _check_sign_method(sign_method)
         if max_inflight < 1:
             raise ValueError("max_inflight must be at least 1")
         self.host, self.port, url_tls = parse_broker(broker)
@@ -383,12 +392,12 @@ class IntegrationClient:
     ) -> Reply:
         """Post ``items`` of ``kind`` (measurepoint, attribute, event). Items are
         mappings, or ``msgspec.Raw`` holding an item's JSON already encoded."""
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+        method = post_method(kind)
         rid = f"{self._id_prefix}{next(self._seq)}"
-        body = {"id": rid, "version": version, "method": KINDS[kind][1], "params": items}
+        body = {"id": rid, "version": version, "method": method, "params": items}
         payload = _encode(body)
-        reply = await self._request(product_key, request_topic(product_key, kind), payload, rid)
+        topic = request_topic(product_key, cast(Kind, kind))
+        reply = await self._request(product_key, topic, payload, rid)
         assert isinstance(reply, dict)
         return reply
 
@@ -409,8 +418,8 @@ class IntegrationClient:
         attribute, event, raw) of ``product_key``, for callers that build their own JSON.
         The reply is matched by the server's ordering (the request's id is not needed);
         like ``post_raw``, it returns the decoded reply or raises its error."""
-        if kind != "raw" and kind not in KINDS:
-            raise ValueError("kind must be measurepoint, attribute, event or raw")
+        if kind not in METHOD_OF:
+            raise ValueError(f"kind must be one of {', '.join(METHOD_OF)}")
         key = f"req:{next(self._seq)}"
         topic = request_topic(product_key, kind)
         reply: RawReply = await self._request(product_key, topic, bytes(payload), key, raw=True)
@@ -751,7 +760,7 @@ class IntegrationClient:
     def _resolve(req: _Request, reply: dict[str, Any]) -> None:
         if req.future.done():
             return
-        if reply.get("code") == 200:
+        if reply.get("code") == REPLY_OK:
             req.future.set_result(reply)
         else:
             req.future.set_exception(reply_error(reply))

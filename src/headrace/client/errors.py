@@ -19,6 +19,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..proto.enos import (
+    REPLY_BAD_JSON,
+    REPLY_DECODE_FAILED,
+    REPLY_DEVICE_NOT_FOUND,
+    REPLY_EMPTY,
+    REPLY_INTERNAL,
+    REPLY_METHOD_MISMATCH,
+    REPLY_MODEL_INVALID,
+    REPLY_NO_PERMISSION,
+    REPLY_RATE_LIMITED,
+    REPLY_TOO_LARGE,
+    REPLY_UNKNOWN_METHOD,
+)
+
 
 class HeadraceClientError(Exception):
     """Base of every error the client SDK raises."""
@@ -81,67 +95,73 @@ class IntegrationReplyError(HeadraceClientError):
     @property
     def retryable(self) -> bool:
         """True when sending the same request later may succeed (rate limited)."""
-        return self.code == 1274
+        return self.code == REPLY_RATE_LIMITED
+
+
+class InternalError(IntegrationReplyError):
+    """1005: the hub failed internally (see its log); nothing was stored."""
+
+    code = REPLY_INTERNAL
 
 
 class MessageTooLarge(IntegrationReplyError):
     """1008: the request is over the hub's message size limit (default 512 KiB)."""
 
-    code = 1008
+    code = REPLY_TOO_LARGE
 
 
 class NoPermission(IntegrationReplyError):
     """1009: the channel may not integrate for this product / topic."""
 
-    code = 1009
+    code = REPLY_NO_PERMISSION
 
 
 class DecodeFailed(IntegrationReplyError):
     """1202: the payload could not be decoded (raw data parsing script failed)."""
 
-    code = 1202
+    code = REPLY_DECODE_FAILED
 
 
 class ValidationError(IntegrationReplyError):
     """1204: model validation failed (unknown point, wrong type, enum out of range...)."""
 
-    code = 1204
+    code = REPLY_MODEL_INVALID
 
 
 class InvalidPayload(IntegrationReplyError):
     """1220: the payload is not valid JSON or has the wrong shape."""
 
-    code = 1220
+    code = REPLY_BAD_JSON
 
 
 class UnknownMethod(IntegrationReplyError):
     """1250: unknown method."""
 
-    code = 1250
+    code = REPLY_UNKNOWN_METHOD
 
 
 class EmptyPayload(IntegrationReplyError):
     """1251: the payload or its params are empty."""
 
-    code = 1251
+    code = REPLY_EMPTY
 
 
 class DeviceNotFound(IntegrationReplyError):
     """1257: a deviceKey is not registered under the product."""
 
-    code = 1257
+    code = REPLY_DEVICE_NOT_FOUND
 
 
 class MethodMismatch(IntegrationReplyError):
     """1260: the method does not match the topic."""
 
-    code = 1260
+    code = REPLY_METHOD_MISMATCH
 
 
 class RateLimited(IntegrationReplyError):
     """1274: the channel is over its configured request rate; retry later."""
 
-    code = 1274
+    code = REPLY_RATE_LIMITED
 
 
 class SubscribeRefused(NoPermission):
@@ -149,12 +169,13 @@ class SubscribeRefused(NoPermission):
     reply topics, so the channel does not cover that product."""
 
     def __init__(self, message: str):
-        super().__init__(1009, message)
+        super().__init__(REPLY_NO_PERMISSION, message)
 
 
 REPLY_ERRORS: dict[int, type[IntegrationReplyError]] = {
     cls.code: cls
     for cls in (
+        InternalError,
         MessageTooLarge,
         NoPermission,
         DecodeFailed,

@@ -1,4 +1,5 @@
-"""``headrace import``: history files into headrace over MQTT, resumable.
+"""History files into headrace over MQTT, resumable: the library of ``headrace import``
+(the command itself, with its progress bar and exit codes, is in ``headrace.cli``).
 
 The file is read in order and cut into batches of ``batch`` items; up to ``inflight``
 batches are outstanding at once (``IntegrationClient`` matches the replies). Batches are
@@ -30,44 +31,24 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from .connection import IntegrationClient
-from .errors import (
-    ConnectError,
-    HeadraceClientError,
-    IntegrationReplyError,
-    RateLimited,
-    SubscribeRefused,
-)
+from .errors import IntegrationReplyError, RateLimited, SubscribeRefused
 from .readers import (
-    FORMATS,
     BadRow,
     Columns,
     Format,
     Layout,
     Position,
     Record,
-    SourceError,
-    detect_format,
     read_records,
     source_size,
 )
@@ -94,7 +75,7 @@ class ImportOptions:
     checkpoint: Path | None = None
     reject: Path | None = None
     restart: bool = False
-    progress: bool = True
+    progress: bool = True  # report progress to ``on_progress`` (when one is given)
     checkpoint_interval: float = 1.0
 
     def checkpoint_path(self) -> Path:
@@ -120,6 +101,22 @@ class ImportResult:
     @property
     def run_rate(self) -> float:
         return self.run_points / self.run_elapsed if self.run_elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProgress:
+    """Where a running import stands, as reported to ``on_progress`` (at the start,
+    every 0.2 s and at the end of the run)."""
+
+    total: int  # what positions count toward: the source's bytes, or rows for Parquet
+    done: int  # of ``total``, committed
+    points: int  # stored, over all runs of this import
+    rate: float  # points/s stored by this run
+    rejected: int
+    connected: bool  # every connection is up
+
+
+OnProgress = Callable[[ImportProgress], None]
 
 
 @dataclass(slots=True)
@@ -222,13 +219,14 @@ def _reject_line(
 
 class Importer:
     """One import run; ``await run()``. ``clients``: one or more connected clients;
-    batches go to the one with the fewest requests outstanding."""
+    batches go to the one with the fewest requests outstanding. ``on_progress`` is called
+    with an ``ImportProgress`` when ``opts.progress`` is set."""
 
     def __init__(
         self,
         clients: IntegrationClient | list[IntegrationClient],
         opts: ImportOptions,
-        console: Console | None = None,
+        on_progress: OnProgress | None = None,
     ):
         if opts.batch < 1 or opts.inflight < 1:
             raise ValueError("batch and inflight must be at least 1")
@@ -236,7 +234,7 @@ class Importer:
         if not self.clients:
             raise ValueError("no client given")
         self.opts = opts
-        self.console = console or Console(stderr=True)
+        self.on_progress = on_progress if opts.progress else None
         self.cp_path = opts.checkpoint_path()
         self.reject_path = opts.reject_path()
         self.identity = file_identity(opts.file)
@@ -352,15 +350,10 @@ class Importer:
         start = self.position if cp is not None and self.position.row > 0 else None
         records = read_records(opts.file, opts.fmt, opts.layout, opts.columns, start)
         batches = _batches(records, opts.batch, eof)
-        progress = self._progress(total)
         try:
-            if progress is not None:
-                progress.start()
-            await self._loop(batches, progress, resumed_from)
+            await self._loop(batches, total)
             self.complete = True
         finally:
-            if progress is not None:
-                progress.stop()
             with contextlib.suppress(Exception):
                 await self._save(force=True)
             self._reject_file.close()
@@ -382,50 +375,22 @@ class Importer:
             already_complete=already,
         )
 
-    def _progress(self, total: int) -> Progress | None:
-        if not self.opts.progress:
-            return None
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[points]:>12,} points"),
-            TextColumn("{task.fields[rate]:>9,.0f} points/s"),
-            TextColumn("rejected {task.fields[rejected]:,}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
-        self._task = progress.add_task(
-            "importing",
-            total=total,
-            completed=max(0, self.position.offset),
-            points=self.points,
-            rate=0.0,
-            rejected=self.rejected,
-        )
-        return progress
-
-    def _update_progress(self, progress: Progress | None) -> None:
-        if progress is None:
+    def _report(self, total: int) -> None:
+        if self.on_progress is None:
             return
         elapsed = time.monotonic() - self._started
-        progress.update(
-            self._task,
-            completed=max(0, self.position.offset),
-            points=self.points,
-            rate=self._run_points / elapsed if elapsed > 0 else 0.0,
-            rejected=self.rejected,
-            description="importing"
-            if all(c.connected for c in self.clients)
-            else "[yellow]reconnecting",
+        self.on_progress(
+            ImportProgress(
+                total=total,
+                done=max(0, self.position.offset),
+                points=self.points,
+                rate=self._run_points / elapsed if elapsed > 0 else 0.0,
+                rejected=self.rejected,
+                connected=all(c.connected for c in self.clients),
+            )
         )
 
-    async def _loop(
-        self, batches: Iterator[_Batch], progress: Progress | None, resumed_from: int
-    ) -> None:
+    async def _loop(self, batches: Iterator[_Batch], total: int) -> None:
         """Keep ``inflight`` batches outstanding, with as many more read and encoded
         ahead: when a group commit of the hub answers many requests at once, the next
         requests go out at once too (a request that trickles in late misses the hub's
@@ -437,6 +402,7 @@ class Importer:
         next_commit = 0
         source_done = False
         last_ui = 0.0
+        self._report(total)
 
         def take() -> None:
             nonlocal source_done
@@ -487,8 +453,8 @@ class Importer:
                 now = time.monotonic()
                 if now - last_ui > 0.2:
                     last_ui = now
-                    self._update_progress(progress)
-            self._update_progress(progress)
+                    self._report(total)
+            self._report(total)
         finally:
             for t in tasks:
                 t.cancel()
@@ -586,9 +552,6 @@ def _load(client: IntegrationClient) -> tuple[bool, int]:
     return (not client.connected, client.pending)
 
 
-# -- command line ----------------------------------------------------------------------------
-
-
 async def import_file(
     opts: ImportOptions,
     *,
@@ -598,10 +561,11 @@ async def import_file(
     product_secret: str | None = None,
     ca_file: str | None = None,
     client_id: str | None = None,
-    console: Console | None = None,
+    on_progress: OnProgress | None = None,
 ) -> ImportResult:
     """Connect, import ``opts.file``, disconnect. Login: channel ``username``/``password``
-    or the signed login with ``opts.product`` and ``product_secret``."""
+    or the signed login with ``opts.product`` and ``product_secret``. ``on_progress``:
+    see ``Importer``."""
     n = max(1, min(opts.connections, opts.inflight))
     per_connection = -(-opts.inflight // n)
     clients: list[IntegrationClient] = []
@@ -626,193 +590,9 @@ async def import_file(
                 max_inflight=per_connection,
             )
         clients.append(client)
-    importer = Importer(clients, opts, console)
+    importer = Importer(clients, opts, on_progress)
     try:
         await asyncio.gather(*(c.connect() for c in clients))
         return await importer.run()
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-
-
-def import_command(
-    file: Annotated[Path, typer.Argument(help="CSV, JSON Lines or Parquet file.", exists=True)],
-    broker: Annotated[
-        str, typer.Option("--broker", help="mqtt://host:1883 or mqtts://host:8883.")
-    ] = "mqtt://127.0.0.1:1883",
-    username: Annotated[
-        str | None, typer.Option("--username", "-u", help="Channel username.")
-    ] = None,
-    password: Annotated[
-        str | None,
-        typer.Option("--password", "-p", help="Channel password.", envvar="HEADRACE_PASSWORD"),
-    ] = None,
-    product: Annotated[str, typer.Option("--product", help="productKey of the devices.")] = "",
-    product_secret: Annotated[
-        str | None,
-        typer.Option(
-            "--product-secret",
-            help="Log in with the EnOS signed login of --product instead of a channel login.",
-            envvar="HEADRACE_PRODUCT_SECRET",
-        ),
-    ] = None,
-    ca_file: Annotated[
-        Path | None, typer.Option("--ca-file", help="CA certificate to trust for mqtts://.")
-    ] = None,
-    client_id: Annotated[
-        str | None, typer.Option("--client-id", help="MQTT client id (channel login).")
-    ] = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Items per request.")] = 100,
-    inflight: Annotated[
-        int,
-        typer.Option("--inflight", min=1, help="Requests outstanding at once (all connections)."),
-    ] = 16,
-    connections: Annotated[
-        int,
-        typer.Option(
-            "--connections",
-            min=1,
-            max=64,
-            help="MQTT connections to spread the requests over (the hub serves each "
-            "connection's requests in order; several connections use it better).",
-        ),
-    ] = 1,
-    fmt: Annotated[
-        str | None, typer.Option("--format", help="csv, jsonl or parquet (default: by suffix).")
-    ] = None,
-    layout: Annotated[
-        str, typer.Option("--layout", help="wide: a column per point; long: point/value rows.")
-    ] = "wide",
-    device_column: Annotated[str, typer.Option("--device-column")] = "deviceKey",
-    time_column: Annotated[str, typer.Option("--time-column", help="UTC ms or ISO 8601.")] = "time",
-    point_column: Annotated[str, typer.Option("--point-column", help="long layout.")] = "point",
-    value_column: Annotated[str, typer.Option("--value-column", help="long layout.")] = "value",
-    quality_column: Annotated[
-        str, typer.Option("--quality-column", help="long layout, used when present.")
-    ] = "quality",
-    string_point: Annotated[
-        list[str] | None,
-        typer.Option("--string-point", help="Keep this point's CSV text as a string (repeat)."),
-    ] = None,
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option("--checkpoint", help="Checkpoint file (default FILE.checkpoint.json)."),
-    ] = None,
-    reject: Annotated[
-        Path | None,
-        typer.Option("--reject", help="Reject file, JSON Lines (default FILE.rejects.jsonl)."),
-    ] = None,
-    restart: Annotated[
-        bool, typer.Option("--restart", help="Ignore an existing checkpoint; start over.")
-    ] = False,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
-    ] = True,
-) -> None:
-    """Import history from a file over MQTT; resumes from its checkpoint when run again."""
-    err = Console(stderr=True, soft_wrap=True)
-    if not product:
-        err.print("[red]error:[/red] --product is required")
-        raise typer.Exit(2)
-    if (username is None) == (product_secret is None):
-        err.print(
-            "[red]error:[/red] give --username/--password (channel) or --product-secret (signed)"
-        )
-        raise typer.Exit(2)
-    if username is not None and password is None:
-        err.print("[red]error:[/red] --password is required with --username")
-        raise typer.Exit(2)
-    try:
-        chosen: Format = detect_format(file) if fmt is None else _check_format(fmt)
-        if layout not in ("wide", "long"):
-            raise SourceError("--layout must be wide or long")
-    except SourceError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
-    opts = ImportOptions(
-        file=file,
-        product=product,
-        fmt=chosen,
-        layout=layout,  # type: ignore[arg-type]
-        columns=Columns(
-            device=device_column,
-            time=time_column,
-            point=point_column,
-            value=value_column,
-            quality=quality_column,
-            string_points=frozenset(string_point or ()),
-        ),
-        batch=batch,
-        inflight=inflight,
-        connections=connections,
-        checkpoint=checkpoint,
-        reject=reject,
-        restart=restart,
-        progress=progress and err.is_terminal,
-    )
-    result = _run(
-        opts,
-        broker=broker,
-        username=username,
-        password=password,
-        product_secret=product_secret,
-        ca_file=str(ca_file) if ca_file else None,
-        client_id=client_id,
-        console=err,
-    )
-    out = Console(soft_wrap=True)
-    if result.already_complete:
-        out.print(
-            f"already imported: {result.points:,} points from {result.rows:,} rows "
-            f"(checkpoint {opts.checkpoint_path()}); pass --restart to import again"
-        )
-        return
-    out.print(
-        f"imported {result.points:,} points ({result.items:,} items from {result.rows:,} rows) "
-        f"in {result.elapsed:.1f} s; this run {result.run_points:,} points in "
-        f"{result.run_elapsed:.1f} s: {result.run_rate:,.0f} points/s"
-        + (f" (resumed at row {result.resumed_from_row + 1:,})" if result.resumed_from_row else "")
-    )
-    if result.rejected:
-        out.print(f"{result.rejected:,} rows rejected -> {opts.reject_path()}")
-
-
-def _check_format(fmt: str) -> Format:
-    if fmt not in FORMATS:
-        raise SourceError(f"--format must be one of {', '.join(FORMATS)}")
-    return fmt
-
-
-def _run(opts: ImportOptions, **kwargs: Any) -> ImportResult:
-    err: Console = kwargs["console"]
-
-    async def main() -> ImportResult:
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        assert task is not None
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        return await import_file(opts, **kwargs)
-
-    try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:  # pragma: no cover - non-Linux
-        runner = asyncio.run
-    try:
-        result: ImportResult = runner(main())
-        return result
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        cp = load_checkpoint(opts.checkpoint_path())
-        row = cp["position"]["row"] if cp else 0
-        err.print(
-            f"[yellow]interrupted[/yellow]: committed through row {row:,}; "
-            "run the same command again to resume"
-        )
-        raise typer.Exit(130) from None
-    except ConnectError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
-    except (ImportAborted, SourceError, HeadraceClientError, OSError) as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None

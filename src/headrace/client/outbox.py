@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from .connection import KINDS, IntegrationClient
+from .connection import IntegrationClient, post_method
 from .errors import (
     HeadraceClientError,
     IntegrationReplyError,
@@ -148,8 +148,7 @@ class Outbox:
     ) -> list[int]:
         """Buffer several items in one transaction (all or none); returns their sequence
         numbers. Much faster than one ``append`` per item with ``synchronous="full"``."""
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+        post_method(kind)  # ValueError for a kind that cannot be posted
         bodies = [_encode(item) for item in items]
         if not bodies:
             return []
@@ -357,7 +356,7 @@ class Outbox:
                 pause = min(pause * 2, 30.0)
                 continue
             except SubscribeRefused as e:
-                self._reject(b, dict.fromkeys(range(len(b.seqs)), (1009, str(e))))
+                self._reject(b, dict.fromkeys(range(len(b.seqs)), (e.code, str(e))))
                 return 0
             except IntegrationReplyError as e:
                 bad: dict[int, tuple[int, str]] = {}
