@@ -138,9 +138,32 @@ def test_fault_and_alert_events_share_an_id_per_occurrence(
     assert again["data"]["value"] == 1 and again["event_id"] != fault["event_id"]
 
 
+def all_offline(api: httpx.Client, t: Tenant) -> None:
+    """Wait until real-time data of earlier tests no longer keeps a device of ``t`` online
+    (the product's inactivity timeout is 1 s) and those changes are written: their
+    device_offline events go to the enterprises of then, not to a test's new one."""
+
+    def settled() -> bool:
+        for st in api.get(f"/api/v1/orgs/{t.org}/online").json()["items"]:
+            changes = api.get(
+                f"/api/v1/orgs/{t.org}/devices/{st['assetId']}/online/changes",
+                params={"limit": 1000},
+            ).json()["items"]
+            if st["online"] or (changes and changes[-1]["online"]):
+                return False
+        return True
+
+    deadline = time.monotonic() + 10
+    while not settled() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert settled()
+    time.sleep(0.2)  # a change's listeners run right after its write
+
+
 def test_online_offline_from_real_time_http(
     shared_hub: HubProcess, shared_api: httpx.Client, t: Tenant, noti: Noti
 ) -> None:
+    all_offline(shared_api, t)
     eid, secret = enterprise(
         shared_api, t, types=["device_online", "device_offline", "device_status_kv"]
     )
@@ -165,6 +188,29 @@ def test_online_offline_from_real_time_http(
         assert [p["event_type"] for p in take(noti, 2)] == ["device_online", "device_status_kv"]
     finally:
         http.close()
+
+
+def test_online_offline_from_real_time_mqtt(
+    shared_api: httpx.Client, t: Tenant, producer: Producer, noti: Noti
+) -> None:
+    """isRealtimeIntegration over MQTT is real-time data too: online ahead of the data,
+    offline after the inactivity timeout."""
+    all_offline(shared_api, t)
+    eid, secret = enterprise(
+        shared_api, t, types=["device_online", "device_offline", "device_status_kv"]
+    )
+    noti.login(eid, secret, 10)
+    producer.measurepoints([("d2", {"temp": 5.0})])
+    online, kv = take(noti, 2)
+    assert online["event_type"] == "device_online" and kv["event_type"] == "device_status_kv"
+    assert online["did"] == t.assets["d2"] and online["ip"] == "127.0.0.1"
+    producer.measurepoints([("d2", {"temp": 6.0})])
+    (kv2,) = take(noti, 1)
+    assert kv2["event_type"] == "device_status_kv"
+    (offline,) = take(noti, 1)
+    assert offline["event_type"] == "device_offline" and offline["did"] == t.assets["d2"]
+    st = shared_api.get(f"/api/v1/orgs/{t.org}/devices/{t.assets['d2']}/online").json()
+    assert st["online"] is False and st["ip"] == "127.0.0.1"
 
 
 def test_history_never_changes_online_state(

@@ -191,7 +191,7 @@ class Fanout:
         if batch is None or not result.devices:
             return None
         realtime = batch.source == 1
-        announce = realtime and origin.realtime
+        announce = realtime  # the online tracker marks them online after this hook
         if not announce and not self._interested(result.devices, realtime):
             self.deriver.remember_macs(batch)
             return None
@@ -210,7 +210,7 @@ class Fanout:
                 self._announced.add(aid)
                 pk = entry.device.productKey
                 if ONLINE in wants(pk, True):
-                    doc = self.deriver.online_doc(entry, True, now, origin.address)
+                    doc = self.deriver.online_doc(entry, True, now, origin.ip)
                     ahead.append(Event(pk, ONLINE, doc))
             if ahead:
                 events = ahead + events
