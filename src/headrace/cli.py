@@ -114,12 +114,17 @@ def serve(
             runner = asyncio.run
 
         async def main() -> None:
+            on_ready = None
             if demo:
-                from .demo import seed_demo
+                from .demo import demo_summary, seed_demo
 
-                summary = await seed_demo(hub)
-                console.print(summary)
-            await hub.serve()
+                channel, password = await seed_demo(hub.registry)
+                hosts = {"http": settings["http.host"], "mqtt": settings["mqtt.host"]}
+
+                def on_ready() -> None:
+                    console.print(demo_summary(channel, password, hub.data_dir, hosts, hub.ports))
+
+            await hub.serve(on_ready)
 
         runner(main())
     except OSError as e:
