@@ -1,8 +1,9 @@
 """The noti enterprise push service: asyncio TLS transport around ``proto.noti.ServerSession``.
 
 One ``NotiConnection`` per socket: reads go to ``receive_data``, and whatever the session
-wants sent is written. After a login (checked by ``push.directory``) the connection
-consumes its enterprise's queue (``push.queue.EnterpriseQueue``), which pushes into the session's prefetch window; each
+wants sent is written (the transport half is ``stream.StreamConnection``). After a login
+(checked by ``push.directory``) the connection consumes its enterprise's queue
+(``push.queue.EnterpriseQueue``), which pushes into the session's prefetch window; each
 push is tagged with its queue entry, so acks delete it and a close hands the unacked
 ones back for redelivery.
 
@@ -26,7 +27,7 @@ from ..proto.noti import Acked, CloseRequired, LoginRequested, MessageRejected, 
 from ..push.directory import EnterpriseDirectory
 from ..push.enterprises import Enterprise
 from ..push.queue import EnterpriseQueue, Entry
-from .stream import bound_port
+from .stream import StreamConnection, StreamServer
 
 log = logging.getLogger("headrace.noti")
 
@@ -34,7 +35,9 @@ WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
 
 
-class NotiServer:
+class NotiServer(StreamServer):
+    connections: set[NotiConnection]
+
     def __init__(
         self,
         settings: Settings,
@@ -43,6 +46,7 @@ class NotiServer:
         queues: Mapping[str, EnterpriseQueue],
         tls_context: Callable[[], ssl.SSLContext],
     ) -> None:
+        super().__init__()
         s = settings
         self.directory = directory  # who may log in
         self.queues = queues  # by enterprise id: what a login consumes
@@ -52,36 +56,28 @@ class NotiServer:
         self.port: int = s["noti.port"]
         self.idle_timeout: float = s["noti.idle_timeout"]
         self.max_line: int = s["noti.max_line"]
-        self.connections: set[NotiConnection] = set()
         self.logins = 0
         self.refused = 0
         self.rejected = 0  # invalid_msg answers
-        self._server: asyncio.Server | None = None
-        # the port bound ("noti"), known once start() returns
-        self.ports: dict[str, int] = {}
 
     async def start(self) -> None:
         if not self.enabled:
             return
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
+        await self.listen(
+            "noti",
             lambda: NotiConnection(self),
             self.host,
             self.port,
             ssl=self.tls_context(),
             ssl_handshake_timeout=30,
         )
-        self.ports["noti"] = bound_port(self._server)
         log.info("noti listening", extra={"host": self.host, **self.ports})
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        self.close_listeners()
         for c in list(self.connections):
             c.close("server shutting down")
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        await self.wait_closed()
 
     def enterprise_changed(self, ent: Enterprise, what: str) -> None:
         """Drop the connections an enterprise change no longer allows."""
@@ -97,50 +93,25 @@ class NotiServer:
                 c.close("address no longer allowed")
 
 
-class NotiConnection(asyncio.Protocol):
+class NotiConnection(StreamConnection):
+    server: NotiServer
+    # a client that does not read stops the pushes (and pongs) to it early
+    write_limits = (WRITE_HIGH_WATER, WRITE_LOW_WATER)
+
     def __init__(self, server: NotiServer) -> None:
-        self.server = server
+        super().__init__(server)
         self.session: ServerSession[Entry] = ServerSession(max_line=server.max_line)
-        self.transport: asyncio.Transport | None = None
-        self.ip = ""
-        self.address = ""
         self.queue: EnterpriseQueue | None = None
-        self.closed = False
-        self.last_rx = 0.0
-        self._write_blocked = False
-        self._reading = True
-        self._timer: asyncio.TimerHandle | None = None
-        self._reason = "connection lost"
-        self._lost = False
 
-    # -- transport callbacks -------------------------------------------------------------------
+    # -- the transport half ------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.ip = str(peer[0])
-            self.address = f"{peer[0]}:{peer[1]}"
-        try:
-            self.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)  # type: ignore[union-attr]
-        except (AttributeError, NotImplementedError):
-            pass
-        self.server.connections.add(self)
-        loop = asyncio.get_running_loop()
-        self.last_rx = loop.time()
-        self._timer = loop.call_later(self.server.idle_timeout, self._check_idle)
+    def opened(self) -> None:
+        self.set_timer(self.server.idle_timeout, self._check_idle)
 
-    def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
-        self.last_rx = asyncio.get_running_loop().time()
-        try:
-            self._received(data)
-        except Exception:
-            log.exception("noti connection failed", extra={"address": self.address})
-            self.close("internal error")
+    def data_to_send(self) -> bytes:
+        return self.session.data_to_send()
 
-    def _received(self, data: bytes) -> None:
+    def received(self, data: bytes) -> None:
         freed = False
         queue = self.queue
         for ev in self.session.receive_data(data):
@@ -169,30 +140,9 @@ class NotiConnection(asyncio.Protocol):
         if freed and queue is not None:
             queue.pump()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        self._finish(self._reason if exc is None else f"connection lost: {exc}")
-
-    def pause_writing(self) -> None:
-        self._write_blocked = True
-        self._update_reading()
-
-    def resume_writing(self) -> None:
-        self._write_blocked = False
-        self._update_reading()
-        if self.queue is not None and not self.closed:
+    def writable(self) -> None:
+        if self.queue is not None:
             self.queue.pump()
-
-    def _update_reading(self) -> None:
-        if self.transport is None or self.closed:
-            return
-        want = not self._write_blocked
-        if want != self._reading:
-            self._reading = want
-            if want:
-                self.transport.resume_reading()
-            else:
-                self.transport.pause_reading()
 
     # -- login ---------------------------------------------------------------------------------
 
@@ -231,26 +181,26 @@ class NotiConnection(asyncio.Protocol):
     # -- the queue's consumer ------------------------------------------------------------------
 
     def window(self) -> int:
-        if self._write_blocked or self.closed:
+        if self.write_blocked or self.closed:
             return 0
         return self.session.window_free()
 
     def send(self, entry: Entry) -> None:
         self.session.push(entry[2], entry)
 
-    def flush(self) -> None:
-        data = self.session.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+    def info(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "prefetch": self.session.prefetch_count,
+            "unacked": self.session.unacked_count,
+        }
 
     # -- idle timeout, closing -----------------------------------------------------------------
 
     def _check_idle(self) -> None:
-        self._timer = None
         if self.closed:
             return
-        loop = asyncio.get_running_loop()
-        quiet = loop.time() - self.last_rx
+        quiet = asyncio.get_running_loop().time() - self.last_rx
         timeout = self.server.idle_timeout
         if quiet >= timeout:
             log.info(
@@ -259,34 +209,10 @@ class NotiConnection(asyncio.Protocol):
             )
             self.close("idle timeout")
             return
-        self._timer = loop.call_later(timeout - quiet, self._check_idle)
+        self.set_timer(timeout - quiet, self._check_idle)
 
-    def close(self, reason: str) -> None:
-        if self.closed:
-            return
-        self._reason = reason
-        self.flush()
-        transport = self.transport
-        if transport is not None:
-            transport.close()  # sends what is buffered first (a refused login's answer)
-            if transport.get_write_buffer_size():
-                # a peer that does not read would hold the socket open forever
-                asyncio.get_running_loop().call_later(5.0, self._abort)
-        self._finish(reason)
-
-    def _abort(self) -> None:
-        if self.transport is not None and not self._lost:
-            self.transport.abort()
-
-    def _finish(self, reason: str) -> None:
-        if self.closed:
-            return
-        self.closed = True
+    def finished(self, reason: str) -> None:
         self.session.close(reason)
-        self.server.connections.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         queue = self.queue
         if queue is not None:
             unacked = self.session.unacked_tags()
@@ -300,10 +226,3 @@ class NotiConnection(asyncio.Protocol):
                 },
             )
             queue.detach(self, unacked)
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "prefetch": self.session.prefetch_count,
-            "unacked": self.session.unacked_count,
-        }
