@@ -97,8 +97,7 @@ class RawCodec(Protocol):
         ...
 
 
-# (result, origin, the topic's product key)
-StoredHook = Callable[[Result, Origin, str], Awaitable[None] | None]
+StoredHook = Callable[[Result, Origin], Awaitable[None] | None]
 
 # a rate-limited sender's refusals are written to its message log at most this often
 _RATE_LOG_INTERVAL = 1.0
@@ -169,7 +168,7 @@ class Pipeline:
             self.requests += 1
             self.points += result.points
             for hook in self.on_stored:
-                r = hook(result, origin, product_key)
+                r = hook(result, origin)
                 if r is not None:
                     await r
         else:

@@ -186,7 +186,7 @@ class Fanout:
 
     # -- events --------------------------------------------------------------------------------
 
-    def on_stored(self, result: Result, origin: Origin, product_key: str) -> Awaitable[None] | None:
+    def on_stored(self, result: Result, origin: Origin) -> Awaitable[None] | None:
         batch = result.batch
         if batch is None or not result.devices:
             return None

@@ -219,7 +219,7 @@ class OnlineTracker:
 
     # -- input -----------------------------------------------------------------------
 
-    def on_stored(self, result: Result, origin: Origin, product_key: str) -> Awaitable[None] | None:
+    def on_stored(self, result: Result, origin: Origin) -> Awaitable[None] | None:
         """The pipeline's hook: a committed request of real-time data (from any edge)
         marks its devices online; history never changes online state."""
         batch = result.batch
