@@ -1,4 +1,4 @@
-"""Files (protocols.md B.3): the EnOS file API and the admin API over a device's files.
+"""Files (docs/protocols.md B.3): the EnOS file API and the admin API over a device's files.
 
 EnOS: ``/connect-service/v2.1/files?action=download|delete|getDownloadUrl|getFileInfo``
 with ``orgId``, ``fileUri=enos-connect://...`` and ``productKey`` + ``deviceKey`` (or

@@ -1,4 +1,4 @@
-"""EnOS real-time message integration over HTTP (protocols.md B.2).
+"""EnOS real-time message integration over HTTP (docs/protocols.md B.2).
 
 ``POST /connect-service/v2.1/integration?action=postMeasurepoint|postAttribute|postEvent&orgId=``
 with the ``apim-accesstoken`` header. The body is either plain JSON (the request) or

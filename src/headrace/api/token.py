@@ -1,4 +1,4 @@
-"""EnOS token service (protocols.md B.1): ``/apim-token-service/v2.0/token/get|refresh``.
+"""EnOS token service (docs/protocols.md B.1): ``/apim-token-service/v2.0/token/get|refresh``.
 
 Every reply is HTTP 200 with the outcome in ``status`` (as the EnOS gateway does), except
 an internal failure (1005), which is HTTP 500.

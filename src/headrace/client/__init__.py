@@ -2,7 +2,7 @@
 import history files.
 
 - ``IntegrationClient``: asyncio client of one integration channel (either login of
-  protocols.md A.2), many requests in flight, automatic reconnect and resend.
+  docs/protocols.md A.2), many requests in flight, automatic reconnect and resend.
 - ``Outbox``: a durable local buffer (SQLite) that sends in batches when connected.
 - ``headrace.client.importer``: the import of history files (CSV, JSON Lines, Parquet)
   with checkpoints and a reject file, behind the ``headrace import`` command.

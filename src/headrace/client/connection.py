@@ -1,10 +1,10 @@
-"""``IntegrationClient``: an asyncio client for headrace's MQTT integration (protocols.md A).
+"""``IntegrationClient``: an asyncio client for headrace's MQTT integration (docs/protocols.md A).
 
 Built on the project's sans-io ``proto.mqtt.ClientConnection``: this module owns the
 socket, the timers and the request bookkeeping; the state machine owns the protocol.
 
 - Login: channel credentials (``username``/``password``) or the EnOS signed login
-  (``product_key``/``product_secret``, protocols.md A.2), over plain TCP or TLS.
+  (``product_key``/``product_secret``, docs/protocols.md A.2), over plain TCP or TLS.
 - Requests are published at QoS 1 with a unique ``id``; the client subscribes to the
   product's reply topics first and matches replies by id. Replies that carry no usable id
   (raw data replies, refusals made before the request was decoded) are matched by the
@@ -115,7 +115,7 @@ def signed_login(
     sign_method: str = "sha256",
     timestamp: str | None = None,
 ) -> tuple[str, str, str]:
-    """``(client_id, username, password)`` of the EnOS signed login (protocols.md A.2)."""
+    """``(client_id, username, password)`` of the EnOS signed login (docs/protocols.md A.2)."""
     _check_sign_method(sign_method)
     ts = timestamp if timestamp is not None else _unique_timestamp()
     # the client id's own part (before ``|``) is the product key
@@ -402,7 +402,7 @@ class IntegrationClient:
         return reply
 
     async def post_raw(self, product_key: str, data: bytes) -> RawReply:
-        """Post raw bytes (decoded by the product's parsing script, protocols.md A.6).
+        """Post raw bytes (decoded by the product's parsing script, docs/protocols.md A.6).
 
         Returns the decoded JSON reply, or the reply bytes when the product's script
         encodes replies (``jsonStrToRawData``). A JSON reply with a code other than 200

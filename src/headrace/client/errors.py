@@ -2,7 +2,7 @@
 
 Everything the SDK raises on purpose derives from ``HeadraceClientError``. A request that
 headrace answered with a code other than 200 raises the ``IntegrationReplyError``
-subclass of that code (protocols.md A.5), carrying ``code``, ``message``, the per-item
+subclass of that code (docs/protocols.md A.5), carrying ``code``, ``message``, the per-item
 ``errors`` list (``[{"index", "deviceKey", "code", "message"}, ...]``) and the whole
 decoded ``reply``::
 

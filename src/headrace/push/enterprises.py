@@ -1,4 +1,4 @@
-"""Enterprises: the applications that receive device events over noti (protocols.md C.4).
+"""Enterprises: the applications that receive device events over noti (docs/protocols.md C.4).
 
 An enterprise belongs to an organization and has an ``enterpriseId`` and a secret (both
 generated unless given, so that applications moving from another push service keep

@@ -1,4 +1,4 @@
-"""Event derivation (protocols.md C.3): the push events one committed request produces.
+"""Event derivation (docs/protocols.md C.3): the push events one committed request produces.
 
 Per request, in this order for each device: ``device_status_raw`` (raw data received),
 then for each record (device, time) its ``device_status_kv`` followed by the

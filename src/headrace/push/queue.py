@@ -1,4 +1,4 @@
-"""One enterprise's durable queue and its dispatch to connections (protocols.md C.4).
+"""One enterprise's durable queue and its dispatch to connections (docs/protocols.md C.4).
 
 The rows live in the store (``push_queue``, ordered by a per-enterprise ``seq``); this
 object keeps the head of the queue in memory (``ready``, bounded by the

@@ -1,5 +1,5 @@
 """Sandboxed JavaScript parsing scripts (EnOS ``rawDataToJsonStr`` / ``jsonStrToRawData``,
-protocols.md A.6): QuickJS contexts per product, in sandbox worker processes."""
+docs/protocols.md A.6): QuickJS contexts per product, in sandbox worker processes."""
 
 from .engine import Isolation, ScriptEngine, compile_script, debug_run
 from .sandbox import (

@@ -4,7 +4,7 @@ behind process isolation; see there for why).
 
 A product's script defines ``rawDataToJsonStr(rawData)`` (``rawData``: array of signed
 byte values -128..127; returns a JSON string) and optionally ``jsonStrToRawData(jsonStr)``
-(returns an array of byte values, signed or unsigned), protocols.md A.6. Each context is
+(returns an array of byte values, signed or unsigned), docs/protocols.md A.6. Each context is
 its own QuickJS runtime, so products share nothing; no host function is ever exposed, so
 a script can do no I/O; every call runs under a CPU time limit (QuickJS's interrupt
 handler) and the runtime under a memory limit.

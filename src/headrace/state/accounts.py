@@ -1,4 +1,4 @@
-"""Service accounts and their access tokens (protocols.md B.1).
+"""Service accounts and their access tokens (docs/protocols.md B.1).
 
 A service account (an "application" in EnOS) belongs to one organization and has an
 ``appKey`` and a secret. It trades a signed request for an access token:

@@ -1,4 +1,4 @@
-"""Online state of devices, driven by real-time data (protocols.md C.3).
+"""Online state of devices, driven by real-time data (docs/protocols.md C.3).
 
 A device goes online with its first real-time data after being offline (or unknown) and
 offline when no real-time data came for its product's ``inactivityTimeout``. History

@@ -1,4 +1,4 @@
-"""Sans-io Gizwits noti 1.0 enterprise push protocol (protocols.md C).
+"""Sans-io Gizwits noti 1.0 enterprise push protocol (docs/protocols.md C).
 
 ``ServerSession`` and ``ClientSession`` take bytes and return events and bytes to send;
 the asyncio edge (``headrace.server.noti``) owns sockets, TLS and timers.

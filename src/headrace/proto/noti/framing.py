@@ -1,4 +1,4 @@
-"""Line framing for noti 1.0: one JSON object per line, each ending in ``\\n`` (protocols.md C.1).
+"""Line framing for noti 1.0: one JSON object per line, each ending in ``\\n`` (docs/protocols.md C.1).
 
 A line without its ``\\n`` is simply not complete yet. ``\\r\\n`` is tolerated and blank
 lines are skipped. Every line has a length limit; a line over it is the peer's protocol
@@ -10,7 +10,7 @@ from __future__ import annotations
 from headrace.proto.noti.messages import ErrorCode, NotiProtocolError
 
 DEFAULT_MAX_LINE = 64 * 1024
-"""Inbound line limit of the server (protocols.md C.1), excluding the line ending."""
+"""Inbound line limit of the server (docs/protocols.md C.1), excluding the line ending."""
 
 _LF = b"\n"
 _CR = 0x0D

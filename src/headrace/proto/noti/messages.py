@@ -1,4 +1,4 @@
-"""noti 1.0 messages: decoding and encoding of every command (protocols.md C.2, C.3).
+"""noti 1.0 messages: decoding and encoding of every command (docs/protocols.md C.2, C.3).
 
 Decoding uses msgspec: fields may come in any order (a real client sends ``data`` before
 ``cmd``) and unknown fields are ignored. Encoding produces compact JSON lines ending in
@@ -20,7 +20,7 @@ MIN_PREFETCH: Final = 1
 MAX_PREFETCH: Final = 32767
 
 OUTBOUND_LINE_TARGET: Final = 8 * 1024
-"""Outbound lines should stay under this where the payload allows (protocols.md C.1):
+"""Outbound lines should stay under this where the payload allows (docs/protocols.md C.1):
 one popular client drops longer lines. Not enforced here; the push side reports it."""
 
 MAX_ERROR_MSG: Final = 256
@@ -28,7 +28,7 @@ MAX_ERROR_MSG: Final = 256
 
 
 class ErrorCode(enum.IntEnum):
-    """``invalid_msg.error_code`` values (protocols.md C.2 decisions)."""
+    """``invalid_msg.error_code`` values (docs/protocols.md C.2 decisions)."""
 
     INTERNAL = 4000
     NOT_LOGGED_IN = 4001

@@ -11,7 +11,7 @@ keep being handled: a ping is answered, an ack is "not logged in" (4001) and a s
 login is "already logged in" (4009). ``invalid_msg`` never closes the connection except
 after an over-long line, which cannot be resynchronised.
 
-The prefetch window caps unacked pushes per connection (protocols.md C.4). Every push
+The prefetch window caps unacked pushes per connection (docs/protocols.md C.4). Every push
 carries a caller's tag (e.g. a queue row id) that comes back in ``Acked`` and, for pushes
 never acked, from ``unacked_tags()`` when the connection ends, for redelivery.
 """
