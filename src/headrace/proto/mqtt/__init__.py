@@ -5,12 +5,33 @@ received bytes in and write out what the state machines want sent.
 
 - ``packets``: one dataclass per control packet; 5.0 properties as a name-keyed dict.
 - ``codec``: ``encode(packet, version)`` and the incremental ``Parser``.
-- ``session``: ``ServerConnection`` / ``ClientConnection`` and their events.
+- ``events``: connection states, the events the state machines return, ``SessionState``.
+- ``connection``: what both roles share (buffers, QoS 1/2 flows, packet dispatch).
+- ``server`` / ``client``: ``ServerConnection`` / ``ClientConnection``.
 - ``errors``: ``MQTTProtocolError`` (bad peer input, with a 5.0 reason code).
 """
 
+from .client import ClientConnection
 from .codec import Parser, decode, encode, encode_properties, encode_varint
 from .errors import ConnackCode, MQTTProtocolError, ReasonCode, connack_code_for
+from .events import (
+    AuthReceived,
+    ConnAckReceived,
+    ConnectionState,
+    ConnectRequested,
+    DisconnectReceived,
+    Event,
+    PingReceived,
+    PingRespReceived,
+    ProtocolViolation,
+    PublishAcked,
+    PublishReceived,
+    SessionState,
+    SubAckReceived,
+    SubscribeRequested,
+    UnsubAckReceived,
+    UnsubscribeRequested,
+)
 from .packets import (
     MAX_PACKET_SIZE,
     PROPERTIES,
@@ -41,26 +62,7 @@ from .packets import (
     valid_topic_filter,
     valid_topic_name,
 )
-from .session import (
-    AuthReceived,
-    ClientConnection,
-    ConnAckReceived,
-    ConnectionState,
-    ConnectRequested,
-    DisconnectReceived,
-    Event,
-    PingReceived,
-    PingRespReceived,
-    ProtocolViolation,
-    PublishAcked,
-    PublishReceived,
-    ServerConnection,
-    SessionState,
-    SubAckReceived,
-    SubscribeRequested,
-    UnsubAckReceived,
-    UnsubscribeRequested,
-)
+from .server import ServerConnection
 
 __all__ = [
     "MAX_PACKET_SIZE",
