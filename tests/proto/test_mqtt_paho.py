@@ -11,13 +11,12 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import paho.mqtt.client as paho_client
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties as PahoProperties
 
-paho_client = pytest.importorskip("paho.mqtt.client")
-from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from paho.mqtt.properties import Properties as PahoProperties  # noqa: E402
-
-from headrace.proto.mqtt import (  # noqa: E402
+from headrace.proto.mqtt import (
     ConnectRequested,
     DisconnectReceived,
     Event,
