@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..ingest.pipeline import Origin, Result
-from ..state.common import now_ms
+from ..state.common import cancel, now_ms
 from ..state.online import OnlineTracker
 from ..state.registry import DeviceEntry, Registry
 from ..store.base import FaultRow, QueueInfo, Store
@@ -116,13 +116,8 @@ class Fanout:
     async def stop(self) -> None:
         """Stop expiring and write what is pending. The writer keeps running: servers
         stopped later (MQTT) still finish requests whose events must be written."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         deadline = time.monotonic() + 5
         while (self._work() or self._writing) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

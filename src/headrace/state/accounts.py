@@ -42,7 +42,7 @@ from ..proto.enos import (
     token_encryption,
 )
 from ..store.base import Store
-from .common import check_key, check_name, now_ms, random_key
+from .common import cancel, check_key, check_name, now_ms, random_key
 from .registry import Registry
 
 log = logging.getLogger("headrace.accounts")
@@ -133,13 +133,8 @@ class Accounts:
         self._task = asyncio.create_task(self._prune_loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _prune_loop(self) -> None:
         while True:

@@ -37,6 +37,7 @@ import msgspec
 
 from ..errors import Conflict, NotFound
 from ..store.base import Store
+from .common import cancel
 from .registry import DeviceEntry, Registry
 
 if TYPE_CHECKING:  # the pipeline imports the registry: no import cycle at run time
@@ -139,13 +140,7 @@ class OnlineTracker:
         ]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except asyncio.CancelledError:
-                pass
+        await cancel(*self._tasks)
         self._tasks = []
         try:
             await self.checkpoint()
