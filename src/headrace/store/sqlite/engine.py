@@ -1,10 +1,11 @@
 """SQLite engine: one writer thread with group commit, a pool of reader connections.
 
 Writes are functions ``fn(conn) -> T`` queued to the writer thread. The thread takes
-every queued write (up to ``max_batch``), runs each inside its own SAVEPOINT so that a
-failing write rolls back alone, commits the whole group once, and only then resolves the
-callers' futures: an awaited ``write`` has been committed (fsynced with
-``synchronous=full``). Readers run on a thread pool, each thread with its own connection;
+every queued write (up to ``max_batch``), runs them all in one transaction without a
+savepoint per write, commits the whole group once, and only then resolves the callers'
+futures: an awaited ``write`` has been committed (fsynced with ``synchronous=full``).
+When a write of the group fails, the group is rolled back and replayed with a savepoint
+per write, so that the failing write fails alone (``_commit_group``). Readers run on a thread pool, each thread with its own connection;
 WAL lets them read while the writer writes.
 """
 
