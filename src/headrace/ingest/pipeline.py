@@ -146,10 +146,8 @@ class Pipeline:
         try:
             if product_key and product_key not in origin.products:
                 raise Refused(REPLY_NO_PERMISSION, f"no permission for product {product_key!r}")
-            if not admitted:
-                refused = await self.admit(origin, topic, payload)
-                if refused is not None:
-                    return refused
+            if not admitted and not self.limiter.allow(origin.channel_id, origin.rate):
+                return await self._rate_limited(origin, topic, payload)
             if kind == "raw":
                 request = await self._decode_raw(product_key, payload)
             result = self._prepare(payload, METHOD_OF[kind], product_key, origin, now, request)
@@ -201,10 +199,14 @@ class Pipeline:
             return None
 
     async def admit(self, origin: Origin, topic: str, payload: bytes = b"") -> Result | None:
-        """The sender's rate: None when the request may go on, else its refusal (logged at
-        most once a second per sender, so that a flood is not a flood of log writes)."""
+        """The sender's rate: None when the request may go on, else its refusal."""
         if self.limiter.allow(origin.channel_id, origin.rate):
             return None
+        return await self._rate_limited(origin, topic, payload)
+
+    async def _rate_limited(self, origin: Origin, topic: str, payload: bytes) -> Result:
+        """Refused for its rate; logged at most once a second per sender, so that a flood
+        is not a flood of log writes."""
         started = time.perf_counter()
         now = int(time.time() * 1000)
         result = Result(

@@ -216,14 +216,20 @@ class OnlineTracker:
 
     def on_stored(self, result: Result, origin: Origin) -> Awaitable[None] | None:
         """The pipeline's hook: a committed request of real-time data (from any edge)
-        marks its devices online; history never changes online state."""
+        marks its devices online; history never changes online state. Nothing to wait
+        for unless a device came online."""
         batch = result.batch
         if batch is None or batch.source != 1 or not result.devices:
             return None
-        return self.seen(result.devices, origin.ip)
+        return self._touch(result.devices, origin.ip)
 
     async def seen(self, entries: Iterable[DeviceEntry], ip: str = "") -> None:
         """Real-time data was stored for these devices (from ``ip``)."""
+        pending = self._touch(entries, ip)
+        if pending is not None:
+            await pending
+
+    def _touch(self, entries: Iterable[DeviceEntry], ip: str) -> Awaitable[None] | None:
         now = self._ms()
         changed: list[_Live] = []
         for entry in entries:
@@ -242,8 +248,7 @@ class OnlineTracker:
                 self._live[aid] = live
             self._schedule(live)
             changed.append(live)
-        if changed:
-            await self._commit(changed, now)
+        return self._commit(changed, now) if changed else None
 
     async def report(
         self, entry: DeviceEntry, online: bool, ip: str = "", ts: int | None = None
