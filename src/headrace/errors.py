@@ -161,6 +161,14 @@ class ServerError(HeadraceError):
     code = "internal_error"
 
 
+class Unstorable(ServerError):
+    """A write the store refuses for a reason that would repeat on every retry (a value
+    out of what it can hold). Not raised for a transient failure (disk, I/O), which
+    propagates as it is so that the request is not answered and gets resent."""
+
+    code = "unstorable"
+
+
 class ConfigError(HeadraceError):
     """Settings that cannot be used (unknown key, wrong type). Raised before serving."""
 

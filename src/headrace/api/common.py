@@ -83,8 +83,16 @@ def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[A
     return error_response(500, "internal_error", "internal error; see the server log")
 
 
+def on_too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """msgspec decodes nesting up to the interpreter's recursion limit: deeper JSON is the
+    client's error, not ours."""
+    log.info("request body nested too deeply", extra={"path": request.url.path})
+    return error_response(400, "bad_request", "request body is not valid JSON: nested too deeply")
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HeadraceError: on_headrace_error,
+    RecursionError: on_too_deep,
     HTTPException: on_http_exception,
     Exception: on_unexpected,
 }

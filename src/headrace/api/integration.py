@@ -509,7 +509,7 @@ async def _store_files(
     their records; returns the rewritten request."""
     try:
         doc = msgspec.json.decode(message)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return message, []  # the pipeline answers 1220
     now = int(time.time() * 1000)
     records, used = resolve_files(doc, uploads, svc.registry, org_id, now)

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from ..errors import Refused
-from ..model.validate import ValueInvalid
+from ..errors import Refused, Unstorable
+from ..model.validate import INT64_MAX, ValueInvalid
 from ..proto.enos import (
     METHOD_ATTRIBUTE,
     METHOD_MEASUREPOINT,
@@ -29,6 +29,7 @@ from ..proto.enos import (
     REPLY_DECODE_FAILED,
     REPLY_DEVICE_NOT_FOUND,
     REPLY_EMPTY,
+    REPLY_INTERNAL,
     REPLY_METHOD_MISMATCH,
     REPLY_MODEL_INVALID,
     REPLY_NO_PERMISSION,
@@ -99,6 +100,8 @@ class RawCodec(Protocol):
 
 StoredHook = Callable[[Result, Origin], Awaitable[None] | None]
 
+_TOO_DEEP = "JSON nested too deeply"
+
 # a rate-limited sender's refusals are written to its message log at most this often
 _RATE_LOG_INTERVAL = 1.0
 
@@ -161,8 +164,13 @@ class Pipeline:
             result.batch.log.append(
                 self._payload_record(origin, topic, payload, result, now, started)
             )
-            # a failure propagates: not stored, not answered
-            await self.store.write_batch(result.batch)
+            try:
+                # a transient failure propagates: not stored, not answered, resent
+                await self.store.write_batch(result.batch)
+            except Unstorable as e:  # would fail again: answer it, or it loops forever
+                log.error("request not storable: %s", e.message, extra={"topic": topic})
+                result = Result(result.id, REPLY_INTERNAL, e.message, items=result.items)
+        if result.batch is not None:
             self.requests += 1
             self.points += result.points
             for hook in self.on_stored:
@@ -279,7 +287,7 @@ class Pipeline:
             return request.get("id")
         try:
             return ENVELOPE.decode(payload).id
-        except (msgspec.DecodeError, ValueError):
+        except (msgspec.DecodeError, ValueError, RecursionError):
             return None
 
     def _prepare(
@@ -310,6 +318,8 @@ class Pipeline:
                 env = ENVELOPE.decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise Refused(REPLY_BAD_JSON, f"payload is not a valid JSON request: {e}") from None
+        except RecursionError:  # msgspec decodes nesting up to the interpreter's limit
+            raise Refused(REPLY_BAD_JSON, _TOO_DEEP) from None
         rid = env.id
         if not isinstance(env.method, str) or env.method not in METHODS:
             return Result(rid, REPLY_UNKNOWN_METHOD, f"unknown method {env.method!r}")
@@ -330,6 +340,8 @@ class Pipeline:
                 items = ITEMS[env.method].decode(env.params)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             return Result(rid, REPLY_BAD_JSON, f"params: {e}")
+        except RecursionError:
+            return Result(rid, REPLY_BAD_JSON, f"params: {_TOO_DEEP}")
         if not items:
             return Result(rid, REPLY_EMPTY, "params is empty")
         realtime = origin.realtime
@@ -382,9 +394,17 @@ class Pipeline:
                 product = reg.products[pk]
                 compiled = compiled_cache[pk] = reg.models[(product.orgId, product.modelId)][1]
             dev = entry.id
+            ts = now
+            if method != METHOD_ATTRIBUTE:
+                given = item.time  # type: ignore[union-attr]
+                if given is not None:
+                    if not 0 <= given <= INT64_MAX:  # what the store holds: int64 ms
+                        what = f"time {given} is out of range: ms since 1970, 0..{INT64_MAX}"
+                        errors.append(_item_error(index, item, REPLY_BAD_JSON, what))
+                        continue
+                    ts = given
             try:
                 if method == METHOD_MEASUREPOINT:
-                    ts = item.time if item.time is not None else now  # type: ignore[union-attr]
                     values = compiled.check_measurepoints(item.measurepoints)  # type: ignore[union-attr]
                     if not values:
                         raise ValueInvalid("no measurepoints given", "measurepoints")
@@ -399,7 +419,6 @@ class Pipeline:
                         attributes.append((dev, name, value, now))
                     points += len(values)
                 else:
-                    ts = item.time if item.time is not None else now  # type: ignore[union-attr]
                     checked = compiled.check_events(item.events)  # type: ignore[union-attr]
                     if not checked:
                         raise ValueInvalid("no events given", "events")

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from ...errors import Conflict, NotFound
+from ...errors import Conflict, NotFound, Unstorable
 from ..base import DeviceRow, Sample, WriteBatch
 from .engine import SQLiteEngine
 from .push import PushQueueMixin
@@ -196,7 +196,12 @@ class SQLiteStore(PushQueueMixin):
         return ids
 
     async def write_batch(self, batch: WriteBatch) -> None:
-        await self.engine.write(self.batch_writer(batch))
+        try:
+            await self.engine.write(self.batch_writer(batch))
+        except (sqlite3.OperationalError, OSError):
+            raise  # the disk or the database: a retry may pass
+        except Exception as e:  # the batch's own content: every retry would fail too
+            raise Unstorable(f"the store cannot hold this request ({type(e).__name__}: {e})") from e
 
     def batch_writer(self, batch: WriteBatch) -> Any:
         """The write function for one batch (also used by the bare-store benchmark)."""

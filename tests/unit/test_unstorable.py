@@ -1,0 +1,85 @@
+"""A write the store cannot hold for a reason that would repeat is refused with an answer
+(1005), never left to fail again on every resend; a transient store failure still
+propagates (not answered, so the client resends)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pytest
+
+from headrace.errors import Unstorable
+from headrace.ingest.pipeline import Origin, Pipeline
+from headrace.ingest.ratelimit import RateLimiter
+from headrace.store.base import WriteBatch
+from headrace.store.sqlite.store import SQLiteStore
+from tests.unit.test_http_services import World, world  # noqa: F401  (fixture)
+
+
+class NoScripts:
+    async def decode(self, product_key: str, payload: bytes) -> dict[str, Any]:
+        raise RuntimeError("no scripts here")
+
+    async def encode(self, product_key: str, reply: bytes) -> bytes | None:
+        return None
+
+
+async def test_the_store_tells_unstorable_from_transient(tmp_path: Any) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    store.start()
+    try:
+        batch = WriteBatch(samples=[(1, "p", 2**64, 1.0, None)])  # ts beyond int64
+        with pytest.raises(Unstorable) as e:
+            await store.write_batch(batch)
+        assert "OverflowError" in e.value.message and e.value.status == 500
+        await store.write_batch(WriteBatch(samples=[(1, "p", 5, 1.0, None)]))  # goes on
+    finally:
+        store.close()
+
+
+class PoisoningStore(SQLiteStore):
+    """A real store, handed a batch made unstorable after validation (as a value the
+    validator let through would be): what the pipeline does with the store's refusal."""
+
+    transient = False
+
+    async def write_batch(self, batch: WriteBatch) -> None:
+        if self.transient:
+            raise sqlite3.OperationalError("disk I/O error")
+        batch.samples.append((batch.samples[0][0], "x", 2**64, 1.0, None))
+        await super().write_batch(batch)
+
+
+async def test_pipeline_answers_an_unstorable_request(world: World) -> None:  # noqa: F811
+    store = PoisoningStore(world.path)
+    world.store.close()
+    store.start()
+    try:
+        world.registry.store = store
+        pipeline = Pipeline(
+            world.registry,
+            store,
+            codec=NoScripts(),
+            limiter=RateLimiter(0.0),
+            max_message_size=1 << 20,
+        )
+        origin = Origin(org_id=world.org, channel_id="ch", products=[world.product])
+        payload = (
+            b'{"id":"r1","version":"1.0","method":"integration.measurepoint.post","params":'
+            b'[{"deviceKey":"d0","time":7,"measurepoints":{"t":1.5}}]}'
+        )
+        result = await pipeline.handle(
+            payload, kind="measurepoint", product_key=world.product, origin=origin
+        )
+        assert result.code == 1005 and result.id == "r1" and "OverflowError" in result.message
+        assert result.batch is None and pipeline.requests == 0
+        log = await store.query_log("ch", ["error"], 0, 2**62, 10, None)
+        assert log and b"OverflowError" in log[0][3]
+        store.transient = True
+        with pytest.raises(sqlite3.OperationalError):
+            await pipeline.handle(
+                payload, kind="measurepoint", product_key=world.product, origin=origin
+            )
+    finally:
+        store.close()
