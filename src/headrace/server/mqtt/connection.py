@@ -39,6 +39,10 @@ if TYPE_CHECKING:  # the server makes its connections: no import cycle at run ti
 
 log = logging.getLogger("headrace.mqtt")
 
+# QoS 1 replies a subscriber may have waiting for its in-flight window before it gets no
+# more copies of other connections' replies
+REPLY_BACKLOG = 16
+
 
 @dataclass(slots=True)
 class _Slot:
@@ -243,13 +247,28 @@ class MQTTConnection(StreamConnection):
         self.update_reading()
 
     def _deliver_reply(self, topic: str, reply: bytes) -> None:
-        for c, qos in self.server.clients.reply_targets(self, self.key[0], topic):
+        """The reply to the requester, or copies to the channel's other subscribers; a
+        subscriber that does not keep up gets no more copies (counted and logged by the
+        registry), so that it cannot make the hub hold every reply for it. The
+        requester's own reply is never dropped (a requester that does not read is not
+        read either: it cannot send more)."""
+        clients = self.server.clients
+        for c, qos in clients.reply_targets(self, self.key[0], topic):
+            if c is not self and c.lagging:
+                clients.dropped_copy(self.key[0])
+                continue
             try:
                 c.conn.publish(topic, reply, qos)
             except ValueError as e:  # larger than the client accepts
                 self._log_error(f"reply not sent: {e}")
             if c is not self:
                 c.flush()
+
+    @property
+    def lagging(self) -> bool:
+        """Its transport's write buffer is over the high-water mark, or its QoS 1 replies
+        wait for room in the in-flight window: it does not read what it is sent."""
+        return self.write_blocked or self.conn.queued_count >= REPLY_BACKLOG
 
     # -- timers, closing -----------------------------------------------------------------
 

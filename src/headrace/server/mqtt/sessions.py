@@ -7,6 +7,7 @@ client, with its own session, and never takes over a connection of another chann
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from typing import Generic, Protocol, TypeVar
 
 from ...proto.enos import topic_matches
 from ...proto.mqtt import ReasonCode, SessionState
+
+log = logging.getLogger("headrace.mqtt")
 
 ClientKey = tuple[str, str]  # (channel id, client id)
 
@@ -46,6 +49,9 @@ class Client(Protocol):
 
     subscriptions: Subscriptions
 
+    @property
+    def lagging(self) -> bool: ...
+
     def close(self, reason: str, reason_code: int | None = None) -> None: ...
 
 
@@ -70,6 +76,11 @@ class Clients(Generic[C]):
     live: dict[ClientKey, C] = field(default_factory=dict)
     by_channel: dict[str, set[C]] = field(default_factory=dict)
     stored: dict[ClientKey, StoredSession] = field(default_factory=dict)
+    # reply copies not sent to subscribers that did not keep up, in all and since the
+    # last log line (one a second at most)
+    dropped: int = 0
+    _dropped_unlogged: int = 0
+    _dropped_logged_at: float = 0.0
 
     def __len__(self) -> int:
         return len(self.live)
@@ -114,6 +125,22 @@ class Clients(Generic[C]):
 
     def of_channel(self, channel_id: str) -> Iterator[C]:
         return iter(list(self.by_channel.get(channel_id, ())))
+
+    def dropped_copy(self, channel_id: str) -> None:
+        self.dropped += 1
+        self._dropped_unlogged += 1
+        now = self.clock()
+        if now - self._dropped_logged_at >= 1.0:
+            log.warning(
+                "reply copies not sent to subscribers that do not read",
+                extra={
+                    "channel": channel_id,
+                    "copies": self._dropped_unlogged,
+                    "total": self.dropped,
+                },
+            )
+            self._dropped_unlogged = 0
+            self._dropped_logged_at = now
 
     def reply_targets(self, requester: C, channel_id: str, topic: str) -> Iterable[tuple[C, int]]:
         """Where a reply on ``topic`` goes, with its QoS: to the requesting connection when
