@@ -94,7 +94,11 @@ def test_import_interrupted_again_and_again(
         "--checkpoint", str(cp_path), "--reject", str(rej_path),
     )  # fmt: skip
 
-    def advance(since: int, by: int) -> int:
+    def advance(by: int) -> int:
+        """Let the running importer store ``by`` more rows than its checkpoint says now
+        (a resumed importer starts from a checkpoint that may already be past any row
+        count the test saw: counting from it would not wait for the importer at all)."""
+        since = rows_done(cp_path)
         return int(
             wait_for(
                 lambda: rows_done(cp_path) >= since + by and rows_done(cp_path), 60, f"{by} rows"
@@ -103,25 +107,25 @@ def test_import_interrupted_again_and_again(
 
     # 1. SIGKILL of the importer
     p = start_import(hub, env, src, log, *opts)
-    done1 = advance(0, 2500)
+    advance(2500)
     p.kill()
     assert p.wait() == -signal.SIGKILL
 
     # 2. the hub is killed and comes back under a running importer; then SIGKILL again
     p = start_import(hub, env, src, log, *opts)
-    done2 = advance(done1, 2500)
+    advance(2500)
     hub.kill()
     hub.start()
-    done2 = advance(done2, 2500)
+    advance(2500)
     p.kill()
     p.wait()
 
     # 3. a graceful hub restart under it, then Ctrl-C
     p = start_import(hub, env, src, log, *opts)
-    done3 = advance(done2, 2500)
+    advance(2500)
     hub.restart()
     # interrupt as soon as it is going again: the rest of the file must still be ahead
-    done3 = advance(done3, 100)
+    advance(100)
     assert p.poll() is None, "the import ended before it could be interrupted"
     p.send_signal(signal.SIGINT)
     assert p.wait(timeout=30) == 130, log.read_text()[-3000:]
