@@ -183,6 +183,20 @@ class Pipeline:
             result.wire = await self._encode_raw(product_key, result, origin, topic)
         return result
 
+    def check(self, request: dict[str, Any], *, org_id: str, product_key: str) -> Result:
+        """What ``handle`` would answer a request a parsing script made for
+        ``product_key``, without storing anything (the scripts' debug run)."""
+        origin = Origin(org_id=org_id, channel_id="", products=(product_key,))
+        now = int(time.time() * 1000)
+        if "id" not in request:
+            request = {**request, "id": "unknown"}
+        try:
+            result = self._prepare(b"", None, product_key, origin, now, request)
+        except Refused as e:
+            result = Result(request.get("id"), e.reply_code, e.message)
+        result.batch = None
+        return result
+
     async def _decode_raw(self, product_key: str, payload: bytes) -> dict[str, Any]:
         if len(payload) > self.max_message_size:
             raise Refused(
