@@ -534,6 +534,8 @@ BAD: list[tuple[str, int | None, int]] = [
     ("10 0e 00 04 4d 51 54 54 04 02 00 3c 00 01 78 00", None, 0x81),  # trailing byte
     ("10 0d 00 04 4d 51 54 54 04 02 00 3c 00 01 00", None, 0x81),  # U+0000 client id
     ("10 0d 00 04 41 42 43 44 04 02 00 3c 00 01 78", None, 0x84),  # protocol "ABCD"
+    ("10 0d 00 04 4d 51 54 54 03 02 00 3c 00 01 78", None, 0x84),  # "MQTT" level 3
+    ("10 0f 00 06 4d 51 49 73 64 70 04 02 00 3c 00 01 78", None, 0x84),  # "MQIsdp" level 4
     (
         "10 13 00 04 4d 51 54 54 04 06 00 3c 00 01 78 00 01 2b 00 01 61",
         None,

@@ -21,6 +21,7 @@ from headrace.proto.mqtt import (
     DisconnectReceived,
     Event,
     PingReceived,
+    ProtocolViolation,
     PublishAcked,
     PublishReceived,
     ServerConnection,
@@ -252,5 +253,21 @@ def test_paho_v5_properties() -> None:
 
         h.server.disconnect(0x8B)
         h.pump()
+    finally:
+        h.close()
+
+
+def test_paho_v5_authentication_method_is_refused_0x8c() -> None:
+    h = Harness(5)
+    try:
+        connect_props = PahoProperties(PacketTypes.CONNECT)
+        connect_props.AuthenticationMethod = "SCRAM-SHA-1"
+        connect_props.AuthenticationData = b"client-first"
+        h.client.connect("localhost", 1883, keepalive=30, properties=connect_props)
+        events = h.pump()
+        assert len(events) == 1 and isinstance(events[0], ProtocolViolation)
+        assert events[0].reason_code == 0x8C
+        assert h.calls == [("connect", (False, 0x8C))]  # Bad authentication method
+        assert not h.client.is_connected()
     finally:
         h.close()

@@ -39,6 +39,7 @@ from headrace.proto.mqtt import (
     Subscription,
     UnsubAck,
     UnsubAckReceived,
+    Unsubscribe,
     UnsubscribeRequested,
     encode,
 )
@@ -190,6 +191,37 @@ def test_unsupported_protocol_level_gets_connack_1() -> None:
     assert server.data_to_send() == bytes.fromhex("20 02 00 01")
 
 
+def test_mqtt_named_level_3_is_not_a_protocol() -> None:
+    # 3.1 is "MQIsdp" level 3; "MQTT" level 3 names no protocol: return code 1, closed.
+    server = ServerConnection(LIMIT)
+    connect = encode(Connect("c", protocol_name="MQTT", protocol_level=3), 4)
+    events = server.receive_data(connect + encode(Publish("t", b"x"), 4))
+    assert len(events) == 1 and isinstance(events[0], ProtocolViolation)
+    assert events[0].reason_code == 0x84
+    assert server_packets(server.data_to_send(), 4) == [ConnAck(False, 1)]
+    assert server.state is ConnectionState.CLOSED
+    assert server.receive_data(encode(Publish("t", b"x"), 4)) == []
+
+
+def test_v5_connect_with_an_authentication_method_gets_0x8c() -> None:
+    # No enhanced authentication is supported: CONNACK 0x8C, closed, nothing processed.
+    client = ClientConnection(5)
+    server = ServerConnection(LIMIT)
+    client.connect("c", properties={"authentication_method": "SCRAM-SHA-1"})
+    client.publish("t", b"early", 1)
+    events = server.receive_data(client.data_to_send())
+    assert len(events) == 1 and isinstance(events[0], ProtocolViolation)
+    assert events[0].reason_code == 0x8C
+    data = server.data_to_send()
+    assert server_packets(data, 5) == [ConnAck(False, 0x8C)]
+    assert server.state is ConnectionState.CLOSED
+    with pytest.raises(RuntimeError):
+        server.accept()
+    (ack,) = client.receive_data(data)
+    assert isinstance(ack, ConnAckReceived) and ack.reason_code == 0x8C
+    assert client.state is ConnectionState.CLOSED
+
+
 def test_packets_behind_connect_wait_for_accept() -> None:
     server = ServerConnection(LIMIT)
     data = encode(Connect("c"), 4) + encode(Publish("t/1", b"early", 1, packet_id=1), 4)
@@ -198,6 +230,30 @@ def test_packets_behind_connect_wait_for_accept() -> None:
     assert server.receive_data(encode(Publish("t/2", b"later"), 4)) == []
     events = server.accept()
     assert [(e.topic, e.payload) for e in events] == [("t/1", b"early"), ("t/2", b"later")]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_garbage_behind_connect_waits_for_the_answer(version: int) -> None:
+    # Found by tests/unit/test_fuzz_mqtt.py: a bad packet read together with the CONNECT
+    # closed the connection at once, so the caller's answer to ConnectRequested raised.
+    connect = encode(Connect("c"), version)
+    publish = encode(Publish("t/1", b"early", 1, packet_id=1), version)
+    server = ServerConnection(LIMIT)
+    events = server.receive_data(connect + publish + b"\x00\x00")
+    assert [type(e) for e in events] == [ConnectRequested]
+    assert server.state is ConnectionState.AWAIT_ACCEPT
+    events = server.accept()
+    assert [type(e) for e in events] == [PublishReceived, ProtocolViolation]
+    assert server.state is ConnectionState.CLOSED
+    ack, *rest = server_packets(server.data_to_send(), version)
+    assert isinstance(ack, ConnAck) and ack.reason_code == 0
+    assert rest == ([Disconnect(0x81)] if version == 5 else [])
+    refused = ServerConnection(LIMIT)
+    refused.receive_data(connect + b"\x00\x00")
+    refused.refuse(0x87)
+    refusal = ConnAck(False, 0x87 if version == 5 else 5)
+    assert server_packets(refused.data_to_send(), version) == [refusal]
+    assert refused.receive_data(b"") == []
 
 
 def test_refused_client_gets_nothing_processed() -> None:
@@ -517,6 +573,25 @@ def test_session_state_is_plain_data() -> None:
 
 
 # -------------------------------------------------------------- subscribe and ping
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(
+    "second", [Subscribe(1, [Subscription("b", 0)]), Unsubscribe(1, ["b"])], ids=["sub", "unsub"]
+)
+def test_a_packet_id_awaiting_its_ack_is_in_use(version: int, second: Packet) -> None:
+    # Found by tests/unit/test_fuzz_mqtt.py: two requests with one id in one read asked
+    # for two answers the connection could not give (the second suback raised).
+    server = raw_client(version)
+    first = encode(Subscribe(1, [Subscription("a", 0)]), version)
+    events = server.receive_data(first + encode(second, version))
+    assert [type(e) for e in events] == [SubscribeRequested, ProtocolViolation]
+    assert events[1].reason_code == 0x91  # type: ignore[attr-defined]
+    assert server.state is ConnectionState.CLOSED
+    server.suback(1, [0])  # the answer due is a no-op now, not an error
+    assert server_packets(server.data_to_send(), version) == (
+        [Disconnect(0x82)] if version == 5 else []
+    )
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -580,6 +580,41 @@ def test_worker_crash_is_survived_and_repeat_offenders_are_refused(pk):
         assert engine.raw_to_json(pk, 2, ECHO, b"") == "[]"  # a new version is welcome
 
 
+def test_checks_count_strikes_in_a_worker_of_their_own(pk):
+    redos = "function rawDataToJsonStr(r) { return '' + /^(a+)+$/.test('a'.repeat(40) + '!'); }"
+    with ScriptEngine(busy_timeout_s=0.5, workers=1) as engine:
+        assert calls(engine, pk + "-other") == 1
+        hung: list[ScriptError] = []
+
+        def strike_out() -> None:
+            for _ in range(3):
+                hung.append(fails(engine.debug_run, redos, b"", owner=pk))
+
+        thread = threading.Thread(target=strike_out)
+        thread.start()
+        time.sleep(0.1)
+        served = 0
+        while thread.is_alive():  # the products' worker serves on meanwhile
+            started = time.perf_counter()
+            calls(engine, pk + "-other")
+            assert time.perf_counter() - started < 0.2
+            served += 1
+        thread.join()
+        assert served > 10
+        assert [(e.kind, "restarted" in e.message) for e in hung] == [("time", True)] * 3
+        started = time.perf_counter()
+        for check in (engine.debug_run, lambda s, r, **kw: engine.compile(s, **kw)):
+            err = fails(check, redos, b"", owner=pk)
+            assert (err.kind, err.message.startswith("script refused")) == ("time", True)
+        assert time.perf_counter() - started < 0.05
+        # another product's checks, another source and a changed script are not refused
+        assert fails(engine.debug_run, redos, b"", owner=pk + "-b").kind == "time"
+        assert engine.debug_run(ECHO, b"\x01", owner=pk)["output"] == [1]
+        engine.discard(pk)
+        assert fails(engine.debug_run, redos, b"", owner=pk).kind == "time"
+        assert engine.raw_to_json(pk, 1, redos.replace("40", "4"), b"") == "false"
+
+
 def test_memory_bombs_never_take_down_the_host(pk):
     # Hitting the memory limit has crashed QuickJS (~2% of object-heavy bombs); the
     # worker absorbs it. Sizes vary so the limit is hit at different points.

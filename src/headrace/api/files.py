@@ -96,7 +96,15 @@ async def _chunks(f: BinaryIO, length: int) -> AsyncIterator[bytes]:
 def content_response(
     hub_blobs_path: os.PathLike[str] | str, rec: FileRecord, range_header: str | None
 ) -> Response[Any]:
-    """The file's bytes (or the asked range of them) as a streamed response."""
+    """The file's bytes (or the asked range of them) as a streamed response.
+
+    The download is named by the base name of the client's file name only (no path, no
+    control or format characters such as direction overrides; the file id when nothing
+    is left), as RFC 6266 ``filename*`` in percent-encoded UTF-8."""
+    base = rec.originalFilename.replace("\\", "/").rpartition("/")[2]
+    name = "".join(c if c.isprintable() else " " if c.isspace() else "" for c in base).strip()
+    if not name.strip("."):
+        name = rec.id
     try:
         f = open(hub_blobs_path, "rb")  # noqa: SIM115 - closed by the stream
     except FileNotFoundError:
@@ -104,7 +112,7 @@ def content_response(
     size = os.fstat(f.fileno()).st_size
     headers = {
         "Accept-Ranges": "bytes",
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(rec.originalFilename)}",
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
         "X-Content-Type-Options": "nosniff",
         "ETag": f'"{rec.sha256}"',
     }

@@ -45,8 +45,9 @@ class ScriptEngine:
     until the version changes or :meth:`discard` is called.
 
     ``isolation="process"`` (default): contexts live in ``workers`` sandbox processes
-    (worker.py); a script that crashes QuickJS or hangs in native code costs a worker
-    restart (``kind="crash"`` / ``"time"``), and after 3 such strikes that script version
+    (worker.py), checks (``compile``, ``debug_run``) run in one more; a script that
+    crashes QuickJS or hangs in native code costs a worker restart (``kind="crash"`` /
+    ``"time"``), and after 3 such strikes that script version (for checks: that source)
     is refused. ``isolation="none"``: contexts live in this process -- faster, but such a
     script can crash or stall the hub; for tests and trusted scripts only.
 
@@ -119,18 +120,19 @@ class ScriptEngine:
         assert result is None or isinstance(result, bytes)
         return result
 
-    def compile(self, source: str) -> None:
-        """:func:`compile_script` with this engine's limits and isolation."""
-        self._check(source, None)
+    def compile(self, source: str, *, owner: str = "") -> None:
+        """:func:`compile_script` with this engine's limits and isolation. ``owner`` (a
+        product key) is who a check that crashes or hangs its worker strikes against."""
+        self._check(source, None, owner)
 
-    def debug_run(self, source: str, raw: bytes) -> dict[str, Any]:
+    def debug_run(self, source: str, raw: bytes, *, owner: str = "") -> dict[str, Any]:
         """:func:`debug_run` with this engine's limits and isolation (a fresh context;
-        nothing cached)."""
-        return _debug_result(*self._check(source, raw))
+        nothing cached); ``owner`` as for :meth:`compile`."""
+        return _debug_result(*self._check(source, raw, owner))
 
-    def _check(self, source: str, raw: bytes | None) -> tuple[str | None, float]:
+    def _check(self, source: str, raw: bytes | None, owner: str) -> tuple[str | None, float]:
         if self._pool is not None:
-            result: tuple[str | None, float] = self._pool.check(self.limits, source, raw)
+            result: tuple[str | None, float] = self._pool.check(self.limits, source, raw, owner)
             return result
         return check_script(source, raw, self.limits)
 

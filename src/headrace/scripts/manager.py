@@ -5,7 +5,9 @@ last ``KEEP_VERSIONS``) and which one is current. Saving compiles the source fir
 a script with a syntax error or without ``rawDataToJsonStr`` never becomes current.
 Scripts run in the sandbox's worker processes (a QuickJS crash or a runaway in native
 code costs a worker restart, never the hub), called from a small thread pool so the
-event loop never waits; calls of one product are serialized by the engine.
+event loop never waits; calls of one product are serialized by the engine. Checks
+(compiling on save, debug runs) have a thread pool and a worker of their own: a hostile
+script under test holds up other checks at most, never the decoding of data.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -65,6 +68,9 @@ class ScriptManager:
         )
         self.scripts: dict[str, ProductScripts] = {}
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="headrace-script")
+        self._check_pool = ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="headrace-script-check"
+        )
 
     def load(self) -> None:
         dec = msgspec.json.Decoder(ProductScripts)
@@ -74,10 +80,22 @@ class ScriptManager:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._check_pool.shutdown(wait=False, cancel_futures=True)
         self.engine.close()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def _check(self, source: str, raw: bytes | None, product_key: str) -> Any:
+        """Compile ``source`` (raw None) or debug-run it on ``raw``, in the checks' pool;
+        a run that crashes or hangs its worker strikes against the product's checks."""
+        engine = self.engine
+        call = (
+            partial(engine.compile, source, owner=product_key)
+            if raw is None
+            else partial(engine.debug_run, source, raw, owner=product_key)
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._check_pool, call)
 
     # -- management ------------------------------------------------------------------
 
@@ -108,7 +126,7 @@ class ScriptManager:
         self.registry.product(org_id, product_key)
         if not source.strip():
             raise ValidationFailed("the script is empty", field="body")
-        await self._run(self.engine.compile, source)
+        await self._check(source, None, product_key)
         old = self.scripts.get(product_key)
         ps = old or ProductScripts(productKey=product_key)
         number = max((v.version for v in ps.versions), default=0) + 1
@@ -142,7 +160,7 @@ class ScriptManager:
             self.registry.product(org_id, product_key)
         started = time.perf_counter()
         try:
-            result: dict[str, Any] = await self._run(self.engine.debug_run, source, raw)
+            result: dict[str, Any] = await self._check(source, raw, product_key)
         except ScriptError as e:
             out: dict[str, Any] = {
                 "ok": False,

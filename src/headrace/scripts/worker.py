@@ -9,14 +9,23 @@ a worker whose call has run longer than ``busy_timeout_s``.
 Each product is routed to one worker (stable hash), so its calls stay serialized and its
 context lives in one place. A worker answers one request at a time: a product sharing a
 worker with a runaway script waits for that script's time limit (or, for code stuck in C,
-for the watchdog). A worker is ``python -c '...worker import main; main()'`` (no multiprocessing:
+for the watchdog). Checks of a script (compiling it when saved, debug runs on sample
+bytes) run in a worker of their own, so a script under test never holds up products'
+calls. A worker is ``python -c '...worker import main; main()'`` (no multiprocessing:
 its spawn re-imports the host's main module); the wire is its stdin/stdout carrying
 length-prefixed pickled tuples, and the script source is only sent when the worker does
 not hold that product's version yet.
+
+Strikes: a call that crashes or hangs its worker is a strike against the product's script
+version; a check that does is a strike against the product's checks of that source (a
+debug sample is not production data, so it does not count against the version in use).
+After ``MAX_STRIKES`` the version, or the source, is refused without running until the
+product's script changes (saved, rolled back or deleted).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import signal
@@ -40,11 +49,15 @@ from .sandbox import (
     check_script,
 )
 
-# A product whose calls crash or hang its worker this many times is refused (for that
-# script version) instead of restarting workers forever.
+# A product whose calls (or checks of one source) crash or hang their worker this many
+# times is refused (for that script version, or that source) instead of restarting
+# workers forever.
 MAX_STRIKES = 3
 
 Reply = tuple[Any, ...]
+StrikeKey = tuple[str, ScriptVersion | tuple[str, str]]
+"""(product key, script version) for calls, (product key, ("check", sha-256 of the
+source)) for checks."""
 
 
 # -- the wire --------------------------------------------------------------------------------
@@ -233,11 +246,11 @@ class WorkerPool:
         self._workers = [
             _Worker(f"headrace-script-{i}", limits, per_worker) for i in range(workers)
         ]
+        self._checker = _Worker("headrace-script-check", limits, 1)
         self._lock = threading.Lock()
-        self._strikes: dict[tuple[str, ScriptVersion], int] = {}
-        self._refused: dict[str, tuple[ScriptVersion, ScriptError]] = {}
+        self._strikes: dict[StrikeKey, int] = {}
+        self._refused: dict[StrikeKey, ScriptError] = {}
         self._discarded: set[str] = set()
-        self._next = 0
         self._watchdog: threading.Thread | None = None
         self._stop_watchdog = threading.Event()
 
@@ -247,9 +260,8 @@ class WorkerPool:
         return zlib.crc32(product_key.encode("utf-8", "surrogatepass")) % len(self._workers)
 
     def call(self, op: int, product_key: str, version: ScriptVersion, source: str, arg: Any) -> Any:
-        refused = self._refused.get(product_key)
-        if refused is not None and refused[0] == version:
-            raise refused[1].copy()
+        key: StrikeKey = (product_key, version)
+        self._raise_if_refused(key)
         worker = self._workers[self.route(product_key)]
         with self._acquire(worker, product_key):
             with self._lock:
@@ -269,38 +281,43 @@ class WorkerPool:
                 try:
                     reply = worker.exchange(request)
                 except _WorkerLost as lost:
-                    raise self._strike(product_key, version, op, lost.killed) from None
+                    error = self._lost_error(FUNCTION_NAMES[op], lost.killed)
+                    raise self._strike(key, error, "upload a new version") from None
                 if reply[0] == "need_source" and not send_source:
                     send_source = True  # the worker dropped it (LRU): send it again
                     continue
                 worker.known[product_key] = version
                 return _unpack(reply)
 
-    def check(self, limits: ScriptLimits, source: str, raw: bytes | None) -> Any:
-        with self._lock:
-            worker = self._workers[self._next % len(self._workers)]
-            self._next += 1
+    def check(self, limits: ScriptLimits, source: str, raw: bytes | None, owner: str = "") -> Any:
+        """Build ``source`` (and run it on ``raw``) in a fresh context, in the checker
+        worker; strikes count against ``owner``'s (a product key's) checks of it."""
+        digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+        key: StrikeKey = (owner, ("check", digest))
+        self._raise_if_refused(key)
+        worker = self._checker
         with self._acquire(worker, "(script check)"):
             try:
                 reply = worker.exchange(("check", _limits_args(limits), source, raw))
             except _WorkerLost as lost:
-                raise self._lost_error("script", lost.killed) from None
+                error = self._lost_error("script", lost.killed)
+                raise self._strike(key, error, "change the script") from None
             return _unpack(reply)
 
     def discard(self, product_key: str) -> None:
         """Never blocks (the manager calls it on the event loop): the worker is told to
         drop its context with the product's next call."""
         with self._lock:
-            self._refused.pop(product_key, None)
-            for key in [key for key in self._strikes if key[0] == product_key]:
-                del self._strikes[key]
+            for table in (self._strikes, self._refused):
+                for key in [key for key in table if key[0] == product_key]:
+                    del table[key]
             self._discarded.add(product_key)
 
     def close(self) -> None:
         with self._lock:
             self._stop_watchdog.set()
             self._watchdog = None
-        for worker in self._workers:
+        for worker in (*self._workers, self._checker):
             with worker.lock:
                 worker.stop()
 
@@ -327,22 +344,21 @@ class WorkerPool:
             kind="crash",
         )
 
-    def _strike(
-        self, product_key: str, version: ScriptVersion, op: int, killed: bool
-    ) -> ScriptError:
-        error = self._lost_error(FUNCTION_NAMES[op], killed)
+    def _raise_if_refused(self, key: StrikeKey) -> None:
+        refused = self._refused.get(key)
+        if refused is not None:
+            raise refused.copy()
+
+    def _strike(self, key: StrikeKey, error: ScriptError, remedy: str) -> ScriptError:
+        """Count ``error`` (a lost worker) against ``key``; returns it."""
         with self._lock:
-            key = (product_key, version)
             strikes = self._strikes.get(key, 0) + 1
             self._strikes[key] = strikes
             if strikes >= MAX_STRIKES:
-                self._refused[product_key] = (
-                    version,
-                    ScriptError(
-                        f"script refused: it crashed or hung its sandbox {strikes} times "
-                        f"(last: {error.message}); upload a new version",
-                        kind=error.kind,
-                    ),
+                self._refused[key] = ScriptError(
+                    f"script refused: it crashed or hung its sandbox {strikes} times "
+                    f"(last: {error.message}); {remedy}",
+                    kind=error.kind,
                 )
         return error
 
@@ -362,7 +378,7 @@ class WorkerPool:
         interval = min(0.1, self.busy_timeout_s / 10)
         while not stop.wait(interval):
             now = time.monotonic()
-            for worker in self._workers:
+            for worker in (*self._workers, self._checker):
                 worker.watch(now, self.busy_timeout_s)
 
 

@@ -104,7 +104,9 @@ _REQUIRED_FLAGS: dict[int, int] = {int(t): 0 for t in PacketType}
 _REQUIRED_FLAGS[PacketType.PUBREL] = 2
 _REQUIRED_FLAGS[PacketType.SUBSCRIBE] = 2
 _REQUIRED_FLAGS[PacketType.UNSUBSCRIBE] = 2
-_PROTOCOLS = {("MQTT", 4): 4, ("MQTT", 5): 5, ("MQIsdp", 3): 4, ("MQTT", 3): 4}
+# (protocol name, level) -> the version served: 3.1 is "MQIsdp" level 3, wire-compatible
+# with 3.1.1 after CONNECT; "MQTT" level 3 names no protocol.
+_PROTOCOLS = {("MQTT", 4): 4, ("MQTT", 5): 5, ("MQIsdp", 3): 4}
 
 
 def _malformed(message: str) -> MQTTProtocolError:

@@ -239,7 +239,9 @@ class Connection:
             return
         self._process(packets, events)
         error = self._parser.error
-        if error is not None:
+        # Behind a CONNECT awaiting its answer (server), the error waits in the parser
+        # like the packets before it: accept() surfaces it, refuse() drops it.
+        if error is not None and self.state is not ConnectionState.AWAIT_ACCEPT:
             self._violation(error.reason_code, error.message, events)
 
     def _process(self, packets: Iterable[Packet], events: list[Event]) -> None:

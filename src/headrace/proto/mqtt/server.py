@@ -47,6 +47,11 @@ class ServerConnection(Connection):
     Maximum). ``receive_maximum``: incoming QoS 1/2 messages a 5.0 client may have
     unacknowledged (advertised; exceeding it is a violation); 3.1.1 clients cannot be
     told, so watch ``unacked_count``. ``topic_alias_maximum``: aliases 5.0 clients may use.
+
+    Refused by the connection itself (CONNACK, CLOSED, ``ProtocolViolation``): a protocol
+    name or level it does not serve (3.1.1 return code 1), a 5.0 CONNECT naming an
+    authentication method (0x8C: no enhanced authentication is supported), a 3.1.1
+    empty client id without clean session (return code 2).
     """
 
     def __init__(
@@ -136,8 +141,8 @@ class ServerConnection(Connection):
         deferred, self._deferred_packets = self._deferred_packets, []
         self._process(deferred, events)
         data, self._deferred_data = self._deferred_data, bytearray()
-        if data and self.state is not ConnectionState.CLOSED:
-            self._feed(data, events)
+        if self.state is not ConnectionState.CLOSED:
+            self._feed(data, events)  # b"" too: an error read behind the CONNECT surfaces
         return events
 
     def refuse(self, reason: int, *, properties: Properties | None = None) -> None:
@@ -241,29 +246,54 @@ class ServerConnection(Connection):
         self.keepalive = p.keepalive
         if self.version == 5:
             props = p.properties
+            if "authentication_method" in props:
+                # 5.0 3.1.2.11.9: we support no enhanced authentication method.
+                self._refuse_connect(
+                    ReasonCode.BAD_AUTHENTICATION_METHOD,
+                    "enhanced authentication is not supported",
+                    events,
+                )
+                return
             self._take_peer_limits(props)
-            self._enhanced_auth = "authentication_method" in props
         elif not p.client_id and not p.clean_start:
             # 3.1.1 3.1.3.1: an empty client id needs a clean session.
-            self._send(ConnAck(False, 2))
-            self.state = ConnectionState.CLOSED
-            events.append(
-                ProtocolViolation(
-                    ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
-                    "empty client id without clean session",
-                )
+            self._refuse_connect(
+                ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
+                "empty client id without clean session",
+                events,
             )
             return
         self.state = ConnectionState.AWAIT_ACCEPT
         events.append(ConnectRequested(p))
 
+    def _refuse_connect(self, reason: ReasonCode, message: str, events: list[Event]) -> None:
+        """Refuse a CONNECT on the protocol's own grounds (the application never sees
+        it): CONNACK with ``reason`` in the client's version, closed, a violation."""
+        self._send(ConnAck(False, connack_code_for(reason, self.version or 4)))
+        self.state = ConnectionState.CLOSED
+        events.append(ProtocolViolation(reason, message))
+
     def _on_subscribe(self, p: Subscribe, events: list[Event]) -> None:
+        if self._id_in_use(p.packet_id, events):
+            return
         self._pending_subscribes[p.packet_id] = len(p.subscriptions)
         events.append(SubscribeRequested(p.packet_id, p.subscriptions, p.properties))
 
     def _on_unsubscribe(self, p: Unsubscribe, events: list[Event]) -> None:
+        if self._id_in_use(p.packet_id, events):
+            return
         self._pending_unsubscribes[p.packet_id] = len(p.topic_filters)
         events.append(UnsubscribeRequested(p.packet_id, p.topic_filters, p.properties))
+
+    def _id_in_use(self, packet_id: int, events: list[Event]) -> bool:
+        """A (UN)SUBSCRIBE whose id still awaits our answer (2.2.1): a violation, since
+        the caller owes one answer per id."""
+        if packet_id in self._pending_subscribes or packet_id in self._pending_unsubscribes:
+            self._violation(
+                ReasonCode.PACKET_IDENTIFIER_IN_USE, f"packet id {packet_id} is in use", events
+            )
+            return True
+        return False
 
     def _on_pingreq(self, p: PingReq, events: list[Event]) -> None:
         self._send(PingResp())
