@@ -54,3 +54,27 @@ ITEMS: dict[str, msgspec.json.Decoder[Any]] = {
 
 
 encode = msgspec.json.Encoder().encode
+
+
+TOO_DEEP = "JSON nested too deeply"
+
+
+def decode_envelope(payload: bytes) -> Envelope:
+    """The request's envelope; raises msgspec's DecodeError or ValidationError only
+    (msgspec decodes nesting up to the interpreter's recursion limit, then raises
+    RecursionError: deeper JSON is the client's error like any other malformed JSON)."""
+    try:
+        return ENVELOPE.decode(payload)
+    except RecursionError:
+        raise msgspec.DecodeError(TOO_DEEP) from None
+
+
+def decode_items(method: str, params: bytes | msgspec.Raw | Any) -> list[Item]:
+    """The items of a request of ``method``: from raw JSON (``params`` of the envelope),
+    or converted from Python values (what a parsing script returned)."""
+    try:
+        if isinstance(params, bytes | msgspec.Raw):
+            return ITEMS[method].decode(params)  # type: ignore[no-any-return]
+        return msgspec.convert(params, type=ITEMS[method].type)  # type: ignore[no-any-return]
+    except RecursionError:
+        raise msgspec.DecodeError(TOO_DEEP) from None

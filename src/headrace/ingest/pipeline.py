@@ -41,7 +41,7 @@ from ..proto.enos import (
 )
 from ..state.registry import DeviceEntry, Registry
 from ..store.base import Store, WriteBatch
-from .messages import ENVELOPE, ITEMS, Envelope, Item
+from .messages import Envelope, Item, decode_envelope, decode_items
 from .messages import encode as json_encode
 from .ratelimit import RateLimiter
 
@@ -99,8 +99,6 @@ class RawCodec(Protocol):
 
 
 StoredHook = Callable[[Result, Origin], Awaitable[None] | None]
-
-_TOO_DEEP = "JSON nested too deeply"
 
 # a rate-limited sender's refusals are written to its message log at most this often
 _RATE_LOG_INTERVAL = 1.0
@@ -300,8 +298,8 @@ class Pipeline:
         if request is not None:
             return request.get("id")
         try:
-            return ENVELOPE.decode(payload).id
-        except (msgspec.DecodeError, ValueError, RecursionError):
+            return decode_envelope(payload).id
+        except (msgspec.DecodeError, ValueError):
             return None
 
     def _prepare(
@@ -329,11 +327,9 @@ class Pipeline:
                     isRealtimeIntegration=request.get("isRealtimeIntegration"),
                 )
             else:
-                env = ENVELOPE.decode(payload)
+                env = decode_envelope(payload)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise Refused(REPLY_BAD_JSON, f"payload is not a valid JSON request: {e}") from None
-        except RecursionError:  # msgspec decodes nesting up to the interpreter's limit
-            raise Refused(REPLY_BAD_JSON, _TOO_DEEP) from None
         rid = env.id
         if not isinstance(env.method, str) or env.method not in METHODS:
             return Result(rid, REPLY_UNKNOWN_METHOD, f"unknown method {env.method!r}")
@@ -345,17 +341,13 @@ class Pipeline:
             )
         try:
             if request is not None:
-                items: list[Item] = msgspec.convert(
-                    request.get("params"), type=ITEMS[env.method].type
-                )
+                items = decode_items(env.method, request.get("params"))
             else:
                 if not env.params:
                     return Result(rid, REPLY_BAD_JSON, "params is missing")
-                items = ITEMS[env.method].decode(env.params)
+                items = decode_items(env.method, env.params)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             return Result(rid, REPLY_BAD_JSON, f"params: {e}")
-        except RecursionError:
-            return Result(rid, REPLY_BAD_JSON, f"params: {_TOO_DEEP}")
         if not items:
             return Result(rid, REPLY_EMPTY, "params is empty")
         realtime = origin.realtime
