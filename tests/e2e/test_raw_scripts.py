@@ -223,6 +223,12 @@ def test_script_management_and_rollback(shared_api: httpx.Client, env: RawEnv) -
     r = api.post(base + "/debug", json={"hex": sample(0, 1).hex()})
     assert r.json()["ok"] is True and r.json()["output"]["params"][0]["measurepoints"]["d"] == 201
     assert r.json()["durationMs"] >= 0
+    assert r.json()["reply"] == {"id": "raw1", "code": 200, "message": "success", "data": {}}
+    # output the hub would refuse is not "ok": the debug run says what the reply would be
+    poison = DECODER.replace("time: 1700000000000 + b[1] * 1000", "time: Math.pow(2, 63)")
+    r = api.post(base + "/debug", json={"hex": sample(0, 1).hex(), "source": poison})
+    assert r.status_code == 200 and r.json()["ok"] is False, r.text
+    assert r.json()["reply"]["code"] == 1220 and "time" in r.json()["error"]
     back = api.post(base + "/rollback", json={"version": before["version"]}).json()
     assert back["version"] == before["version"]
     import base64

@@ -11,6 +11,7 @@ from litestar import Request, Router, delete, get, post, put
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..errors import ValidationFailed
+from ..proto.enos import REPLY_DEVICE_NOT_FOUND, REPLY_NO_PERMISSION, REPLY_OK
 from ..scripts.manager import ProductScripts
 from .common import admin_guard
 from .services import services
@@ -84,7 +85,23 @@ async def debug_script(
         raise ValidationFailed(
             "sample is not valid hex/base64", field="hex" if data.hex else "base64"
         ) from None
-    return await services(request).scripts.debug(org_id, product_key, raw, data.source)
+    svc = services(request)
+    out = await svc.scripts.debug(org_id, product_key, raw, data.source)
+    if out.get("ok") and isinstance(out.get("output"), dict):
+        # what the pipeline would answer the output (model, devices, ranges), not stored
+        checked = svc.pipeline.check(out["output"], org_id=org_id, product_key=product_key)
+        out["reply"] = checked.reply()
+        # unknown devices are the sample's business, not the script's: "ok" stays
+        codes = {checked.code} | {e["code"] for e in checked.errors}
+        wrong = codes - {REPLY_OK, REPLY_DEVICE_NOT_FOUND, REPLY_NO_PERMISSION}
+        if wrong:
+            first = next(
+                (e for e in checked.errors if e["code"] in wrong),
+                {"code": checked.code, "message": checked.message},
+            )
+            out["ok"] = False
+            out["error"] = f"the hub would refuse this output: {first['code']} {first['message']}"
+    return out
 
 
 script_router = Router(
