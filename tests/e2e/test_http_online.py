@@ -47,6 +47,8 @@ def test_online_then_offline(shared_hub: HubProcess, shared_api: httpx.Client) -
     wait_for(lambda: shared_api.get(f"{base}/d0/online").json()["online"] is False)
     st = shared_api.get(f"{base}/d0/online").json()
     assert st["since"] - st["lastSeen"] >= 999  # went offline when the timeout ran out
+    # the state flips in memory first; its change record is written right after
+    wait_for(lambda: len(shared_api.get(f"{base}/d0/online/changes").json()["items"]) >= 2)
     changes = shared_api.get(f"{base}/d0/online/changes").json()["items"]
     assert [ch["online"] for ch in changes] == [True, False]
     assert (
