@@ -13,6 +13,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..state.accounts import AccountCreate, AccountUpdate, ServiceAccount
+from .admin import End, LogCursor, Start
 from .common import admin_guard, page, page_limit, read_log
 from .files import Cursor, Limit
 from .services import services
@@ -112,10 +113,10 @@ async def account_logs(
     org_id: str,
     app_key: str,
     kind: str = "",
-    start: int = 0,
-    end: int | None = None,
+    start: int = Start,
+    end: int | None = End,
     limit: int = Parameter(default=100, ge=1, le=1000),
-    cursor: int | None = None,
+    cursor: int | None = LogCursor,
 ) -> dict[str, Any]:
     """Message-log records of the account's integration requests, newest first."""
     svc = services(request)

@@ -9,6 +9,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..model.types import Device, Organization, Product, ThingModel
+from ..model.validate import INT64_MAX, INT64_MIN
 from ..state.registry import (
     DeviceCreate,
     DeviceUpdate,
@@ -23,6 +24,11 @@ from .services import services
 Req = Request[Any, Any, Any]
 Limit = Parameter(default=100, ge=1, le=1000)
 Cursor = Parameter(default="")
+# query integers the store compares with what it holds (SQLite INTEGER: int64): one out
+# of range is a 422 naming the parameter, not an OverflowError in the store (a 500)
+Start = Parameter(default=0, ge=INT64_MIN, le=INT64_MAX)  # ms
+End = Parameter(default=None, ge=INT64_MIN, le=INT64_MAX)  # ms
+LogCursor = Parameter(default=None, ge=INT64_MIN, le=INT64_MAX)  # a message-log record id
 
 
 # -- organizations ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from ..model.types import Channel
 from ..state.registry import ChannelCreate, ChannelUpdate
-from .admin import Cursor, Limit
+from .admin import Cursor, End, Limit, LogCursor, Start
 from .common import admin_guard, page, page_limit, read_log
 from .services import services
 
@@ -103,10 +103,10 @@ async def channel_logs(
     org_id: str,
     channel_id: str,
     kind: str = "",
-    start: int = 0,
-    end: int | None = None,
+    start: int = Start,
+    end: int | None = End,
     limit: int = Parameter(default=100, ge=1, le=1000),
-    cursor: int | None = None,
+    cursor: int | None = LogCursor,
 ) -> dict[str, Any]:
     """Message-log records, newest first: connection, payload and error records."""
     svc = services(request)

@@ -17,6 +17,7 @@ from litestar.params import Parameter, QueryParameter
 
 from ..errors import ValidationFailed
 from ..state.online import OnlineChange, OnlineState
+from .admin import End, Start
 from .common import admin_guard, page_limit
 from .files import BY_ASSET, BY_KEY, Cursor, Limit, admin_device
 from .services import services
@@ -65,8 +66,8 @@ async def device_online(request: Req) -> OnlineState:
 @get([BY_ASSET + "/online/changes", BY_KEY + "/online/changes"])
 async def device_online_changes(
     request: Req,
-    start: int = 0,
-    end: int | None = None,
+    start: int = Start,
+    end: int | None = End,
     limit: int = Parameter(default=100, ge=1, le=1000),
     cursor: str = Cursor,
 ) -> dict[str, Any]:

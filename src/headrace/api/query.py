@@ -6,6 +6,7 @@ Each route answers under ``/api/v1/orgs/{orgId}/devices/{assetId}/...`` and unde
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -14,8 +15,9 @@ from litestar import Request, Router, get
 from litestar.params import Parameter
 
 from ..errors import ValidationFailed
-from ..model.validate import CompiledModel
+from ..model.validate import INT64_MAX, INT64_MIN, CompiledModel
 from ..state.registry import DeviceEntry
+from .admin import End, Start
 from .common import admin_guard
 from .services import services
 
@@ -24,6 +26,7 @@ BY_ASSET = "/orgs/{org_id:str}/devices/{asset_id:str}"
 BY_KEY = "/orgs/{org_id:str}/products/{product_key:str}/devices/{device_key:str}"
 AGG_FUNCTIONS = ("min", "max", "avg", "sum", "count", "first", "last")
 NUMERIC = ("int", "float", "double", "timestamp", "enum", "bool")
+_TS = re.compile(r"-?[0-9]{1,19}")
 
 
 def _paths(suffix: str) -> list[str]:
@@ -61,6 +64,15 @@ def _range(start: int, end: int | None) -> tuple[int, int]:
     return start, end
 
 
+def _cursor(cursor: str) -> tuple[int, str]:
+    """``nextCursor``, ``<ts>:<point>``: ts an int64 in ASCII digits (``int()`` alone takes
+    other digits, and refuses over 4300 of them with a ValueError)."""
+    ts, _, name = cursor.partition(":")
+    if not _TS.fullmatch(ts) or not INT64_MIN <= int(ts) <= INT64_MAX or not name:
+        raise ValidationFailed("invalid cursor", field="cursor")
+    return int(ts), name
+
+
 def _out(model: CompiledModel, point: str, value: Any) -> Any:
     spec = model.measurepoint_specs.get(point)
     if spec is not None and spec.type == "bool" and isinstance(value, int):
@@ -72,8 +84,8 @@ def _out(model: CompiledModel, point: str, value: Any) -> Any:
 async def measurepoints(
     request: Req,
     points: str = "",
-    start: int = 0,
-    end: int | None = None,
+    start: int = Start,
+    end: int | None = End,
     limit: int = Parameter(default=1000, ge=1, le=10000),
     order: str = "asc",
     cursor: str = "",
@@ -84,12 +96,7 @@ async def measurepoints(
     start, end = _range(start, end)
     if order not in ("asc", "desc"):
         raise ValidationFailed("order must be asc or desc", field="order")
-    after = None
-    if cursor:
-        ts, _, name = cursor.partition(":")
-        if not ts.lstrip("-").isdigit() or not name:
-            raise ValidationFailed("invalid cursor", field="cursor")
-        after = (int(ts), name)
+    after = _cursor(cursor) if cursor else None
     rows = await services(request).store.query_samples(
         entry.id, names, start, end, limit, order == "desc", after
     )
@@ -110,9 +117,9 @@ async def measurepoints(
 @get(_paths("/measurepoints/aggregate"))
 async def aggregate(
     request: Req,
-    interval: int = Parameter(gt=0),
-    start: int = 0,
-    end: int | None = None,
+    interval: int = Parameter(gt=0, le=INT64_MAX),
+    start: int = Start,
+    end: int | None = End,
     points: str = "",
     fn: str = "avg",
 ) -> dict[str, Any]:
@@ -129,6 +136,8 @@ async def aggregate(
                 raise ValidationFailed(
                     f"{fn} needs numeric points; {n!r} is {spec.type}", field="points"
                 )
+    if end - start > INT64_MAX:  # the store's bucket (ts - start) / interval is int64
+        raise ValidationFailed("end - start must be at most 2**63 - 1 ms", field="end")
     if (end - start) // interval > 100_000:
         raise ValidationFailed(
             "too many buckets (over 100000); use a larger interval", field="interval"
@@ -174,8 +183,8 @@ async def attributes(request: Req) -> dict[str, Any]:
 @get(_paths("/events"))
 async def events(
     request: Req,
-    start: int = 0,
-    end: int | None = None,
+    start: int = Start,
+    end: int | None = End,
     limit: int = Parameter(default=1000, ge=1, le=10000),
 ) -> dict[str, Any]:
     entry, _model = _device(request)
