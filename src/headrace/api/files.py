@@ -63,13 +63,13 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
         return None
     first_s, last_s = first_s.strip(), last_s.strip()
     if not first_s:  # suffix: the last n bytes
-        if not last_s.isdigit():
+        if not _offset(last_s):
             return None
         n = int(last_s)
         if n == 0 or size == 0:
             return False
         return max(0, size - n), size - 1
-    if not first_s.isdigit() or (last_s and not last_s.isdigit()):
+    if not _offset(first_s) or (last_s and not _offset(last_s)):
         return None
     first = int(first_s)
     last = int(last_s) if last_s else size - 1
@@ -78,6 +78,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
     if first >= size:
         return False
     return first, min(last, size - 1)
+
+
+def _offset(text: str) -> bool:
+    """A byte offset as Range writes it: ASCII digits, at most 19 (int64); anything else
+    makes the header ignored (the whole file is sent), as RFC 9110 allows."""
+    return 0 < len(text) <= 19 and text.isascii() and text.isdigit()
 
 
 async def _chunks(f: BinaryIO, length: int) -> AsyncIterator[bytes]:
