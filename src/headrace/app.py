@@ -42,6 +42,8 @@ from .ingest.ratelimit import RateLimiter
 from .push.directory import EnterpriseDirectory
 from .push.fanout import Fanout
 from .scripts.manager import ScriptManager
+from .server.guard import raise_fd_limit
+from .server.http import HTTPEdge
 from .server.mqtt import MQTTServer
 from .server.noti import NotiServer
 from .server.tls import ensure_self_signed, server_context
@@ -261,6 +263,7 @@ class Hub:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):
                 pass
+        raise_fd_limit()  # every connection is a descriptor: the soft limit up to the hard one
         ports_file = self.data_dir / "ports.json"
         ports_file.unlink(missing_ok=True)  # a stale one would point to another process
         host = self.settings["http.host"]
@@ -272,7 +275,9 @@ class Hub:
             log_config=None,
             access_log=False,
             server_header=False,
-            http="httptools",
+            # httptools with header/body timeouts and connection caps (server/http.py)
+            http=HTTPEdge.from_settings(self.settings).protocol(),
+            ws="none",  # no WebSocket routes (an upgraded connection would leave our caps)
             timeout_graceful_shutdown=10,
         )
         config.load()

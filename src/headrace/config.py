@@ -42,6 +42,30 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("http.max_body", int, 1 * MiB, "Largest admin API request body in bytes (413 above)."),
     Setting(
+        "http.header_timeout",
+        float,
+        10.0,
+        "Seconds an HTTP connection has to send a request's complete headers, from connecting and from the end of the previous response; then it is closed.",
+    ),
+    Setting(
+        "http.body_timeout",
+        float,
+        30.0,
+        "Seconds an HTTP request body may go without a byte arriving; then the connection is closed.",
+    ),
+    Setting(
+        "http.max_connections",
+        int,
+        4096,
+        "Concurrent HTTP connections; a new one beyond it closes the oldest that has not sent a request yet, or is closed at once (0 = no cap).",
+    ),
+    Setting(
+        "http.max_pending",
+        int,
+        512,
+        "HTTP connections that have not sent the headers of a first request; a new one beyond it closes the oldest of them (0 = no cap).",
+    ),
+    Setting(
         "http.public_url",
         str,
         "",
@@ -98,6 +122,30 @@ SETTINGS: tuple[Setting, ...] = (
         "mqtt.connect_timeout", float, 10.0, "Seconds a new MQTT connection has to send CONNECT."
     ),
     Setting(
+        "mqtt.max_pending",
+        int,
+        1000,
+        "MQTT connections that have not logged in yet (besides mqtt.max_connections); a new one beyond it closes the oldest of them (0 = no cap).",
+    ),
+    Setting(
+        "mqtt.tls_handshake_timeout",
+        float,
+        10.0,
+        "Seconds a new MQTT/TLS connection has to complete its TLS handshake.",
+    ),
+    Setting(
+        "mqtt.login_failures",
+        int,
+        10,
+        "Failed MQTT logins from one address (IPv6: its /64) within mqtt.login_window after which its CONNECTs are refused (not authorized) without checking credentials (0 = no limit).",
+    ),
+    Setting(
+        "mqtt.login_window",
+        float,
+        60.0,
+        "Seconds over which mqtt.login_failures are counted, and for which an address that reached it is refused.",
+    ),
+    Setting(
         "mqtt.public_host", str, "", "Host name put in channel broker URLs; default mqtt.host."
     ),
     Setting("noti.host", str, "127.0.0.1", "Address the noti push service listens on."),
@@ -112,6 +160,42 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds of client silence after which a noti connection is closed.",
     ),
     Setting("noti.max_line", int, 64 * 1024, "Longest inbound noti line in bytes."),
+    Setting(
+        "noti.login_timeout",
+        float,
+        10.0,
+        "Seconds a new noti connection has to log in; then it is closed.",
+    ),
+    Setting(
+        "noti.handshake_timeout",
+        float,
+        10.0,
+        "Seconds a new noti connection has to complete its TLS handshake.",
+    ),
+    Setting(
+        "noti.max_connections",
+        int,
+        1000,
+        "Concurrent noti connections; a new one beyond it closes the oldest that has not logged in yet, or is closed at once (0 = no cap).",
+    ),
+    Setting(
+        "noti.max_pending",
+        int,
+        100,
+        "noti connections that have not logged in yet; a new one beyond it closes the oldest of them (0 = no cap).",
+    ),
+    Setting(
+        "noti.login_failures",
+        int,
+        10,
+        "Failed noti logins from one address (IPv6: its /64) within noti.login_window after which its logins are refused without checking credentials (0 = no limit).",
+    ),
+    Setting(
+        "noti.login_window",
+        float,
+        60.0,
+        "Seconds over which noti.login_failures are counted, and for which an address that reached it is refused.",
+    ),
     Setting(
         "push.retention_seconds",
         int,

@@ -100,8 +100,8 @@ def test_bad_prefetch_is_malformed_and_connection_stays(
 
 
 def test_heartbeat_before_and_after_login(shared_api: httpx.Client, t: Tenant, noti: Noti) -> None:
-    noti.ping()
-    assert noti.recv() == {"cmd": "enterprise_pong"}
+    noti.ping()  # before login: not logged in (a heartbeat does not keep a connection)
+    assert noti.recv() == {"cmd": "invalid_msg", "msg": "not logged in", "error_code": 4001}
     eid, secret = enterprise(shared_api, t)
     noti.login(eid, secret)
     for _ in range(3):
@@ -190,8 +190,8 @@ def test_malformed_lines_answered_and_connection_kept(noti: Noti, line: bytes) -
     noti.send(line)
     res = noti.recv()
     assert res["cmd"] == "invalid_msg" and res["error_code"] == 4002 and res["msg"], res
-    noti.ping()
-    assert noti.recv() == {"cmd": "enterprise_pong"}
+    noti.ping()  # still answered (not logged in: 4001)
+    assert noti.recv()["error_code"] == 4001
 
 
 def test_line_in_pieces_and_crlf(shared_api: httpx.Client, t: Tenant, noti: Noti) -> None:
@@ -223,7 +223,9 @@ def test_over_long_line_closes(
     assert noti.closed_by_server(5)
 
 
-def test_line_at_the_limit_is_accepted(noti: Noti) -> None:
+def test_line_at_the_limit_is_accepted(shared_api: httpx.Client, t: Tenant, noti: Noti) -> None:
+    eid, secret = enterprise(shared_api, t)
+    noti.login(eid, secret)
     head = b'{"cmd":"enterprise_ping","pad":"'
     line = head + b"x" * (64 * 1024 - len(head) - 2) + b'"}'
     assert len(line) == 64 * 1024

@@ -170,12 +170,18 @@ def test_before_login_4001() -> None:
     assert pair.to_server() == [MessageRejected(4001, "not logged in")]
 
 
-def test_ping_before_login_allowed() -> None:
+def test_ping_before_login_4001() -> None:
+    """Before a login is requested a ping is not answered in kind: a connection that never
+    logs in gets nothing for its pings (the edge closes it at its login deadline)."""
     pair = Pair()
+    pair.client.ping()
+    answer = pair.reject(pair.client.data_to_send())
+    assert answer.error_code == ErrorCode.NOT_LOGGED_IN
+    assert pair.server.state is ServerState.AWAIT_LOGIN
+    pair.login()
     pair.client.ping()
     assert pair.to_server() == [PingReceived()]
     assert pair.to_client() == [Pong()]
-    assert pair.server.state is ServerState.AWAIT_LOGIN
 
 
 # -- ping ----------------------------------------------------------------------------------
@@ -379,6 +385,7 @@ def test_crlf_and_blank_lines_tolerated() -> None:
     pair = Pair()
     pair.to_server(b"\r\n\n   \n")
     assert pair.server.data_to_send() == b""
+    pair.login()
     assert pair.to_server(b'{"cmd":"enterprise_ping"}\r\n') == [PingReceived()]
 
 
@@ -387,6 +394,7 @@ def test_crlf_and_blank_lines_tolerated() -> None:
 
 def test_incomplete_line_waits_for_newline() -> None:
     pair = Pair()
+    pair.login()
     assert pair.to_server(b'{"cmd":"enterprise_ping"}') == []
     assert pair.server.data_to_send() == b""
     assert pair.to_server(b"\n") == [PingReceived()]
@@ -457,6 +465,7 @@ def test_over_long_partial_line_closes_early() -> None:
 def test_line_at_limit_accepted() -> None:
     line = b'{"cmd":"enterprise_ping","pad":"' + b"p" * 100 + b'"}'
     pair = Pair(max_line=len(line))
+    pair.login()
     assert pair.to_server(line + b"\r") == []
     assert pair.to_server(b"\n") == [PingReceived()]
     assert pair.to_server(line + b"\n") == [PingReceived()]

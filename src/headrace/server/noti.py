@@ -11,6 +11,13 @@ Flow control: when a transport's write buffer passes its high-water mark, the qu
 stops pushing to it and the connection stops reading (so pongs and ``invalid_msg`` for a
 client that never reads cannot pile up either); both resume when it drains. A client
 silent for ``noti.idle_timeout`` seconds is closed.
+
+Against a hostile client: the TLS handshake must finish within
+``noti.handshake_timeout`` and the login come within ``noti.login_timeout`` (a ping does
+not count: before login it is ``invalid_msg``); at most ``noti.max_connections`` are open
+and ``noti.max_pending`` not logged in (a new one beyond either closes the oldest not
+logged in, or is closed at once); an address with ``noti.login_failures`` failed logins
+within ``noti.login_window`` is refused without its credentials being checked.
 """
 
 from __future__ import annotations
@@ -27,9 +34,12 @@ from ..proto.noti import Acked, CloseRequired, LoginRequested, MessageRejected, 
 from ..push.directory import EnterpriseDirectory
 from ..push.enterprises import Enterprise
 from ..push.queue import EnterpriseQueue, Entry
+from .guard import LoginGuard, Tally
 from .stream import StreamConnection, StreamServer
 
 log = logging.getLogger("headrace.noti")
+
+THROTTLED = "too many failed logins from this address; try again later"
 
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
@@ -46,8 +56,10 @@ class NotiServer(StreamServer):
         queues: Mapping[str, EnterpriseQueue],
         tls_context: Callable[[], ssl.SSLContext],
     ) -> None:
-        super().__init__()
         s = settings
+        super().__init__(
+            "noti", log, max_open=s["noti.max_connections"], max_pending=s["noti.max_pending"]
+        )
         self.directory = directory  # who may log in
         self.queues = queues  # by enterprise id: what a login consumes
         self.tls_context = tls_context
@@ -56,6 +68,12 @@ class NotiServer(StreamServer):
         self.port: int = s["noti.port"]
         self.idle_timeout: float = s["noti.idle_timeout"]
         self.max_line: int = s["noti.max_line"]
+        self.login_timeout: float = s["noti.login_timeout"]
+        self.handshake_timeout: float = s["noti.handshake_timeout"]
+        self.login_guard = LoginGuard("noti", log, s["noti.login_failures"], s["noti.login_window"])
+        self.login_timeouts = Tally(
+            log, "noti login timeout: connections closed", timeout_s=self.login_timeout
+        )
         self.logins = 0
         self.refused = 0
         self.rejected = 0  # invalid_msg answers
@@ -69,7 +87,7 @@ class NotiServer(StreamServer):
             self.host,
             self.port,
             ssl=self.tls_context(),
-            ssl_handshake_timeout=30,
+            ssl_handshake_timeout=self.handshake_timeout,
         )
         log.info("noti listening", extra={"host": self.host, **self.ports})
 
@@ -102,11 +120,14 @@ class NotiConnection(StreamConnection):
         super().__init__(server)
         self.session: ServerSession[Entry] = ServerSession(max_line=server.max_line)
         self.queue: EnterpriseQueue | None = None
+        self._login_by = 0.0  # the login deadline (loop time)
 
     # -- the transport half ------------------------------------------------------------------
 
     def opened(self) -> None:
-        self.set_timer(self.server.idle_timeout, self._check_idle)
+        server = self.server
+        self._login_by = self.last_rx + server.login_timeout
+        self.set_timer(min(server.login_timeout, server.idle_timeout), self._check_idle)
 
     def data_to_send(self) -> bytes:
         return self.session.data_to_send()
@@ -148,10 +169,17 @@ class NotiConnection(StreamConnection):
 
     def _login(self, ev: LoginRequested) -> None:
         server = self.server
+        if not server.login_guard.admits(self.ip):
+            # refused unchecked (counted, logged once a second by the guard)
+            server.refused += 1
+            self.session.refuse_login(THROTTLED)
+            self.close("login refused: too many failed logins from the address")
+            return
         try:
             ent = server.directory.authenticate(ev.enterprise_id, ev.secret, self.ip)
         except LoginRefused as e:
             server.refused += 1
+            server.login_guard.failed(self.ip)
             log.info(
                 "noti login refused",
                 extra={
@@ -167,6 +195,7 @@ class NotiConnection(StreamConnection):
         self.session.accept_login()
         server.logins += 1
         self.queue = queue
+        self.authenticated()
         log.info(
             "noti login",
             extra={
@@ -195,12 +224,17 @@ class NotiConnection(StreamConnection):
             "unacked": self.session.unacked_count,
         }
 
-    # -- idle timeout, closing -----------------------------------------------------------------
+    # -- login deadline and idle timeout, closing ----------------------------------------------
 
     def _check_idle(self) -> None:
         if self.closed:
             return
-        quiet = asyncio.get_running_loop().time() - self.last_rx
+        now = asyncio.get_running_loop().time()
+        if self.queue is None and now >= self._login_by:
+            self.server.login_timeouts.add()
+            self.close("no login in time")
+            return
+        quiet = now - self.last_rx
         timeout = self.server.idle_timeout
         if quiet >= timeout:
             log.info(
@@ -209,7 +243,10 @@ class NotiConnection(StreamConnection):
             )
             self.close("idle timeout")
             return
-        self.set_timer(timeout - quiet, self._check_idle)
+        wait = timeout - quiet
+        if self.queue is None:
+            wait = min(wait, self._login_by - now)
+        self.set_timer(wait, self._check_idle)
 
     def finished(self, reason: str) -> None:
         self.session.close(reason)

@@ -6,8 +6,10 @@ A ``StreamConnection`` sits between an asyncio transport and a sans-io protocol 
 ``received`` (the subclass feeds its state machine and acts on the events), and
 ``flush`` writes what the state machine wants sent. The base owns the rest: the peer's
 address, reading paused while the transport's write buffer is over its high-water mark
-(or while the subclass says so), one timer, and closing (a peer that does not read its
-last bytes is aborted after ``ABORT_AFTER`` seconds instead of holding the socket).
+(or while the subclass says so), one timer, closing (a peer that does not read its last
+bytes is aborted after ``ABORT_AFTER`` seconds instead of holding the socket), and the
+server's caps on open and not-logged-in connections (``guard.Admission``: a connection
+counts as pending until the subclass calls ``authenticated``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
+
+from .guard import Admission
 
 log = logging.getLogger("headrace.server")
 
@@ -29,10 +33,21 @@ def bound_port(server: asyncio.Server) -> int:
 
 
 class StreamServer:
-    """Listeners of one protocol and their open connections."""
+    """Listeners of one protocol, their open connections and the caps on them: beyond
+    ``max_open`` connections (0: no cap) or ``max_pending`` not logged in yet, a new one
+    closes the oldest not logged in, or is closed at once if every one is logged in."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, label: str, logger: logging.Logger, *, max_open: int = 0, max_pending: int = 0
+    ) -> None:
         self.connections: set[Any] = set()
+        self.admission: Admission[StreamConnection] = Admission(
+            label,
+            logger,
+            max_open=max_open,
+            max_pending=max_pending,
+            close=lambda c: c.close("pending cap"),
+        )
         # the ports bound by listener name ("mqtt", "mqtt_tls", "noti"), once listening
         self.ports: dict[str, int] = {}
         self._listeners: list[asyncio.Server] = []
@@ -111,6 +126,10 @@ class StreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        if not self.server.admission.opened(self):
+            self.closed = True  # never opened: nothing to finish
+            transport.close()
+            return
         peer = transport.get_extra_info("peername")
         if peer:
             self.ip = str(peer[0])
@@ -182,6 +201,10 @@ class StreamConnection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
+    def authenticated(self) -> None:
+        """Logged in: no longer counted against the server's cap on pending connections."""
+        self.server.admission.authenticated(self)
+
     # -- closing -------------------------------------------------------------------------------
 
     def close(self, reason: str) -> None:
@@ -207,5 +230,6 @@ class StreamConnection(asyncio.Protocol):
             return
         self.closed = True
         self.server.connections.discard(self)
+        self.server.admission.closed(self)
         self.cancel_timer()
         self.finished(reason)

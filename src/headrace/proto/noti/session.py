@@ -6,10 +6,13 @@
                                  |
                                  +--refuse_login()--> CLOSED   (also: over-long line, close())
 
-While a login is pending (the caller checks credentials, perhaps asynchronously), lines
-keep being handled: a ping is answered, an ack is "not logged in" (4001) and a second
-login is "already logged in" (4009). ``invalid_msg`` never closes the connection except
-after an over-long line, which cannot be resynchronised.
+Before a login is requested, a ping or an ack is "not logged in" (4001): nothing but a
+login is answered in kind, so a connection that never logs in gets nothing for its pings
+(the edge closes it at its login deadline). While a login is pending (the caller checks
+credentials, perhaps asynchronously), lines keep being handled: a ping is answered, an
+ack is "not logged in" (4001) and a second login is "already logged in" (4009).
+``invalid_msg`` never closes the connection except after an over-long line, which cannot
+be resynchronised.
 
 The prefetch window caps unacked pushes per connection (docs/protocols.md C.4). Every push
 carries a caller's tag (e.g. a queue row id) that comes back in ``Acked`` and, for pushes
@@ -141,6 +144,9 @@ class ServerSession(Generic[T]):
                 return
             events.append(Acked(delivery_id, tag))
         elif isinstance(msg, Ping):
+            if self._state is ServerState.AWAIT_LOGIN:
+                self._reject(ErrorCode.NOT_LOGGED_IN, "not logged in", events)
+                return
             self._out.append(PONG_LINE)
             events.append(PingReceived())
         elif isinstance(msg, LoginRequest):

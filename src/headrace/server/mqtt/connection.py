@@ -118,6 +118,12 @@ class MQTTConnection(StreamConnection):
         p = event.packet
         server = self.server
         version = self.conn.version or 4
+        if not server.login_guard.admits(self.ip):
+            # too many failed logins from this address: refused unchecked (counted, logged
+            # once a second by the guard; no message-log record per attempt)
+            self.conn.refuse(ReasonCode.NOT_AUTHORIZED)
+            self.close("login refused: too many failed logins from the address")
+            return
         record: dict[str, Any] = {
             "event": "connect",
             "clientId": p.client_id,
@@ -128,11 +134,11 @@ class MQTTConnection(StreamConnection):
         try:
             login = server.admit(p.client_id, p.username or "", p.password)
         except LoginRefused as e:
-            code = (
-                ReasonCode.SERVER_UNAVAILABLE
-                if isinstance(e, TooManyConnections)
-                else ReasonCode.NOT_AUTHORIZED
-            )
+            if isinstance(e, TooManyConnections):
+                code = ReasonCode.SERVER_UNAVAILABLE
+            else:
+                code = ReasonCode.NOT_AUTHORIZED
+                server.login_guard.failed(self.ip)
             self.conn.refuse(code)
             record.update(result="refused", reason=str(e))
             server.log_refused_login(p.username or "", record)
@@ -145,6 +151,7 @@ class MQTTConnection(StreamConnection):
         if not p.client_id:
             p.client_id = f"auto-{id(self):x}"
         self.login = login
+        self.authenticated()
         self.client_id = p.client_id
         self.key = (login.channel.channelId, p.client_id)
         if version == 5:
@@ -274,6 +281,7 @@ class MQTTConnection(StreamConnection):
 
     def _connect_timeout(self) -> None:
         if self.login is None and not self.closed:
+            self.server.connect_timeouts.add()
             self.close("no CONNECT in time")
 
     def _arm_keepalive(self) -> None:

@@ -1,5 +1,12 @@
 """The MQTT integration endpoint's listeners (TCP and TLS), logins, and what outlives one
-connection: the clients registry, the message-log writes of connection records."""
+connection: the clients registry, the message-log writes of connection records.
+
+Against a hostile client: a TLS handshake must finish within
+``mqtt.tls_handshake_timeout``, CONNECT come within ``mqtt.connect_timeout``; at most
+``mqtt.max_pending`` connections wait for their CONNECT (a new one closes the oldest);
+an address with ``mqtt.login_failures`` failed logins within ``mqtt.login_window`` is
+refused without its credentials being checked (``guard.LoginGuard``).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from ...proto.enos import SIGNED_USERNAME_PREFIX
 from ...proto.mqtt import ReasonCode
 from ...state.registry import Registry
 from ...store.base import Store
+from ..guard import LoginGuard, Tally
 from ..stream import StreamServer
 from .connection import MQTTConnection
 from .sessions import Clients
@@ -41,8 +49,8 @@ class MQTTServer(StreamServer):
         store: Store,
         tls_context: Callable[[], ssl.SSLContext],
     ):
-        super().__init__()
         s = settings
+        super().__init__("MQTT", log, max_pending=s["mqtt.max_pending"])
         self.registry = registry
         self.pipeline = pipeline
         self.store = store
@@ -57,6 +65,11 @@ class MQTTServer(StreamServer):
         self.max_connections: int = s["mqtt.max_connections"]
         self.session_expiry: int = s["mqtt.session_expiry"]
         self.connect_timeout: float = s["mqtt.connect_timeout"]
+        self.tls_handshake_timeout: float = s["mqtt.tls_handshake_timeout"]
+        self.login_guard = LoginGuard("MQTT", log, s["mqtt.login_failures"], s["mqtt.login_window"])
+        self.connect_timeouts = Tally(
+            log, "MQTT connect timeout: connections closed", timeout_s=self.connect_timeout
+        )
         self.clients: Clients[MQTTConnection] = Clients(float(self.session_expiry))
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -70,6 +83,7 @@ class MQTTServer(StreamServer):
                 self.host,
                 self.tls_port,
                 ssl=self.tls_context(),
+                ssl_handshake_timeout=self.tls_handshake_timeout,
             )
         log.info("MQTT listening", extra={"host": self.host, **self.ports})
 
