@@ -5,6 +5,7 @@ exact values of every point type, and the migration of an old database."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import sqlite3
 import tempfile
@@ -161,7 +162,7 @@ async def _model_run(path: Path, batches: Any, limit: int) -> None:
                     (device,),
                 ).fetchall()
             )
-            for a, b in zip(spans, spans[1:], strict=False):
+            for a, b in itertools.pairwise(spans):
                 assert a[0] != b[0] or a[2] < b[1]
             assert sum(s[3] for s in spans) == sum(
                 len(model.get((device, p), {})) for p in ("a", "b")
