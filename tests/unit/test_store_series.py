@@ -404,3 +404,31 @@ def test_an_interrupted_migration_goes_on_at_the_next_start(tmp_path: Path) -> N
         check_migrated(again)
     finally:
         again.close()
+
+
+async def test_retention_prunes_each_device_by_its_own_retention(store: SQLiteStore) -> None:
+    from headrace.store.retention import Retention
+
+    for d in (1, 2, 3):
+        await store.write_batch(
+            WriteBatch(samples=[(d, "x", t * 1000, float(t), None) for t in range(100)])
+        )
+    keep = {1: 30_000, 2: None, 3: 0}  # 2: forever; 3: 0 means forever too
+    retention = Retention(store, lambda: [1, 2, 3], keep.get, clock=lambda: 100.0)
+    assert await retention.run_once() == 70  # device 1: times before 70 s
+    assert retention.pruned == 70 and retention.passes == 1
+    rows = await store.query_samples(1, ["x"], 0, 10**9, 1000, False, None)
+    assert [r.ts for r in rows] == [t * 1000 for t in range(70, 100)]
+    for d in (2, 3):
+        assert len(await store.query_samples(d, ["x"], 0, 10**9, 1000, False, None)) == 100
+    assert await retention.run_once() == 0  # nothing more to drop
+    # the background task runs passes until stopped
+    retention.interval = 0.01
+    keep[2] = 1000
+    await retention.start()
+    for _ in range(200):
+        if retention.pruned == 70 + 99:
+            break
+        await asyncio.sleep(0.01)
+    await retention.stop()
+    assert retention.pruned == 70 + 99
