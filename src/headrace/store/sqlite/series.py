@@ -70,29 +70,34 @@ def latest_decode(v: Any) -> Any:
 class SeriesMixin:
     engine: SQLiteEngine
     _tails: dict[tuple[int, int], int]
+    _point_ids: dict[str, int]
     MIGRATE_STEP = 100_000
     """Old sample rows moved into chunks per transaction at start."""
 
     # -- writes (writer thread) ------------------------------------------------------
+
+    def _intern_points(self, c: sqlite3.Connection, names: set[str]) -> dict[str, int]:
+        # A rollback that undoes these inserts makes the engine call _reload_point_ids.
+        ids = self._point_ids
+        for name in names:
+            if name not in ids:
+                c.execute("INSERT OR IGNORE INTO point_names(name) VALUES (?)", (name,))
+                ids[name] = c.execute(
+                    "SELECT id FROM point_names WHERE name=?", (name,)
+                ).fetchone()[0]
+        return ids
 
     def _write_samples(
         self,
         c: sqlite3.Connection,
         samples: list[tuple[int, str, int, Any, int | None]],
         source: int,
-        ids: dict[str, int],
     ) -> None:
-        runs: dict[tuple[int, int], tuple[list[int], list[Any], list[Any]]] = {}
-        for d, p, t, v, q in samples:
-            key = (d, ids[p])
-            run = runs.get(key)
-            if run is None:
-                run = runs[key] = ([], [], [])
-            run[0].append(t)
-            run[1].append(v)
-            run[2].append(q)
         latest = []
-        for (d, pid), (ts, vs, qs) in runs.items():
+        runs = runs_of(samples)
+        ids = self._intern_points(c, {r[1] for r in runs})
+        for d, p, ts, vs, qs in runs:
+            pid = ids[p]
             ts, vs, qs = ck.normalize(ts, vs, qs)
             self._store_run(c, d, pid, ts, vs, qs, source)
             latest.append((d, pid, ts[-1], latest_value(vs[-1]), qs[-1], source))
@@ -403,6 +408,50 @@ class SeriesMixin:
                     continue
                 out.setdefault(d, {})[name] = Sample(name, ts, latest_decode(v), q, s)
         return out
+
+
+Run = tuple[int, str, list[int], list[Any], list[Any]]
+
+
+def runs_of(samples: list[tuple[int, str, int, Any, int | None]]) -> list[Run]:
+    """The samples of a request per (device, point), in the order they came.
+
+    A request of records that each carry the same points in the same order (the usual
+    shape) is cut into runs by slicing its columns with the record's stride, in C; any
+    other shape is grouped sample by sample."""
+    ds, ps, ts, vs, qs = zip(*samples, strict=True)
+    n = len(ps)
+    k = len(set(ps))
+    if n % k == 0 and len(set(ps[:k])) == k:
+        m = n // k
+        if all(ps[j::k].count(ps[j]) == m for j in range(k)):
+            out: list[Run] = []
+            for j in range(k):
+                dj = ds[j::k]
+                if dj.count(dj[0]) == m:
+                    out.append((dj[0], ps[j], list(ts[j::k]), list(vs[j::k]), list(qs[j::k])))
+                else:
+                    out += _grouped(dj, ps[j::k], ts[j::k], vs[j::k], qs[j::k])
+            return out
+    return _grouped(ds, ps, ts, vs, qs)
+
+
+def _grouped(
+    ds: tuple[int, ...],
+    ps: tuple[str, ...],
+    ts: tuple[int, ...],
+    vs: tuple[Any, ...],
+    qs: tuple[Any, ...],
+) -> list[Run]:
+    runs: dict[tuple[int, str], Run] = {}
+    for d, p, t, v, q in zip(ds, ps, ts, vs, qs, strict=True):
+        run = runs.get((d, p))
+        if run is None:
+            run = runs[(d, p)] = (d, p, [], [], [])
+        run[2].append(t)
+        run[3].append(v)
+        run[4].append(q)
+    return list(runs.values())
 
 
 def _add(acc: dict[int, list[Any]], b: int, fn: str, v: Any, n: int) -> None:

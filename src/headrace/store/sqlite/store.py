@@ -183,17 +183,6 @@ class SQLiteStore(SeriesMixin, PushQueueMixin):
 
     # -- ingest ----------------------------------------------------------------------
 
-    def _intern_points(self, c: sqlite3.Connection, names: set[str]) -> dict[str, int]:
-        # A rollback that undoes these inserts makes the engine call _reload_point_ids.
-        ids = self._point_ids
-        for name in names:
-            if name not in ids:
-                c.execute("INSERT OR IGNORE INTO point_names(name) VALUES (?)", (name,))
-                ids[name] = c.execute(
-                    "SELECT id FROM point_names WHERE name=?", (name,)
-                ).fetchone()[0]
-        return ids
-
     async def write_batch(self, batch: WriteBatch) -> None:
         try:
             await self.engine.write(self.batch_writer(batch))
@@ -207,8 +196,7 @@ class SQLiteStore(SeriesMixin, PushQueueMixin):
 
         def fn(c: sqlite3.Connection) -> None:
             if batch.samples:
-                ids = self._intern_points(c, {s[1] for s in batch.samples})
-                self._write_samples(c, batch.samples, batch.source, ids)
+                self._write_samples(c, batch.samples, batch.source)
             if batch.attributes:
                 c.executemany(
                     "INSERT INTO attributes(device, name, value, updated_at) VALUES (?,?,?,?) "
