@@ -52,6 +52,7 @@ from .state.files import Files
 from .state.online import OnlineTracker
 from .state.registry import Registry
 from .store.blobs import BlobStore
+from .store.retention import Retention
 from .store.sqlite.store import SQLiteStore
 
 log = logging.getLogger("headrace")
@@ -127,6 +128,14 @@ class Hub:
         self.noti = NotiServer(
             s, directory=self.enterprises, queues=self.fanout.queues, tls_context=self.tls_context
         )
+        # samples older than their product's retention are dropped in the background
+        self._device_products: dict[int, str] = {}
+        self.retention = Retention(
+            self.store,
+            self._retention_devices,
+            self._retention_ms,
+            interval=s["store.retention_interval"],
+        )
         # -- connections --------------------------------------------------------------------
         # a committed request's events go to the enterprises' queues before it is answered
         self.pipeline.on_stored.append(self.fanout.on_stored)
@@ -153,6 +162,7 @@ class Hub:
             self.online,
             self.fanout,
             self.noti,
+            self.retention,
         ]
         self.admin_token = ""
         self.ports: dict[str, int] = {}  # what each listener bound
@@ -180,6 +190,20 @@ class Hub:
         self.scripts.close()
         self.blobs.close()
         self.store.close()
+
+    def _retention_devices(self) -> list[int]:
+        """Every device id (for a retention pass), noting each one's product."""
+        self._device_products = {e.id: e.device.productKey for e in self.registry.devices.values()}
+        return list(self._device_products)
+
+    def _retention_ms(self, device: int) -> int | None:
+        """How long a device's samples are kept: its product's retentionDays, else the
+        store.retention_days setting; None (0 days) keeps them forever."""
+        product = self.registry.products.get(self._device_products.get(device, ""))
+        days = (product.retentionDays if product is not None else 0) or self.settings[
+            "store.retention_days"
+        ]
+        return int(days * 86_400_000) if days > 0 else None
 
     def _admin_token(self) -> str:
         configured = self.settings["admin.token"]

@@ -267,6 +267,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("store.max_batch", int, 512, "Most write operations committed in one group commit."),
     Setting("store.readers", int, 4, "Reader connections (threads) for queries."),
+    Setting(
+        "store.retention_days",
+        float,
+        0.0,
+        "Days measurepoint samples are kept, for products whose retentionDays is 0; 0 keeps them forever.",
+    ),
+    Setting(
+        "store.retention_interval",
+        float,
+        600.0,
+        "Seconds between two background passes that drop samples older than their retention.",
+    ),
     Setting("log.level", str, "info", "Log level: debug, info, warning, error."),
     Setting("log.format", str, "text", "Log format: text or json (one JSON object per line)."),
     Setting("log.retention_days", float, 7.0, "Days channel message-log records are kept."),
@@ -421,6 +433,16 @@ def _check(values: dict[str, Any]) -> None:
             raise ConfigError(f"setting {name!r} must be positive", field=name)
     if values["noti.idle_timeout"] <= 0:
         raise ConfigError("setting 'noti.idle_timeout' must be positive", field="noti.idle_timeout")
+    if values["store.retention_days"] < 0:
+        raise ConfigError(
+            "setting 'store.retention_days' must be 0 (forever) or positive",
+            field="store.retention_days",
+        )
+    if values["store.retention_interval"] <= 0:
+        raise ConfigError(
+            "setting 'store.retention_interval' must be positive",
+            field="store.retention_interval",
+        )
     choices = {
         "store.synchronous": ("full", "normal"),
         "script.isolation": ("process", "none"),

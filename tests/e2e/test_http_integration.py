@@ -3,6 +3,7 @@ real multipart bodies: data, files, every reply code, organization isolation."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from headrace.store.sqlite.store import SQLiteStore
 from tests.conftest import HubProcess
 from tests.e2e.http_support import (
     ATTR,
@@ -134,14 +136,20 @@ def test_realtime_flag_recorded_as_source(enos: Enos, shared_hub: HubProcess) ->
             message(MP, [mp(t, "d0", {"temp": 2.0}, 2000)], isRealtimeIntegration=False),
         )
     )
-    db = sqlite3.connect(f"file:{shared_hub.data_dir / 'headrace.db'}?mode=ro", uri=True)
-    rows = db.execute(
-        "SELECT s.ts, s.source FROM samples s JOIN devices d ON d.id = s.device "
-        "WHERE d.asset_id = ? ORDER BY s.ts",
-        (t.assets["d0"],),
-    ).fetchall()
+    # the source is not in the query API: read it through the store, on the hub's database
+    path = shared_hub.data_dir / "headrace.db"
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    (device,) = db.execute(
+        "SELECT id FROM devices WHERE asset_id = ?", (t.assets["d0"],)
+    ).fetchone()
     db.close()
-    assert rows == [(1000, 1), (2000, 0)]
+    store = SQLiteStore(path)
+    store.start()
+    try:
+        got = asyncio.run(store.query_samples(device, ["temp"], 0, 10_000, 10, False, None))
+    finally:
+        store.close()
+    assert [(s.ts, s.source) for s in got] == [(1000, 1), (2000, 0)]
 
 
 def test_idempotent_and_atomic(enos: Enos, shared_api: httpx.Client) -> None:

@@ -86,6 +86,8 @@ class Product(msgspec.Struct, kw_only=True):
     inactivityTimeout: int = 300
     description: str = ""
     createdAt: int = 0
+    retentionDays: float = 0
+    """Days the samples of the product's devices are kept; 0: ``store.retention_days``."""
 
 
 class Device(msgspec.Struct, kw_only=True):

@@ -44,6 +44,7 @@ class ProductCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dataFormat: DataFormat = "json"
     inactivityTimeout: int = 300
     description: str = ""
+    retentionDays: float = 0
 
 
 class ProductUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -52,6 +53,7 @@ class ProductUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dataFormat: DataFormat | None = None
     inactivityTimeout: int | None = None
     description: str | None = None
+    retentionDays: float | None = None
 
 
 class DeviceCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -97,6 +99,14 @@ _enc = msgspec.json.Encoder()
 def _apply(obj: S, update: msgspec.Struct) -> S:
     changes = {f: v for f in update.__struct_fields__ if (v := getattr(update, f)) is not None}
     return msgspec.structs.replace(obj, **changes)
+
+
+def _retention(days: float) -> float:
+    if not 0 <= days <= 1e6:
+        raise ValidationFailed(
+            "retentionDays must be 0 (the store default) to 1000000", field="retentionDays"
+        )
+    return days
 
 
 class Registry:
@@ -265,6 +275,7 @@ class Registry:
             inactivityTimeout=body.inactivityTimeout,
             description=body.description,
             createdAt=now_ms(),
+            retentionDays=_retention(body.retentionDays),
         )
         await self.store.insert_objects([("product", pk, org_id, _enc.encode(p))])
         self.products[pk] = p
@@ -272,6 +283,7 @@ class Registry:
 
     async def update_product(self, org_id: str, product_key: str, body: ProductUpdate) -> Product:
         p = _apply(self.product(org_id, product_key), body)
+        _retention(p.retentionDays)
         self._model_entry(org_id, p.modelId)
         if p.inactivityTimeout <= 0:
             raise ValidationFailed(

@@ -94,4 +94,28 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (asset_id, point)
     ) WITHOUT ROWID
     """,
+    # 3: samples in chunks: one row per run of samples of one (device, point), columnar
+    # (see chunks.py); the chunks of one (device, point) never overlap in time, so the
+    # key (device, point, t1) orders them by time too. store_meta holds the progress of
+    # moving the rows of the old samples table into chunks (series.py), which runs at
+    # start in steps of its own transactions and drops the old table when done.
+    """
+    CREATE TABLE chunks (
+        device INTEGER NOT NULL,
+        point INTEGER NOT NULL,
+        t1 INTEGER NOT NULL,
+        t0 INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        src INTEGER NOT NULL,
+        vmin, vmax, vsum, vfirst, vlast,
+        tsb BLOB,
+        vb BLOB NOT NULL,
+        qb BLOB,
+        sb BLOB,
+        PRIMARY KEY (device, point, t1)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE store_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID
+    """,
 )

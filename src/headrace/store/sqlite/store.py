@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from ..base import DeviceRow, Sample, WriteBatch
 from .engine import SQLiteEngine
 from .push import PushQueueMixin
 from .schema import MIGRATIONS
+from .series import SeriesMixin
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
@@ -35,16 +37,7 @@ def decode_value(v: Any) -> Any:
     return v
 
 
-_AGG_SQL = {
-    "min": "MIN(value)",
-    "max": "MAX(value)",
-    "avg": "AVG(value)",
-    "count": "COUNT(*)",
-    "sum": "SUM(value)",
-}
-
-
-class SQLiteStore(PushQueueMixin):
+class SQLiteStore(SeriesMixin, PushQueueMixin):
     def __init__(
         self, path: str | Path, *, synchronous: str = "full", max_batch: int = 512, readers: int = 4
     ):
@@ -57,6 +50,8 @@ class SQLiteStore(PushQueueMixin):
         )
         # point name -> id; touched by the writer thread only (readers query the table)
         self._point_ids: dict[str, int] = {}
+        # (device, point) -> an upper bound of its last stored time; writer thread only
+        self._tails: dict[tuple[int, int], int] = {}
         self.engine.on_rollback.append(self._reload_point_ids)
 
     def start(self) -> None:
@@ -65,12 +60,16 @@ class SQLiteStore(PushQueueMixin):
             lambda c: c.execute("SELECT name, id FROM point_names").fetchall()
         )
         self._point_ids = dict(rows)
+        self._migrate_samples()
 
     def close(self) -> None:
         self.engine.close()
 
     def _reload_point_ids(self, conn: sqlite3.Connection) -> None:
         self._point_ids = dict(conn.execute("SELECT name, id FROM point_names").fetchall())
+
+    PRUNE_CHUNKS = 2000
+    """Most chunks one write of ``prune_before`` drops."""
 
     def stats(self) -> dict[str, Any]:
         return {"commits": self.engine.commits, "writes": self.engine.writes}
@@ -155,7 +154,7 @@ class SQLiteStore(PushQueueMixin):
 
     async def delete_device(self, device_id: int) -> None:
         def fn(c: sqlite3.Connection) -> None:
-            for table in ("samples", "latest", "attributes", "events"):
+            for table in ("chunks", "latest", "attributes", "events"):
                 c.execute(f"DELETE FROM {table} WHERE device=?", (device_id,))
             c.execute("DELETE FROM devices WHERE id=?", (device_id,))
 
@@ -184,17 +183,6 @@ class SQLiteStore(PushQueueMixin):
 
     # -- ingest ----------------------------------------------------------------------
 
-    def _intern_points(self, c: sqlite3.Connection, names: set[str]) -> dict[str, int]:
-        # A rollback that undoes these inserts makes the engine call _reload_point_ids.
-        ids = self._point_ids
-        for name in names:
-            if name not in ids:
-                c.execute("INSERT OR IGNORE INTO point_names(name) VALUES (?)", (name,))
-                ids[name] = c.execute(
-                    "SELECT id FROM point_names WHERE name=?", (name,)
-                ).fetchone()[0]
-        return ids
-
     async def write_batch(self, batch: WriteBatch) -> None:
         try:
             await self.engine.write(self.batch_writer(batch))
@@ -208,27 +196,7 @@ class SQLiteStore(PushQueueMixin):
 
         def fn(c: sqlite3.Connection) -> None:
             if batch.samples:
-                ids = self._intern_points(c, {s[1] for s in batch.samples})
-                src = batch.source
-                rows = [(d, ids[p], t, encode_value(v), q, src) for d, p, t, v, q in batch.samples]
-                c.executemany(
-                    "INSERT OR REPLACE INTO samples(device, point, ts, value, quality, source) VALUES (?,?,?,?,?,?)",
-                    rows,
-                )
-                # the newest sample per (device, point) of this request; the table keeps the
-                # highest timestamp ever stored, so backfilled history never replaces it
-                newest: dict[tuple[int, int], tuple[int, int, int, Any, Any, int]] = {}
-                for row in rows:
-                    key = (row[0], row[1])
-                    have = newest.get(key)
-                    if have is None or row[2] >= have[2]:
-                        newest[key] = row
-                c.executemany(
-                    "INSERT INTO latest(device, point, ts, value, quality, source) VALUES (?,?,?,?,?,?) "
-                    "ON CONFLICT(device, point) DO UPDATE SET ts=excluded.ts, value=excluded.value, "
-                    "quality=excluded.quality, source=excluded.source WHERE excluded.ts >= latest.ts",
-                    newest.values(),
-                )
+                self._write_samples(c, batch.samples, batch.source)
             if batch.attributes:
                 c.executemany(
                     "INSERT INTO attributes(device, name, value, updated_at) VALUES (?,?,?,?) "
@@ -250,16 +218,6 @@ class SQLiteStore(PushQueueMixin):
 
     # -- queries ---------------------------------------------------------------------
 
-    @staticmethod
-    def _point_map(c: sqlite3.Connection, points: list[str]) -> dict[int, str]:
-        if not points:
-            return {}
-        marks = ",".join("?" * len(points))
-        return {
-            r[0]: r[1]
-            for r in c.execute(f"SELECT id, name FROM point_names WHERE name IN ({marks})", points)
-        }
-
     async def query_samples(
         self,
         device: int,
@@ -270,67 +228,62 @@ class SQLiteStore(PushQueueMixin):
         desc: bool,
         after: tuple[int, str] | None,
     ) -> list[Sample]:
-        def fn(c: sqlite3.Connection) -> list[Sample]:
-            pmap = self._point_map(c, points)
-            if not pmap:
-                return []
-            marks = ",".join("?" * len(pmap))
-            order = "DESC" if desc else "ASC"
-            args: list[Any] = [device, *pmap.keys(), start, end]
-            cursor_sql = ""
-            if after is not None:
-                ts, name = after
-                cursor_sql = f" AND (ts, point_name) {'<' if desc else '>'} (?, ?)"
-                args += [ts, name]
-            sql = (
-                "SELECT * FROM (SELECT s.ts, p.name AS point_name, s.value, s.quality, s.source FROM samples s "
-                f"JOIN point_names p ON p.id = s.point WHERE s.device=? AND s.point IN ({marks}) "
-                f"AND s.ts >= ? AND s.ts < ?) WHERE 1{cursor_sql} ORDER BY ts {order}, point_name {order} LIMIT ?"
-            )
-            args.append(limit)
-            return [
-                Sample(r[1], r[0], decode_value(r[2]), r[3], r[4]) for r in c.execute(sql, args)
-            ]
-
-        return await self.engine.read(fn)
+        return await self.engine.read(
+            lambda c: self._query_samples(c, device, points, start, end, limit, desc, after)
+        )
 
     async def aggregate(
         self, device: int, points: list[str], start: int, end: int, interval: int, fn: str
     ) -> dict[str, list[tuple[int, Any]]]:
-        def run(c: sqlite3.Connection) -> dict[str, list[tuple[int, Any]]]:
-            pmap = self._point_map(c, points)
-            out: dict[str, list[tuple[int, Any]]] = {p: [] for p in points}
-            if not pmap:
-                return out
-            marks = ",".join("?" * len(pmap))
-            if fn in ("first", "last"):
-                expr = f"value, {'MIN' if fn == 'first' else 'MAX'}(ts)"
-            else:
-                expr = _AGG_SQL[fn]
-            sql = (
-                f"SELECT point, (ts - ?) / ? AS bucket, {expr} FROM samples "
-                f"WHERE device=? AND point IN ({marks}) AND ts >= ? AND ts < ? "
-                "GROUP BY point, bucket ORDER BY point, bucket"
-            )
-            for r in c.execute(sql, [start, interval, device, *pmap.keys(), start, end]):
-                out[pmap[r[0]]].append((start + r[1] * interval, decode_value(r[2])))
-            return out
-
-        return await self.engine.read(run)
+        return await self.engine.read(
+            lambda c: self._aggregate(c, device, points, start, end, interval, fn)
+        )
 
     async def latest(self, device: int, points: list[str]) -> dict[str, Sample]:
-        def fn(c: sqlite3.Connection) -> dict[str, Sample]:
-            out = {}
-            for pid, name in self._point_map(c, points).items():
-                r = c.execute(
-                    "SELECT ts, value, quality, source FROM latest WHERE device=? AND point=?",
-                    (device, pid),
-                ).fetchone()
-                if r:
-                    out[name] = Sample(name, r[0], decode_value(r[1]), r[2], r[3])
-            return out
+        if not points:
+            return {}
+        got = await self.engine.read(lambda c: self._latest_many(c, [device], points))
+        return got.get(device, {})
 
-        return await self.engine.read(fn)
+    async def latest_many(
+        self, devices: list[int], points: list[str] | None
+    ) -> dict[int, dict[str, Sample]]:
+        """The latest sample of each point (``None``: every point) of many devices."""
+        return await self.engine.read(lambda c: self._latest_many(c, devices, points))
+
+    async def prune_before(self, device: int, points: list[str] | None, before_ts: int) -> int:
+        """Drop the samples of ``device`` (of ``points``, ``None``: all) older than
+        ``before_ts``: whole chunks, and the older part of the chunk it falls in. Runs as
+        writes of at most ``PRUNE_CHUNKS`` chunks each, so ingest writes go between.
+        Returns the samples dropped."""
+
+        def pids(c: sqlite3.Connection) -> list[int]:
+            if points is not None:
+                return list(self._point_map(c, points))
+            out: list[int] = []  # skip-scan of the key: one seek per point
+            while True:
+                r = c.execute(
+                    "SELECT point FROM chunks WHERE device=? AND point>? ORDER BY point LIMIT 1",
+                    (device, out[-1] if out else -1),
+                ).fetchone()
+                if r is None:
+                    return out
+                out.append(r[0])
+
+        dropped = 0
+        for pid in await self.engine.read(pids):
+            done = False
+            step = functools.partial(
+                self._prune_step,
+                device=device,
+                pid=pid,
+                before=before_ts,
+                max_chunks=self.PRUNE_CHUNKS,
+            )
+            while not done:
+                n, done = await self.engine.write(step)
+                dropped += n
+        return dropped
 
     async def attributes(self, device: int) -> dict[str, tuple[Any, int]]:
         return await self.engine.read(

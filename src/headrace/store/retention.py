@@ -1,0 +1,78 @@
+"""Retention: a background task that drops samples older than each device's retention.
+
+It asks ``retention(device)`` for the milliseconds a device's samples are kept (``None``:
+forever) and calls ``Store.prune_before`` per device, which drops whole chunks and trims
+the chunk the cut falls in, in writes of bounded size: ingest writes queue between them,
+so a pass never holds the writer for long. A pass runs every ``interval`` seconds;
+failures are logged and the next pass tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from .base import Store
+
+log = logging.getLogger("headrace.store")
+
+
+class Retention:
+    def __init__(
+        self,
+        store: Store,
+        devices: Callable[[], Iterable[int]],
+        retention: Callable[[int], int | None],
+        *,
+        interval: float = 600.0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.store = store
+        self.devices = devices
+        self.retention = retention
+        self.interval = interval
+        self.clock = clock
+        self.passes = 0
+        self.pruned = 0  # samples dropped since start
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_once(self) -> int:
+        """One pass over every device; returns the samples dropped."""
+        now = int(self.clock() * 1000)
+        dropped = 0
+        devices = 0
+        for device in list(self.devices()):
+            keep = self.retention(device)
+            if keep is None or keep <= 0:
+                continue
+            n = await self.store.prune_before(device, None, now - keep)
+            if n:
+                dropped += n
+                devices += 1
+        self.passes += 1
+        self.pruned += dropped
+        if dropped:
+            log.info("retention pruned samples", extra={"samples": dropped, "devices": devices})
+        return dropped
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("retention pass failed")
+            await asyncio.sleep(self.interval)
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

@@ -1,0 +1,473 @@
+"""The time series part of the SQLite store: samples in chunks (codec in ``chunks``).
+
+Writes (in the writer thread, inside the batch's one transaction): the samples of a
+request are grouped per (device, point), sorted, a later value of an equal time replacing
+an earlier one, and written as one chunk row per run (split at ``CHUNK_MAX``). The
+chunks of one (device, point) never overlap in time: a run that overlaps stored chunks
+(a resend, backfilled history) is merged with them, the new value winning on equal times,
+and the merged run replaces them. So a resend stores nothing twice, and reads never
+merge. An append (the run starts after everything stored of that point, the usual case
+of an import) costs no read: the writer keeps an upper bound of each point's last time.
+
+``latest`` keeps, per (device, point), the sample with the highest time ever stored.
+
+Reads seek by the key (device, point, t1) and stop at the first chunk past the range, so a
+range costs what it holds, not what the store holds. Aggregates take whole chunks inside
+one interval from the row's precomputed n/min/max/sum/first/last and decode only the
+chunks that cross an interval's edge.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import sqlite3
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..base import Sample
+from . import chunks as ck
+
+if TYPE_CHECKING:
+    from .engine import SQLiteEngine
+
+log = logging.getLogger("headrace.store")
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+_INSERT = f"INSERT INTO chunks ({ck.COLUMNS}) VALUES ({','.join('?' * 16)})"
+_OVERLAP = f"SELECT {ck.DATA_COLUMNS} FROM chunks WHERE device=? AND point=? AND t1>=? ORDER BY t1"
+_DELETE = "DELETE FROM chunks WHERE device=? AND point=? AND t1=?"
+_UPSERT_LATEST = (
+    "INSERT INTO latest(device, point, ts, value, quality, source) VALUES (?,?,?,?,?,?) "
+    "ON CONFLICT(device, point) DO UPDATE SET ts=excluded.ts, value=excluded.value, "
+    "quality=excluded.quality, source=excluded.source WHERE excluded.ts >= latest.ts"
+)
+_AGG_FUNCTIONS = ("min", "max", "avg", "sum", "count", "first", "last")
+
+# the writer's upper bound of each (device, point)'s last stored time; capped in size
+_TAILS_MAX = 1_000_000
+
+
+def latest_value(v: Any) -> Any:
+    """``latest.value``: int, float and str natively; bool, arrays, structs as JSON."""
+    if isinstance(v, (list, dict, bool)):
+        return _json_encode(v)
+    return v
+
+
+def latest_decode(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return _json_decode(v)
+    return v
+
+
+class SeriesMixin:
+    engine: SQLiteEngine
+    _tails: dict[tuple[int, int], int]
+    _point_ids: dict[str, int]
+    MIGRATE_STEP = 100_000
+    """Old sample rows moved into chunks per transaction at start."""
+
+    # -- writes (writer thread) ------------------------------------------------------
+
+    def _intern_points(self, c: sqlite3.Connection, names: set[str]) -> dict[str, int]:
+        # A rollback that undoes these inserts makes the engine call _reload_point_ids.
+        ids = self._point_ids
+        for name in names:
+            if name not in ids:
+                c.execute("INSERT OR IGNORE INTO point_names(name) VALUES (?)", (name,))
+                ids[name] = c.execute(
+                    "SELECT id FROM point_names WHERE name=?", (name,)
+                ).fetchone()[0]
+        return ids
+
+    def _write_samples(
+        self,
+        c: sqlite3.Connection,
+        samples: list[tuple[int, str, int, Any, int | None]],
+        source: int,
+    ) -> None:
+        latest = []
+        runs = runs_of(samples)
+        ids = self._intern_points(c, {r[1] for r in runs})
+        for d, p, ts, vs, qs in runs:
+            pid = ids[p]
+            ts, vs, qs = ck.normalize(ts, vs, qs)
+            self._store_run(c, d, pid, ts, vs, qs, source)
+            latest.append((d, pid, ts[-1], latest_value(vs[-1]), qs[-1], source))
+        # the table keeps the highest timestamp ever stored: backfill never replaces it
+        c.executemany(_UPSERT_LATEST, latest)
+
+    def _store_run(
+        self,
+        c: sqlite3.Connection,
+        d: int,
+        pid: int,
+        ts: list[int],
+        vs: list[Any],
+        qs: list[Any],
+        srcs: list[int] | int,
+    ) -> None:
+        """Store one sorted run of distinct times of (d, pid), merging any overlap."""
+        key = (d, pid)
+        t0, t1 = ts[0], ts[-1]
+        tails = self._tails
+        hi = tails.get(key)
+        if hi is None:
+            hi = c.execute("SELECT max(t1) FROM chunks WHERE device=? AND point=?", key).fetchone()[
+                0
+            ]
+        if hi is None or t0 > hi:  # an append: nothing stored can overlap
+            c.executemany(_INSERT, ck.encode_run(d, pid, ts, vs, qs, srcs))
+        else:
+            old = []
+            for row in c.execute(_OVERLAP, (d, pid, t0)):
+                if row[1] > t1:  # starts after the run: so do all later chunks
+                    break
+                old.append(row)
+            if not old:
+                c.executemany(_INSERT, ck.encode_run(d, pid, ts, vs, qs, srcs))
+            else:
+                self._merge(c, d, pid, old, ts, vs, qs, srcs)
+        if len(tails) >= _TAILS_MAX:
+            tails.clear()
+        tails[key] = t1 if hi is None or t1 > hi else hi
+
+    @staticmethod
+    def _merge(
+        c: sqlite3.Connection,
+        d: int,
+        pid: int,
+        old: list[tuple[Any, ...]],
+        ts: list[int],
+        vs: list[Any],
+        qs: list[Any],
+        srcs: list[int] | int,
+    ) -> None:
+        merged: dict[int, tuple[Any, Any, int]] = {}
+        for row in old:
+            ots, ovs, oqs, oss = ck.decode(row)
+            merged.update(zip(ots, zip(ovs, oqs, oss, strict=True), strict=True))
+        new_srcs = [srcs] * len(ts) if isinstance(srcs, int) else srcs
+        merged.update(zip(ts, zip(vs, qs, new_srcs, strict=True), strict=True))
+        c.executemany(_DELETE, [(d, pid, row[0]) for row in old])
+        order = sorted(merged)
+        items = [merged[t] for t in order]
+        c.executemany(
+            _INSERT,
+            ck.encode_run(
+                d,
+                pid,
+                order,
+                [i[0] for i in items],
+                [i[1] for i in items],
+                [i[2] for i in items],
+            ),
+        )
+
+    def _prune_step(
+        self, c: sqlite3.Connection, device: int, pid: int, before: int, max_chunks: int
+    ) -> tuple[int, bool]:
+        """Drop up to ``max_chunks`` whole chunks of (device, pid) older than ``before``,
+        then trim the chunk ``before`` falls in. (samples dropped, done)."""
+        key = (device, pid)
+        cut = c.execute(
+            "SELECT t1 FROM chunks WHERE device=? AND point=? AND t1<? ORDER BY t1 LIMIT 1 OFFSET ?",
+            (device, pid, before, max_chunks),
+        ).fetchone()
+        limit = before if cut is None else cut[0]
+        dropped = c.execute(
+            "SELECT coalesce(sum(n), 0) FROM chunks WHERE device=? AND point=? AND t1<?",
+            (device, pid, limit),
+        ).fetchone()[0]
+        c.execute("DELETE FROM chunks WHERE device=? AND point=? AND t1<?", (device, pid, limit))
+        if cut is not None:
+            return dropped, False
+        row = c.execute(_OVERLAP + " LIMIT 1", (device, pid, before)).fetchone()
+        if row is not None and row[1] < before:  # the boundary chunk: keep its newer part
+            ts, vs, qs, ss = ck.decode(row)
+            i = bisect_left(ts, before)
+            c.execute(_DELETE, (device, pid, row[0]))
+            c.executemany(_INSERT, ck.encode_run(device, pid, ts[i:], vs[i:], qs[i:], ss[i:]))
+            dropped += i
+        c.execute("DELETE FROM latest WHERE device=? AND point=? AND ts<?", (*key, before))
+        return dropped, True
+
+    # -- migration of the old samples table (at start) ------------------------------------
+
+    def _migrate_samples(self) -> None:
+        """Move the rows of the old one-row-per-sample table into chunks, in steps of
+        ``MIGRATE_STEP`` rows, each its own transaction (chunks written and progress
+        recorded together), then drop the table. Interrupted, it goes on from the last
+        committed step at the next start."""
+        exists = self.engine.read_sync(
+            lambda c: c.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='samples'"
+            ).fetchone()
+        )
+        if not exists:
+            return
+        moved = 0
+        while True:
+            n = self.engine.write_sync(self._migrate_step)
+            if n == 0:
+                break
+            moved += n
+            log.info("store migration: samples moved into chunks", extra={"samples": moved})
+
+    def _migrate_step(self, c: sqlite3.Connection) -> int:
+        mark = c.execute("SELECT value FROM store_meta WHERE key='samples_moved'").fetchone()
+        after = (-1, -(2**63), -1) if mark is None else tuple(_json_decode(mark[0]))
+        rows = c.execute(
+            "SELECT device, ts, point, value, quality, source FROM samples "
+            "WHERE (device, ts, point) > (?,?,?) ORDER BY device, ts, point LIMIT ?",
+            (*after, self.MIGRATE_STEP),
+        ).fetchall()
+        if not rows:
+            c.execute("DROP TABLE samples")
+            c.execute("DELETE FROM store_meta WHERE key='samples_moved'")
+            return 0
+        runs: dict[tuple[int, int], tuple[list[int], list[Any], list[Any], list[int]]] = {}
+        for d, t, p, v, q, s in rows:
+            run = runs.get((d, p))
+            if run is None:
+                run = runs[(d, p)] = ([], [], [], [])
+            run[0].append(t)
+            run[1].append(latest_decode(v))  # old encoding: JSON for arrays and structs
+            run[2].append(q)
+            run[3].append(s)
+        for (d, p), (ts, vs, qs, ss) in runs.items():
+            self._store_run(c, d, p, ts, vs, qs, ss)  # rows come sorted by time per point
+        last = rows[-1]
+        c.execute(
+            "INSERT OR REPLACE INTO store_meta(key, value) VALUES ('samples_moved', ?)",
+            (_json_encode([last[0], last[1], last[2]]),),
+        )
+        return len(rows)
+
+    # -- reads (reader threads) --------------------------------------------------------
+
+    @staticmethod
+    def _point_map(c: sqlite3.Connection, points: list[str]) -> dict[int, str]:
+        if not points:
+            return {}
+        marks = ",".join("?" * len(points))
+        return {
+            r[0]: r[1]
+            for r in c.execute(f"SELECT id, name FROM point_names WHERE name IN ({marks})", points)
+        }
+
+    @staticmethod
+    def _ascending(
+        c: sqlite3.Connection, device: int, pid: int, name: str, lo: int, hi: int
+    ) -> Iterator[tuple[int, str, Any, Any, int]]:
+        """Samples of one point with lo <= ts < hi, by time."""
+        if lo >= hi:
+            return
+        for row in c.execute(_OVERLAP, (device, pid, lo)):
+            if row[1] >= hi:
+                break
+            ts, vs, qs, ss = ck.decode(row)
+            i = bisect_left(ts, lo) if row[1] < lo else 0
+            j = bisect_left(ts, hi) if row[0] >= hi else len(ts)
+            yield from zip(ts[i:j], itertools.repeat(name), vs[i:j], qs[i:j], ss[i:j])
+
+    @staticmethod
+    def _descending(
+        c: sqlite3.Connection, device: int, pid: int, name: str, lo: int, hi: int
+    ) -> Iterator[tuple[int, str, Any, Any, int]]:
+        """Samples of one point with lo <= ts < hi, newest first."""
+        if lo >= hi:
+            return
+        top = c.execute(
+            "SELECT t1 FROM chunks WHERE device=? AND point=? AND t1>=? ORDER BY t1 LIMIT 1",
+            (device, pid, hi - 1),
+        ).fetchone()
+        sql = (
+            f"SELECT {ck.DATA_COLUMNS} FROM chunks WHERE device=? AND point=? AND t1>=? "
+            "AND t1<=? ORDER BY t1 DESC"
+        )
+        bound = ck.INT64_MAX if top is None else top[0]
+        for row in c.execute(sql, (device, pid, lo, bound)):
+            if row[1] >= hi:
+                continue
+            ts, vs, qs, ss = ck.decode(row)
+            i = bisect_left(ts, lo) if row[1] < lo else 0
+            j = bisect_left(ts, hi) if row[0] >= hi else len(ts)
+            yield from zip(
+                reversed(ts[i:j]),
+                itertools.repeat(name),
+                reversed(vs[i:j]),
+                reversed(qs[i:j]),
+                reversed(ss[i:j]),
+            )
+
+    def _query_samples(
+        self,
+        c: sqlite3.Connection,
+        device: int,
+        points: list[str],
+        start: int,
+        end: int,
+        limit: int,
+        desc: bool,
+        after: tuple[int, str] | None,
+    ) -> list[Sample]:
+        pmap = self._point_map(c, points)
+        streams = []
+        for pid, name in sorted(pmap.items(), key=lambda kv: kv[1]):
+            lo, hi = start, end
+            if after is not None:  # samples after (ts, point) in the order asked for
+                ats, aname = after
+                if desc:
+                    hi = min(hi, ats + 1 if name < aname else ats)
+                else:
+                    lo = max(lo, ats if name > aname else ats + 1)
+            walk = self._descending if desc else self._ascending
+            streams.append(walk(c, device, pid, name, lo, hi))
+        if len(streams) == 1:
+            merged: Iterator[tuple[int, str, Any, Any, int]] = streams[0]
+        else:
+            merged = heapq.merge(*streams, key=lambda s: (s[0], s[1]), reverse=desc)
+        return [Sample(s[1], s[0], s[2], s[3], s[4]) for s in itertools.islice(merged, limit)]
+
+    def _aggregate(
+        self,
+        c: sqlite3.Connection,
+        device: int,
+        points: list[str],
+        start: int,
+        end: int,
+        interval: int,
+        fn: str,
+    ) -> dict[str, list[tuple[int, Any]]]:
+        if fn not in _AGG_FUNCTIONS:
+            raise ValueError(f"unknown aggregate {fn!r}")
+        pmap = self._point_map(c, points)
+        out: dict[str, list[tuple[int, Any]]] = {p: [] for p in points}
+        sql = (
+            "SELECT t1, t0, n, kind, vmin, vmax, vsum, vfirst, vlast FROM chunks "
+            "WHERE device=? AND point=? AND t1>=? ORDER BY t1"
+        )
+        data_sql = f"SELECT {ck.DATA_COLUMNS} FROM chunks WHERE device=? AND point=? AND t1=?"
+        stat = {"min": 4, "max": 5, "sum": 6, "avg": 6, "first": 7, "last": 8}.get(fn)
+        for pid, name in pmap.items():
+            # per bucket: [a, b]: min/max/first/last -> value; sum -> total; avg -> sum, n;
+            # count -> n
+            acc: dict[int, list[Any]] = {}
+            for row in c.execute(sql, (device, pid, start)):
+                t1, t0, n = row[0], row[1], row[2]
+                if t0 >= end:
+                    break
+                b0 = (t0 - start) // interval
+                whole = t0 >= start and t1 < end and b0 == (t1 - start) // interval
+                if whole and (stat is None or row[stat] is not None):
+                    v = n if stat is None else row[stat]
+                    _add(acc, b0, fn, v, n)
+                    continue
+                ts, vs, _qs, _ss = ck.decode(c.execute(data_sql, (device, pid, t1)).fetchone())
+                i = bisect_left(ts, start)
+                j = bisect_left(ts, end)
+                ts, vs = ts[i:j], vs[i:j]
+                if fn == "count":
+                    vs = [1] * len(vs)
+                elif fn in ("sum", "avg"):  # as SQL: a bool counts as 0/1
+                    vs = [int(v) if type(v) is bool else v for v in vs]
+                for t, v in zip(ts, vs, strict=True):
+                    _add(acc, (t - start) // interval, fn, v, 1)
+            series = out[name]
+            for b in sorted(acc):
+                a = acc[b]
+                series.append((start + b * interval, a[0] / a[1] if fn == "avg" else a[0]))
+        return out
+
+    def _latest_many(
+        self, c: sqlite3.Connection, devices: list[int], points: list[str] | None
+    ) -> dict[int, dict[str, Sample]]:
+        out: dict[int, dict[str, Sample]] = {}
+        if not devices:
+            return out
+        names = dict(c.execute("SELECT id, name FROM point_names").fetchall())
+        wanted = None if points is None else set(points)
+        for i in range(0, len(devices), 500):
+            part = devices[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for d, pid, ts, v, q, s in c.execute(
+                "SELECT device, point, ts, value, quality, source FROM latest "
+                f"WHERE device IN ({marks})",
+                part,
+            ):
+                name = names.get(pid)
+                if name is None or (wanted is not None and name not in wanted):
+                    continue
+                out.setdefault(d, {})[name] = Sample(name, ts, latest_decode(v), q, s)
+        return out
+
+
+Run = tuple[int, str, list[int], list[Any], list[Any]]
+
+
+def runs_of(samples: list[tuple[int, str, int, Any, int | None]]) -> list[Run]:
+    """The samples of a request per (device, point), in the order they came.
+
+    A request of records that each carry the same points in the same order (the usual
+    shape) is cut into runs by slicing its columns with the record's stride, in C; any
+    other shape is grouped sample by sample."""
+    ds, ps, ts, vs, qs = zip(*samples, strict=True)
+    n = len(ps)
+    k = len(set(ps))
+    if n % k == 0 and len(set(ps[:k])) == k:
+        m = n // k
+        if all(ps[j::k].count(ps[j]) == m for j in range(k)):
+            out: list[Run] = []
+            for j in range(k):
+                dj = ds[j::k]
+                if dj.count(dj[0]) == m:
+                    out.append((dj[0], ps[j], list(ts[j::k]), list(vs[j::k]), list(qs[j::k])))
+                else:
+                    out += _grouped(dj, ps[j::k], ts[j::k], vs[j::k], qs[j::k])
+            return out
+    return _grouped(ds, ps, ts, vs, qs)
+
+
+def _grouped(
+    ds: tuple[int, ...],
+    ps: tuple[str, ...],
+    ts: tuple[int, ...],
+    vs: tuple[Any, ...],
+    qs: tuple[Any, ...],
+) -> list[Run]:
+    runs: dict[tuple[int, str], Run] = {}
+    for d, p, t, v, q in zip(ds, ps, ts, vs, qs, strict=True):
+        run = runs.get((d, p))
+        if run is None:
+            run = runs[(d, p)] = (d, p, [], [], [])
+        run[2].append(t)
+        run[3].append(v)
+        run[4].append(q)
+    return list(runs.values())
+
+
+def _add(acc: dict[int, list[Any]], b: int, fn: str, v: Any, n: int) -> None:
+    a = acc.get(b)
+    if a is None:
+        acc[b] = [v, n]
+        return
+    if fn == "min":
+        if v < a[0]:
+            a[0] = v
+    elif fn == "max":
+        if v > a[0]:
+            a[0] = v
+    elif fn in ("sum", "avg", "count"):
+        a[0] += v
+        a[1] += n
+    elif fn == "last":
+        a[0] = v
+    # first: the first value seen (chunks and their samples come in time order)

@@ -1,0 +1,92 @@
+"""A SIGKILL while the store writes chunks: every acknowledged request is there after the
+restart, and no request is there in part (appends, and rewrites merged with stored chunks)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from headrace.store.sqlite.store import SQLiteStore
+
+WRITER = r"""
+import asyncio, sys
+from headrace.store.base import WriteBatch
+from headrace.store.sqlite.store import SQLiteStore
+
+async def main():
+    store = SQLiteStore(sys.argv[1])
+    store.start()
+    sem = asyncio.Semaphore(8)  # several requests in flight: group commits
+
+    async def one(k):
+        # device 1: an append of 50 new samples; device 2: all of [0, 50) rewritten, merged
+        # with what is stored
+        samples = [(1, "p", k * 50 + i, float(k), None) for i in range(50)]
+        samples += [(2, "p", i, k, None) for i in range(50)]
+        await store.write_batch(WriteBatch(samples=samples))
+        print(k, flush=True)
+        sem.release()
+
+    k = 0
+    tasks = set()
+    while True:
+        await sem.acquire()
+        t = asyncio.create_task(one(k))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+        k += 1
+
+asyncio.run(main())
+"""
+
+
+def test_sigkill_during_writes_loses_no_acked_request_and_leaves_none_in_part(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "k.db"
+    for round_ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db)],
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert proc.stdout is not None
+        acked: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(acked) < 40 + round_ * 17 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            acked.append(int(line))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        assert len(acked) >= 40, "the writer did not get going"
+        store = SQLiteStore(db)
+        store.start()
+        try:
+            rows = asyncio.run(store.query_samples(1, ["p"], 0, 10**9, 10**6, False, None))
+            by_k: dict[int, list[int]] = {}
+            for r in rows:
+                by_k.setdefault(r.ts // 50, []).append(r.ts)
+                assert r.value == float(r.ts // 50)
+            for k in acked:
+                assert len(by_k.get(k, [])) == 50, f"acked request {k} lost"
+            for k, ts in by_k.items():
+                assert ts == list(range(k * 50, k * 50 + 50)), f"request {k} stored in part"
+            rewritten = asyncio.run(store.query_samples(2, ["p"], 0, 10**9, 10**6, False, None))
+            assert [r.ts for r in rewritten] == list(range(50))
+            assert len({r.value for r in rewritten}) == 1  # one request's values, whole
+            assert rewritten[0].value >= max(acked)
+        finally:
+            store.close()
+        # the next round's k restart at 0: move this round's device 1 data out of the way
+        store = SQLiteStore(db)
+        store.start()
+        asyncio.run(store.prune_before(1, None, 10**12))
+        store.close()

@@ -1,0 +1,434 @@
+"""The chunked time series of the SQLite store against a plain model of what was written:
+resends, overlapping and out-of-order history, paging, aggregates, latest, retention,
+exact values of every point type, and the migration of an old database."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from headrace.store.base import Sample, WriteBatch
+from headrace.store.sqlite import chunks
+from headrace.store.sqlite.engine import SQLiteEngine
+from headrace.store.sqlite.schema import MIGRATIONS
+from headrace.store.sqlite.store import SQLiteStore
+
+Model = dict[tuple[int, str], dict[int, tuple[Any, int | None, int]]]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "s.db")
+    s.start()
+    yield s
+    s.close()
+
+
+def apply(model: Model, batch: WriteBatch) -> None:
+    for d, p, t, v, q in batch.samples:
+        model.setdefault((d, p), {})[t] = (v, q, batch.source)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal and of the same type all the way down (so 1 != 1.0 != True, 0.0 != -0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def expected(model: Model, device: int, points: list[str], start: int, end: int) -> list[Any]:
+    out = [
+        (t, p, v, q, s)
+        for p in points
+        for t, (v, q, s) in model.get((device, p), {}).items()
+        if start <= t < end
+    ]
+    return sorted(out, key=lambda r: (r[0], r[1]))
+
+
+def flat(rows: list[Sample]) -> list[Any]:
+    return [(s.ts, s.point, s.value, s.quality, s.source) for s in rows]
+
+
+def check_rows(got: list[Any], want: list[Any]) -> None:
+    assert [r[:2] for r in got] == [r[:2] for r in want]
+    for g, w in zip(got, want, strict=True):
+        assert same(g[2], w[2]), (g, w)
+        assert g[3:] == w[3:], (g, w)
+
+
+async def page_all(store: SQLiteStore, device: int, points: list[str], desc: bool, limit: int):  # type: ignore[no-untyped-def]
+    out: list[Any] = []
+    after = None
+    while True:
+        rows = await store.query_samples(device, points, -(2**62), 2**62, limit, desc, after)
+        out += flat(rows)
+        if len(rows) < limit:
+            return out
+        after = (rows[-1].ts, rows[-1].point)
+
+
+values = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+    st.text(max_size=8),
+    st.lists(st.integers(-5, 5), max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b", "ü"]), st.floats(-9, 9), max_size=2),
+)
+numbers = st.one_of(st.integers(-1000, 1000), st.floats(-1000, 1000))
+batches = st.lists(
+    st.tuples(
+        st.integers(0, 1),  # source
+        st.lists(
+            st.tuples(
+                st.integers(1, 2),  # device
+                st.sampled_from(["a", "b"]),
+                st.integers(0, 60),  # time: small, so resends and overlaps are common
+                values,
+                st.one_of(st.none(), st.integers(0, 9)),
+            ),
+            min_size=1,
+            max_size=40,
+        ),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches=batches, chunk_max=st.sampled_from([3, 1024]), limit=st.integers(1, 7))
+def test_store_matches_a_plain_model(batches: Any, chunk_max: int, limit: int) -> None:
+    old = chunks.CHUNK_MAX
+    chunks.CHUNK_MAX = chunk_max  # small chunks: runs split, merges span many chunks
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            asyncio.run(_model_run(Path(d), batches, limit))
+    finally:
+        chunks.CHUNK_MAX = old
+
+
+async def _model_run(path: Path, batches: Any, limit: int) -> None:
+    store = SQLiteStore(path / "m.db")
+    store.start()
+    model: Model = {}
+    try:
+        for source, samples in batches:
+            batch = WriteBatch(source=source, samples=samples)
+            await store.write_batch(batch)
+            apply(model, batch)
+        for device in (1, 2):
+            want = expected(model, device, ["a", "b"], -(2**62), 2**62)
+            check_rows(await page_all(store, device, ["a", "b"], False, limit), want)
+            check_rows(await page_all(store, device, ["a", "b"], True, limit), want[::-1])
+            check_rows(
+                await page_all(store, device, ["b"], False, limit),
+                expected(model, device, ["b"], -(2**62), 2**62),
+            )
+            got = flat(await store.query_samples(device, ["a", "b"], 10, 30, 1000, False, None))
+            check_rows(got, expected(model, device, ["a", "b"], 10, 30))
+            # latest: the highest time, whatever the order of arrival
+            latest = await store.latest(device, ["a", "b"])
+            for p in ("a", "b"):
+                series = model.get((device, p))
+                if not series:
+                    assert p not in latest
+                    continue
+                t = max(series)
+                assert latest[p].ts == t and same(latest[p].value, series[t][0])
+                assert (latest[p].quality, latest[p].source) == series[t][1:]
+            # one row per (device, point, time): the chunks never overlap
+            spans = store.engine.read_sync(
+                lambda c, device=device: c.execute(
+                    "SELECT point, t0, t1, n FROM chunks WHERE device=? ORDER BY point, t1",
+                    (device,),
+                ).fetchall()
+            )
+            for a, b in itertools.pairwise(spans):
+                assert a[0] != b[0] or a[2] < b[1]
+            assert sum(s[3] for s in spans) == sum(
+                len(model.get((device, p), {})) for p in ("a", "b")
+            )
+    finally:
+        store.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    writes=st.lists(
+        st.lists(st.tuples(st.integers(0, 200), numbers), min_size=1, max_size=50),
+        min_size=1,
+        max_size=5,
+    ),
+    interval=st.integers(1, 70),
+    start=st.integers(-10, 100),
+    fn=st.sampled_from(["min", "max", "avg", "sum", "count", "first", "last"]),
+)
+def test_aggregates_match_a_plain_model(writes: Any, interval: int, start: int, fn: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        asyncio.run(_agg_run(Path(d), writes, interval, start, fn))
+
+
+async def _agg_run(path: Path, writes: Any, interval: int, start: int, fn: str) -> None:
+    store = SQLiteStore(path / "a.db")
+    store.start()
+    try:
+        series: dict[int, Any] = {}
+        for w in writes:
+            await store.write_batch(WriteBatch(samples=[(1, "x", t, v, None) for t, v in w]))
+            series.update(dict(w))
+        end = start + 150
+        buckets: dict[int, list[Any]] = {}
+        for t in sorted(series):
+            if start <= t < end:
+                buckets.setdefault((t - start) // interval, []).append(series[t])
+        f = {
+            "min": min,
+            "max": max,
+            "sum": sum,
+            "count": len,
+            "avg": lambda v: sum(v) / len(v),
+            "first": lambda v: v[0],
+            "last": lambda v: v[-1],
+        }[fn]
+        want = [(start + b * interval, f(v)) for b, v in sorted(buckets.items())]
+        got = (await store.aggregate(1, ["x"], start, end, interval, fn))["x"]
+        assert [t for t, _ in got] == [t for t, _ in want]
+        for (_, g), (_, w) in zip(got, want, strict=True):
+            assert g == pytest.approx(w), (fn, got, want)
+    finally:
+        store.close()
+
+
+EXACT: list[Any] = [
+    0,
+    -1,
+    2**63 - 1,
+    -(2**63),
+    0.0,
+    -0.0,
+    1.0,
+    1e308,
+    5e-324,
+    0.1,
+    True,
+    False,
+    "",
+    "héllo wörld ✓ 漢字 🎉",
+    [1, 2.5, "x", None, [True]],
+    {"z": 1, "a": [1.0, -0.0], "ü": {"k": "v"}},
+    [],
+    {},
+]
+
+
+async def test_every_point_type_round_trips_exactly(store: SQLiteStore) -> None:
+    # each value alone (a chunk of one kind) and all together (a mixed chunk), with
+    # qualities and a real-time source
+    for i, v in enumerate(EXACT):
+        await store.write_batch(WriteBatch(source=1, samples=[(1, f"p{i}", 1000, v, i)]))
+        await store.write_batch(
+            WriteBatch(source=1, samples=[(1, f"p{i}", 1000 + k, v, None) for k in range(1, 20)])
+        )
+    await store.write_batch(
+        WriteBatch(samples=[(2, "mix", 10 + i, v, None) for i, v in enumerate(EXACT)])
+    )
+    for i, v in enumerate(EXACT):
+        rows = await store.query_samples(1, [f"p{i}"], 0, 5000, 100, False, None)
+        assert len(rows) == 20
+        assert all(same(r.value, v) for r in rows), (v, rows[:2])
+        assert (rows[0].quality, rows[0].source, rows[1].quality) == (i, 1, None)
+        latest = (await store.latest(1, [f"p{i}"]))[f"p{i}"]
+        assert latest.ts == 1019 and same(latest.value, v)
+    rows = await store.query_samples(2, ["mix"], 0, 5000, 100, False, None)
+    assert len(rows) == len(EXACT)
+    assert all(same(r.value, v) for r, v in zip(rows, EXACT, strict=True))
+
+
+async def test_history_backfilled_before_and_between(store: SQLiteStore) -> None:
+    live = [(1, "t", 10_000 + k * 1000, float(k), None) for k in range(100)]
+    await store.write_batch(WriteBatch(source=1, samples=live))
+    # backfill older history, then a resend of the middle with new values, out of order
+    await store.write_batch(WriteBatch(samples=[(1, "t", k * 100, -1.0, None) for k in range(50)]))
+    mid = [(1, "t", 10_000 + k * 1000, 99.0, 7) for k in range(60, 40, -1)]
+    await store.write_batch(WriteBatch(samples=mid))
+    rows = await store.query_samples(1, ["t"], 0, 10**9, 1000, False, None)
+    assert len(rows) == 150
+    assert [r.ts for r in rows] == sorted(r.ts for r in rows)
+    by_ts = {r.ts: r for r in rows}
+    assert by_ts[10_000 + 50 * 1000].value == 99.0 and by_ts[10_000 + 50 * 1000].quality == 7
+    assert by_ts[10_000 + 61 * 1000].value == 61.0 and by_ts[10_000 + 61 * 1000].source == 1
+    latest = (await store.latest(1, ["t"]))["t"]
+    assert (latest.ts, latest.value) == (10_000 + 99 * 1000, 99.0)  # not the last received
+    many = await store.latest_many([1, 2, 3], None)
+    assert list(many) == [1] and many[1]["t"].ts == latest.ts
+    # a resend of an entire request stores nothing twice
+    before = store.engine.read_sync(
+        lambda c: c.execute("SELECT sum(n), count(*) FROM chunks").fetchone()
+    )
+    await store.write_batch(WriteBatch(source=1, samples=live))
+    after = store.engine.read_sync(
+        lambda c: c.execute("SELECT sum(n), count(*) FROM chunks").fetchone()
+    )
+    assert after[0] == before[0] == 150
+
+
+async def test_aggregate_reads_whole_chunks_from_their_row(store: SQLiteStore) -> None:
+    await store.write_batch(WriteBatch(samples=[(1, "v", k, float(k), None) for k in range(1000)]))
+    # vandalize the stored values of the chunk: a read that decoded it would see garbage;
+    # one interval over the whole chunk must come from the row's precomputed figures
+    store.engine.write_sync(lambda c: c.execute("UPDATE chunks SET vb = x'00ff'"))
+    got = await store.aggregate(1, ["v"], 0, 10_000, 10_000, "avg")
+    assert got == {"v": [(0, 499.5)]}
+    assert (await store.aggregate(1, ["v"], 0, 10_000, 10_000, "count")) == {"v": [(0, 1000)]}
+    assert (await store.aggregate(1, ["v"], 0, 10_000, 10_000, "last")) == {"v": [(0, 999.0)]}
+
+
+async def test_prune_before_drops_whole_chunks_and_trims_the_edge(store: SQLiteStore) -> None:
+    store.PRUNE_CHUNKS = 3  # several writes, ingest can go between them
+    for r in range(10):
+        await store.write_batch(
+            WriteBatch(samples=[(1, p, r * 100 + k, k, None) for k in range(100) for p in "ab"])
+        )
+    await store.write_batch(WriteBatch(samples=[(2, "a", 5, 1, None)]))
+    assert await store.prune_before(1, ["b"], 450) == 450
+    assert await store.prune_before(1, None, 450) == 450  # "a" alone is left to drop
+    rows = await store.query_samples(1, ["a", "b"], 0, 10**6, 10_000, False, None)
+    assert len(rows) == 2 * 550 and rows[0].ts == 450
+    assert await store.prune_before(1, None, 10**6) == 2 * 550
+    assert (await store.latest(1, ["a", "b"])) == {}
+    assert (await store.latest(2, ["a"]))["a"].ts == 5  # other devices untouched
+    assert await store.prune_before(1, None, 10**6) == 0
+
+
+def old_database(path: Path) -> None:
+    """A database of the schema before chunks, filled as that version wrote it."""
+    engine = SQLiteEngine(path, migrations=MIGRATIONS[:2])
+    engine.start()
+
+    def fill(c: sqlite3.Connection) -> None:
+        c.executemany("INSERT INTO point_names(id, name) VALUES (?, ?)", [(1, "t"), (2, "s")])
+        rows = []
+        for d in (1, 2, 3):
+            for k in range(250):
+                rows.append((d, 1, 1000 * k, k * 0.5, None, 0))
+                rows.append((d, 2, 1000 * k, msgspec.json.encode({"k": k, "ü": [k]}), k % 3, 1))
+        c.executemany("INSERT INTO samples VALUES (?,?,?,?,?,?)", rows)
+        c.executemany(
+            "INSERT INTO latest VALUES (?,?,?,?,?,?)",
+            [(d, 1, 249_000, 124.5, None, 0) for d in (1, 2, 3)],
+        )
+
+    engine.write_sync(fill)
+    engine.close()
+
+
+def check_migrated(store: SQLiteStore) -> None:
+    async def read() -> None:
+        for d in (1, 2, 3):
+            rows = await store.query_samples(d, ["t", "s"], 0, 10**9, 10_000, False, None)
+            assert len(rows) == 500
+            t = [r for r in rows if r.point == "t"]
+            s = [r for r in rows if r.point == "s"]
+            assert [(r.ts, r.value, r.source) for r in t] == [
+                (1000 * k, k * 0.5, 0) for k in range(250)
+            ]
+            assert [(r.value, r.quality, r.source) for r in s] == [
+                ({"k": k, "ü": [k]}, k % 3, 1) for k in range(250)
+            ]
+            assert (await store.latest(d, ["t"]))["t"].value == 124.5
+
+    asyncio.run(read())
+    tables = store.engine.read_sync(
+        lambda c: [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    )
+    assert "samples" not in tables
+
+
+def test_an_old_database_is_migrated_on_start(tmp_path: Path) -> None:
+    old_database(tmp_path / "old.db")
+    store = SQLiteStore(tmp_path / "old.db")
+    store.MIGRATE_STEP = 97  # many steps, boundaries inside a device's run
+    store.start()
+    try:
+        check_migrated(store)
+    finally:
+        store.close()
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_migration_goes_on_at_the_next_start(tmp_path: Path) -> None:
+    old_database(tmp_path / "old.db")
+
+    class Crashing(SQLiteStore):
+        steps = 0
+
+        def _migrate_step(self, c: sqlite3.Connection) -> int:
+            n = super()._migrate_step(c)
+            Crashing.steps += 1
+            if Crashing.steps >= 4:  # inside the 4th step's transaction (and its replay)
+                raise Interrupted
+            return n
+
+    first = Crashing(tmp_path / "old.db")
+    first.MIGRATE_STEP = 101
+    with pytest.raises(Interrupted):
+        first.start()
+    first.close()
+    left = sqlite3.connect(tmp_path / "old.db").execute("SELECT count(*) FROM samples").fetchone()
+    assert left == (1500,)  # moved rows stay until the table is dropped; the mark says where
+    again = SQLiteStore(tmp_path / "old.db")
+    again.start()
+    try:
+        check_migrated(again)
+    finally:
+        again.close()
+
+
+async def test_retention_prunes_each_device_by_its_own_retention(store: SQLiteStore) -> None:
+    from headrace.store.retention import Retention
+
+    for d in (1, 2, 3):
+        await store.write_batch(
+            WriteBatch(samples=[(d, "x", t * 1000, float(t), None) for t in range(100)])
+        )
+    keep = {1: 30_000, 2: None, 3: 0}  # 2: forever; 3: 0 means forever too
+    retention = Retention(store, lambda: [1, 2, 3], keep.get, clock=lambda: 100.0)
+    assert await retention.run_once() == 70  # device 1: times before 70 s
+    assert retention.pruned == 70 and retention.passes == 1
+    rows = await store.query_samples(1, ["x"], 0, 10**9, 1000, False, None)
+    assert [r.ts for r in rows] == [t * 1000 for t in range(70, 100)]
+    for d in (2, 3):
+        assert len(await store.query_samples(d, ["x"], 0, 10**9, 1000, False, None)) == 100
+    assert await retention.run_once() == 0  # nothing more to drop
+    # the background task runs passes until stopped
+    retention.interval = 0.01
+    keep[2] = 1000
+    await retention.start()
+    for _ in range(200):
+        if retention.pruned == 70 + 99:
+            break
+        await asyncio.sleep(0.01)
+    await retention.stop()
+    assert retention.pruned == 70 + 99
