@@ -29,10 +29,11 @@ from .api.common import EXCEPTION_HANDLERS
 from .api.enterprises import enterprise_router
 from .api.files import files_admin_router, files_router
 from .api.integration import integration_router
-from .api.metrics import HubCollector, metrics_registry
+from .api.metrics import HubCollector, StreamCollector, metrics_registry
 from .api.metrics import metrics as metrics_route
 from .api.online import online_router
 from .api.query import query_router
+from .api.rules import rule_router
 from .api.scripts import script_router
 from .api.services import Services, services
 from .api.token import token_router
@@ -41,6 +42,8 @@ from .ingest.pipeline import Pipeline
 from .ingest.ratelimit import RateLimiter
 from .push.directory import EnterpriseDirectory
 from .push.fanout import Fanout
+from .rules.engine import RuleEngine
+from .rules.transform import Transformer
 from .scripts.manager import ScriptManager
 from .server.guard import raise_fd_limit
 from .server.http import HTTPEdge
@@ -54,6 +57,7 @@ from .state.registry import Registry
 from .store.blobs import BlobStore
 from .store.retention import Retention
 from .store.sqlite.store import SQLiteStore
+from .stream import Retention, Stream
 
 log = logging.getLogger("headrace")
 
@@ -100,6 +104,8 @@ class Hub:
             workers=s["script.workers"],
             isolation=s["script.isolation"],
         )
+        # the outbound stream: what was committed, in commit order, for every way out
+        self.stream = Stream(self.store, self.registry, replay_seconds=s["stream.replay_seconds"])
         # -- the one way in: every edge hands its requests to the pipeline --------------
         self.pipeline = Pipeline(
             self.registry,
@@ -116,6 +122,19 @@ class Hub:
             store=self.store,
             registry=self.registry,
             online=self.online,
+        )
+        # rules: each a consumer of the stream with a sink (Kafka, webhook); transforms run
+        # in the parsing scripts' sandbox
+        self.rules = RuleEngine(
+            store=self.store,
+            registry=self.registry,
+            stream=self.stream,
+            transformer=Transformer(self.scripts.engine),
+            retention=Retention(
+                seconds=s["rules.retention_seconds"], bytes=s["rules.retention_bytes"]
+            ),
+            batch=s["rules.batch_size"],
+            max_dead_letters=s["rules.max_dead_letters"],
         )
         # -- edges (the HTTP API is built in http_app) -----------------------------------
         self.mqtt = MQTTServer(
@@ -137,6 +156,11 @@ class Hub:
             interval=s["store.retention_interval"],
         )
         # -- connections --------------------------------------------------------------------
+        # a request's stream records go into its write (same transaction as the data),
+        # as do those of online changes and of files stored or deleted
+        self.pipeline.before_write.append(self.stream.on_batch)
+        self.online.outbound.append(self.stream.online_rows)
+        self.files.outbound.append(self.stream.file_rows)
         # a committed request's events go to the enterprises' queues before it is answered
         self.pipeline.on_stored.append(self.fanout.on_stored)
         # real-time data marks its devices online (after the fan-out, which announces
@@ -146,6 +170,7 @@ class Hub:
         self.online.listeners.append(self.fanout.on_online)
         # organizations and products an enterprise refers to cannot be deleted
         self.registry.referrers.append(self.enterprises.referring)
+        self.registry.referrers.append(self.rules.referring)
         # a disabled channel's MQTT connections are closed, a changed one's logins refreshed
         self.registry.channel_listeners.append(self.mqtt.channel_changed)
         # an enterprise's queue opens, follows its limits and closes with it (before the
@@ -157,6 +182,8 @@ class Hub:
         # stops before the push fan-out, which then finishes acks; the fan-out stops before
         # MQTT, whose last requests still have their events written (its writer runs on)
         self.services: list[Service] = [
+            self.stream,
+            self.rules,
             self.mqtt,
             self.accounts,
             self.online,
@@ -177,6 +204,7 @@ class Hub:
         """Create the data dir, open the store, load the registry (no sockets yet)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store.start()
+        self.stream.load()
         self.registry.load()
         self.scripts.load()
         self.files.load()
@@ -184,6 +212,7 @@ class Hub:
         self.online.load()
         self.enterprises.load()
         self.fanout.load()  # the queues of the enterprises loaded
+        self.rules.load()  # the rules' stream consumers, before anything is stored
         self.admin_token = self._admin_token()
 
     def close(self) -> None:
@@ -242,7 +271,11 @@ class Hub:
             scripts=self.scripts,
             enterprises=self.enterprises,
             queues=self.fanout.queues,
-            metrics=metrics_registry(HubCollector(self.fanout, self.noti, self.pipeline)),
+            rules=self.rules,
+            metrics=metrics_registry(
+                HubCollector(self.fanout, self.noti, self.pipeline),
+                StreamCollector(self.stream, self.rules),
+            ),
             ports=self.ports,
             ready=lambda: self._ready,
         )
@@ -259,6 +292,7 @@ class Hub:
                 integration_router,
                 files_router,
                 enterprise_router,
+                rule_router,
                 metrics_route,
                 health,
             ],

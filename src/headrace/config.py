@@ -197,6 +197,36 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds over which noti.login_failures are counted, and for which an address that reached it is refused.",
     ),
     Setting(
+        "stream.replay_seconds",
+        float,
+        0.0,
+        "Seconds of the outbound stream kept after every consumer is done with them, so that a rule can replay them (0: pruned as soon as every consumer is done).",
+    ),
+    Setting(
+        "rules.retention_seconds",
+        float,
+        86400.0,
+        "Seconds a rule may fall behind (sink down, rule paused) before the oldest stream records it has not delivered are dropped for it (counted and logged).",
+    ),
+    Setting(
+        "rules.retention_bytes",
+        int,
+        1024 * MiB,
+        "Bytes of outbound stream records kept for a rule that has fallen behind; beyond it the oldest are dropped for it (counted and logged).",
+    ),
+    Setting(
+        "rules.batch_size",
+        int,
+        2000,
+        "Stream records a rule reads and hands to its sink at once.",
+    ),
+    Setting(
+        "rules.max_dead_letters",
+        int,
+        10_000,
+        "Dead letters kept per rule; the oldest are deleted beyond it.",
+    ),
+    Setting(
         "push.retention_seconds",
         int,
         86400,

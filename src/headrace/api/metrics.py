@@ -18,7 +18,9 @@ from prometheus_client.registry import Collector
 
 from ..ingest.pipeline import Pipeline
 from ..push.fanout import Fanout
+from ..rules.engine import RuleEngine
 from ..server.noti import NotiServer
+from ..stream import Stream
 from .common import admin_guard
 from .services import services
 
@@ -88,6 +90,70 @@ class HubCollector(Collector):
             "Values stored by integration requests.",
             value=self.pipeline.points,
         )
+
+
+_RULE_COUNTERS = (
+    ("matched", "headrace_rule_matched", "Records the rule selected."),
+    ("delivered", "headrace_rule_delivered", "Messages the rule's sink acknowledged."),
+    ("failed", "headrace_rule_failed_attempts", "Failed delivery attempts (each retry)."),
+    ("deadLettered", "headrace_rule_dead_lettered", "Records sent to the dead-letter list."),
+)
+_RULE_GAUGES = (
+    ("lagRecords", "headrace_rule_lag_records", "Stream records after the rule's cursor."),
+    ("lagSeconds", "headrace_rule_lag_seconds", "Age of the oldest record not done yet."),
+    ("lastErrorAt", "headrace_rule_last_error_time", "When the last error happened (ms, 0 none)."),
+)
+
+
+class StreamCollector(Collector):
+    """The outbound stream (head, bytes, records dropped by retention, per consumer lag)
+    and every rule's counters (labels ``org``, ``rule``)."""
+
+    def __init__(self, stream: Stream, rules: RuleEngine) -> None:
+        self.stream = stream
+        self.rules = rules
+
+    def collect(self) -> Iterator[Metric]:
+        st = self.stream
+        yield GaugeMetricFamily(
+            "headrace_stream_head", "Seq of the last committed stream record.", value=st.head
+        )
+        yield GaugeMetricFamily(
+            "headrace_stream_bytes", "Bytes of records the stream holds.", value=st.bytes
+        )
+        yield CounterMetricFamily(
+            "headrace_stream_appended", "Records appended since start.", value=st.appended
+        )
+        dropped = CounterMetricFamily(
+            "headrace_stream_dropped",
+            "Records that fell out of a consumer's retention before it was done.",
+            labels=["consumer"],
+        )
+        lag = GaugeMetricFamily(
+            "headrace_stream_consumer_lag_records",
+            "Stream records after the consumer's cursor.",
+            labels=["consumer"],
+        )
+        for name, consumer in list(st.consumers.items()):
+            dropped.add_metric([name], consumer.dropped)
+            lag.add_metric([name], consumer.lag_records)
+        yield dropped
+        yield lag
+        docs = [
+            (rule.orgId, rid, self.rules.runners[rid].stats_doc())
+            for rid, rule in list(self.rules.rules.items())
+            if rid in self.rules.runners
+        ]
+        for key, name, doc in _RULE_COUNTERS:
+            c = CounterMetricFamily(name, doc, labels=["org", "rule"])
+            for org, rid, d in docs:
+                c.add_metric([org, rid], d[key])
+            yield c
+        for key, name, doc in _RULE_GAUGES:
+            g = GaugeMetricFamily(name, doc, labels=["org", "rule"])
+            for org, rid, d in docs:
+                g.add_metric([org, rid], d[key] or 0)
+            yield g
 
 
 def metrics_registry(*collectors: Collector) -> CollectorRegistry:

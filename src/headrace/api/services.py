@@ -18,6 +18,7 @@ from ..config import Settings
 from ..ingest.pipeline import Pipeline
 from ..push.directory import EnterpriseDirectory
 from ..push.queue import EnterpriseQueue
+from ..rules.engine import RuleEngine
 from ..scripts.manager import ScriptManager
 from ..state.accounts import Accounts
 from ..state.files import Files
@@ -41,6 +42,7 @@ class Services:
     scripts: ScriptManager
     enterprises: EnterpriseDirectory
     queues: Mapping[str, EnterpriseQueue]  # by enterprise id (their stats)
+    rules: RuleEngine
     metrics: CollectorRegistry
     # the listeners' bound ports by name ("http", "mqtt", "mqtt_tls", "noti"), filled
     # as they start (the settings may say 0: pick a free port)

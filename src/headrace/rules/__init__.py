@@ -1,0 +1,15 @@
+"""The rule engine: rules select records of the outbound stream and send them to a sink.
+
+- ``model.py``: the rule document (``select``, ``transform``, ``sink``), its checks;
+- ``engine.py``: ``RuleEngine``, the rules' CRUD, pause/resume/replay, one stream
+  consumer (``rule:{ruleId}``) and one runner per rule;
+- ``runner.py``: one rule's loop (read, transform, format, deliver, commit the cursor),
+  its counters;
+- ``transform.py``: ``transform(record)`` in the parsing-script sandbox;
+- ``formats.py``: the EnOS envelope and topics (docs/protocols.md D.2), EnOS per-point
+  records, headrace's record;
+- ``kafka.py`` and ``webhook.py``: the sinks;
+- ``deadletters.py``: each rule's dead-letter list.
+
+See docs/rules.md.
+"""

@@ -1,0 +1,141 @@
+"""The Kafka sink: confluent-kafka (librdkafka) with settings that keep per-device order.
+
+``acks=all``; no idempotence but one request in flight per connection and unlimited
+retries with no message timeout, so librdkafka retries a batch until the broker takes
+it and never lets a later batch of a partition overtake an earlier one (idempotence
+cost ~3x the rate against tansu, and is not needed for order with one in flight;
+duplicates are possible either way after a crash: delivery is at-least-once). A broker
+that is down shows as failed attempts and the last error (librdkafka's error callback);
+the messages wait in librdkafka's queue and the rule falls behind.
+
+librdkafka's delivery reports are served by one thread per producer (``poll``); a
+batch's future resolves when its last message is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer
+
+from .formats import Message
+from .model import KafkaSink
+
+# errors of one message that retrying cannot fix: the record is dead-lettered
+_PERMANENT = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_MSG_SIZE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError._MSG_TIMED_OUT,  # not with message.timeout.ms=0; kept for custom configs
+    KafkaError._INVALID_ARG,
+}
+
+
+class _Batch:
+    __slots__ = ("errors", "future", "left", "loop")
+
+    def __init__(self, n: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.left = n
+        self.errors: list[tuple[int, KafkaError]] = []
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def producer_config(sink: KafkaSink, on_error: Callable[[Any], None]) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": sink.bootstrap,
+        "acks": "all",
+        "enable.idempotence": False,
+        "max.in.flight.requests.per.connection": 1,
+        "message.timeout.ms": 0,  # never give up: the rule waits for the broker
+        "retries": 2147483647,
+        "retry.backoff.ms": 100,
+        "retry.backoff.max.ms": 5000,
+        "reconnect.backoff.max.ms": 5000,
+        "linger.ms": 5,
+        "batch.num.messages": 10000,
+        "queue.buffering.max.messages": 200000,
+        "socket.keepalive.enable": True,
+        "error_cb": on_error,
+    }
+    if sink.tls or sink.sasl is not None:
+        conf["security.protocol"] = (
+            ("SASL_SSL" if sink.tls else "SASL_PLAINTEXT") if sink.sasl is not None else "SSL"
+        )
+    if sink.caFile:
+        conf["ssl.ca.location"] = sink.caFile
+    if sink.sasl is not None:
+        conf["sasl.mechanism"] = sink.sasl.mechanism
+        conf["sasl.username"] = sink.sasl.username
+        conf["sasl.password"] = sink.sasl.password
+    return conf
+
+
+class KafkaDelivery:
+    def __init__(self, sink: KafkaSink, on_error: Callable[[str], None]) -> None:
+        self._on_error = on_error
+        self.producer = Producer(producer_config(sink, self._error))
+        self._running = True
+        self._thread = threading.Thread(target=self._poll, name="headrace-kafka", daemon=True)
+        self._thread.start()
+
+    def _error(self, err: Any) -> None:  # librdkafka's thread: a broker/transport error
+        self._on_error(f"kafka: {err.str() if hasattr(err, 'str') else err}")
+
+    def _poll(self) -> None:
+        p = self.producer
+        while self._running:
+            p.poll(0.05)
+
+    @staticmethod
+    def _delivered(batch: _Batch, index: int, err: Any, _msg: Any) -> None:
+        if err is not None:
+            batch.errors.append((index, err))
+        batch.left -= 1
+        if batch.left == 0:
+            batch.loop.call_soon_threadsafe(_resolve, batch.future)
+
+    async def send(self, messages: list[Message]) -> _Batch:
+        """Hand the messages to librdkafka (in order); the returned batch's future
+        resolves once the broker acknowledged (or refused) each of them."""
+        loop = asyncio.get_running_loop()
+        batch = _Batch(len(messages), loop)
+        if not messages:
+            batch.future.set_result(None)
+            return batch
+        produce = self.producer.produce
+        done = self._delivered
+        for i, m in enumerate(messages):
+            while True:
+                try:
+                    produce(m.topic, m.value, m.key, on_delivery=partial(done, batch, i))
+                    break
+                except BufferError:  # librdkafka's queue is full: the broker is slow or down
+                    await asyncio.sleep(0.01)
+        return batch
+
+    @staticmethod
+    def permanent(err: Any) -> bool:
+        return bool(err.code() in _PERMANENT)
+
+    def close(self) -> None:
+        """Drop what is not delivered (the cursor has not passed it: delivered again on
+        the next start) and stop the thread."""
+        try:
+            self.producer.purge()
+            self.producer.flush(1)
+        except Exception:
+            pass
+        self._running = False
+        self._thread.join(timeout=2)
