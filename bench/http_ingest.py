@@ -14,6 +14,7 @@ latency p50/p99, and the hub/bare ratio. Then file uploads (multipart, 100 MiB e
 sent by httpx from a file on disk): MB/s.
 
     .venv/bin/python bench/http_ingest.py [--clients 2] [--conns 16] [--seconds 10]
+        [--uploads 5] [--single-only]
 """
 
 from __future__ import annotations
@@ -266,7 +267,10 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=2, help="client processes")
     ap.add_argument("--conns", type=int, default=16, help="connections per client process")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per load")
-    ap.add_argument("--uploads", type=int, default=5, help="100 MiB uploads")
+    ap.add_argument("--uploads", type=int, default=5, help="100 MiB uploads (0: none)")
+    ap.add_argument(
+        "--single-only", action="store_true", help="only the single-record posts (no 100-record)"
+    )
     ap.add_argument("--bare-server", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.bare_server:
@@ -296,7 +300,8 @@ def main() -> None:
             f"seconds={args.seconds} points/record={POINTS} store.synchronous=full"
         )
         print(f"{'load':<22}{'server':<8}{'req/s':>10}{'points/s':>12}{'p50 ms':>9}{'p99 ms':>9}")
-        for name, records in (("single-record posts", 1), ("100-record posts", RECORDS)):
+        loads = [("single-record posts", 1), ("100-record posts", RECORDS)]
+        for name, records in loads[:1] if args.single_only else loads:
             rows = {}
             for server, port in (("bare", bare_port), ("hub", hub.http_port)):
                 r = load(
@@ -309,8 +314,9 @@ def main() -> None:
                     + (f"   failed={r['failed']:.0f}" if r["failed"] else "")
                 )
             print(f"{name:<22}{'ratio':<8}{rows['hub']['rps'] / rows['bare']['rps']:>10.0%}")
-        rate = upload_rate(hub, org, pk, token, args.uploads)
-        print(f"file upload (multipart, {args.uploads} x 100 MiB, one client): {rate:.0f} MB/s")
+        if args.uploads:
+            rate = upload_rate(hub, org, pk, token, args.uploads)
+            print(f"file upload (multipart, {args.uploads} x 100 MiB, one client): {rate:.0f} MB/s")
     finally:
         bare.terminate()
         bare.wait()

@@ -274,3 +274,49 @@ def test_script_replaced_while_traffic_flows(
     assert latest(shared_api, env, env.pk, "dev2")["d"]["value"] == 1200
     # restore for other tests
     assert put_script(shared_api, env, env.pk, DECODER + ENCODER).status_code == 200
+
+
+def test_messages_in_flight_together_keep_their_own_results(
+    shared_hub: HubProcess, shared_api: httpx.Client, env: RawEnv
+) -> None:
+    """Raw messages that arrive together are decoded in batches (one sandbox round trip
+    for many); a failing message among good ones fails alone, every reply is its own
+    and they come back in request order."""
+    p = shared_api.post(
+        f"/api/v1/orgs/{env.org}/products",
+        json={"name": "batch", "modelId": "meter", "dataFormat": "custom"},
+    ).json()
+    pk = p["productKey"]
+    shared_api.post(
+        f"/api/v1/orgs/{env.org}/products/{pk}/devices",
+        json=[{"deviceKey": f"dev{i}"} for i in range(3)],
+    ).raise_for_status()
+    failing = DECODER.replace(
+        "var b = rawData.map(function (x) { return x & 0xff; });",
+        "var b = rawData.map(function (x) { return x & 0xff; });"
+        " if (b[1] % 5 === 3) throw new Error('refused frame ' + b[1]);",
+    )
+    assert put_script(shared_api, env, pk, failing + ENCODER).status_code == 200
+    ch = shared_api.post(
+        f"/api/v1/orgs/{env.org}/channels", json={"name": "batch", "products": [pk]}
+    ).json()
+    c = Client(shared_hub, ch["username"], ch["password"])
+    c.subscribe(f"/sys/{pk}/integration/#")
+    count = 60
+    for n in range(count):  # no waiting for acks: all in flight at once
+        c.c.publish(raw_topic(pk), sample(n % 3, n), 1)
+    replies = [raw_reply(c, raw_topic(pk)) for _ in range(count)]
+    c.close()
+    for n, reply in enumerate(replies):
+        if n % 5 == 3:
+            body = json.loads(reply)
+            assert body["code"] == 1202 and f"refused frame {n}" in body["message"], (n, body)
+        else:
+            assert reply == bytes([1, 0, 200]), (n, reply)
+    stored = shared_api.get(
+        f"/api/v1/orgs/{env.org}/products/{pk}/devices/dev1/measurepoints",
+        params={"points": "a", "start": 0, "end": 2**62, "limit": 1000},
+    )
+    assert stored.status_code == 200, stored.text
+    times = {s["time"] for s in stored.json()["items"]}
+    assert times == {1700000000000 + n * 1000 for n in range(count) if n % 3 == 1 and n % 5 != 3}

@@ -658,3 +658,66 @@ def test_realistic_script_runs_thousands_of_calls_per_second(engine, pk):
         engine.raw_to_json(pk, 1, METER_SCRIPT, METER_RAW)
     rate = n / (time.perf_counter() - started)
     assert rate > 2000, f"{rate:.0f} calls/s"
+
+
+# -- batches of calls (one worker round trip for the messages that arrive together) ---------
+
+
+def meter_frame(meter: int) -> bytes:
+    return meter.to_bytes(2, "big") + bytes(18)
+
+
+def test_call_many_keeps_each_result_and_error(engine, pk):
+    from headrace.scripts.sandbox import OP_JSON_TO_RAW, OP_RAW_TO_JSON
+
+    args = [meter_frame(1), meter_frame(2), b"\x01\x02\x03", meter_frame(4)]
+    out = engine.call_many(OP_RAW_TO_JSON, pk, 1, METER_SCRIPT, args)
+    assert len(out) == 4
+    assert [json.loads(out[i])["params"][0]["deviceKey"] for i in (0, 1, 3)] == [
+        "meter1",
+        "meter2",
+        "meter4",
+    ]
+    assert isinstance(out[2], ScriptError) and "expected 20 bytes, got 3" in out[2].message
+    # the same answers as one call each
+    assert out[0] == engine.raw_to_json(pk, 1, METER_SCRIPT, args[0])
+    assert fails(engine.raw_to_json, pk, 1, METER_SCRIPT, args[2]).message == out[2].message
+    replies = engine.call_many(OP_JSON_TO_RAW, pk, 1, METER_SCRIPT, ['{"code": 200}', "{"])
+    assert replies[0] == bytes([1, 0, 200, 255, 128, 255])
+    assert isinstance(replies[1], ScriptError)
+
+
+def test_call_many_with_a_crash_fails_only_the_crashing_message(pk):
+    crash_on_7 = (
+        "function rawDataToJsonStr(r) { if ((r[0] & 0xff) === 7) { while (true) {} }"
+        " return '' + (r[0] & 0xff); }"
+    )
+    with ScriptEngine(time_limit_ms=5000, workers=1) as engine:
+        from headrace.scripts.sandbox import OP_RAW_TO_JSON
+
+        assert engine._pool is not None
+        worker = engine._pool._workers[0]
+
+        def kill_when_spinning() -> None:
+            # the batch spins on message 7 first; the retry one by one spins on it again
+            kills = 0
+            deadline = time.monotonic() + 60
+            while kills < 2 and time.monotonic() < deadline:
+                since, process = worker.busy_since, worker.process
+                if since is not None and process is not None and time.monotonic() - since > 1:
+                    os.kill(process.pid, signal.SIGSEGV)  # what a QuickJS fault does
+                    kills += 1
+                    while worker.process is process:
+                        time.sleep(0.01)
+                time.sleep(0.02)
+
+        killer = threading.Thread(target=kill_when_spinning)
+        killer.start()
+        try:
+            out = engine.call_many(
+                OP_RAW_TO_JSON, pk, 1, crash_on_7, [bytes([1]), bytes([7]), bytes([3])]
+            )
+        finally:
+            killer.join()
+        assert out[0] == "1" and out[2] == "3"
+        assert isinstance(out[1], ScriptError) and out[1].kind == "crash"

@@ -4,6 +4,7 @@ propagates (not answered, so the client resends)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from typing import Any
 
@@ -81,5 +82,87 @@ async def test_pipeline_answers_an_unstorable_request(world: World) -> None:  # 
             await pipeline.handle(
                 payload, kind="measurepoint", product_key=world.product, origin=origin
             )
+    finally:
+        store.close()
+
+
+class PoisonOneStore(SQLiteStore):
+    """A real store that cannot hold any batch carrying a sample at time 13."""
+
+    writes = 0
+
+    async def write_batch(self, batch: WriteBatch) -> None:
+        self.writes += 1
+        if any(s[2] == 13 for s in batch.samples):
+            batch = WriteBatch(batch.source, [*batch.samples, (1, "x", 2**64, 1.0, None)])
+        await super().write_batch(batch)
+
+
+async def test_requests_ready_together_share_one_write_and_stay_atomic(
+    world: World,  # noqa: F811
+) -> None:
+    """Requests made ready in one loop turn are written as one merged batch; when the
+    merged batch cannot be stored, each is written alone, so only the bad one fails."""
+    store = PoisonOneStore(world.path)
+    world.store.close()
+    store.start()
+    try:
+        world.registry.store = store
+        pipeline = Pipeline(
+            world.registry,
+            store,
+            codec=NoScripts(),
+            limiter=RateLimiter(0.0),
+            max_message_size=1 << 20,
+        )
+        origin = Origin(org_id=world.org, channel_id="ch", products=[world.product])
+
+        def request(n: int, t: int) -> bytes:
+            return (
+                b'{"id":"r%d","version":"1.0","method":"integration.measurepoint.post",'
+                b'"params":[{"deviceKey":"d0","time":%d,"measurepoints":{"t":%d.5}}]}' % (n, t, n)
+            )
+
+        async def send(times: list[int]) -> list[Any]:
+            return list(
+                await asyncio.gather(
+                    *(
+                        pipeline.handle(
+                            request(n, t),
+                            kind="measurepoint",
+                            product_key=world.product,
+                            origin=origin,
+                        )
+                        for n, t in enumerate(times)
+                    )
+                )
+            )
+
+        good = await send([1, 2, 3, 4])
+        assert [r.code for r in good] == [200] * 4
+        assert store.writes == 1 and pipeline.merged_writes == 1  # one write for four
+        results = await send([10, 11, 13, 14])
+        assert [(r.id, r.code) for r in results] == [
+            ("r0", 200),
+            ("r1", 200),
+            ("r2", 1005),
+            ("r3", 200),
+        ]
+        assert store.writes == 1 + 1 + 4  # the merged write, then each alone
+        device = world.devices[0].id
+        stored = await store.query_samples(device, ["t"], 0, 100, 100, False, None)
+        assert [(s.ts, s.value) for s in stored] == [
+            (1, 0.5),
+            (2, 1.5),
+            (3, 2.5),
+            (4, 3.5),
+            (10, 0.5),
+            (11, 1.5),
+            (14, 3.5),
+        ]
+        # every request's payload record, and the refused one's error record
+        log = await store.query_log("ch", ["payload", "error"], 0, 2**62, 100, None)
+        kinds = sorted(row[2] for row in log)
+        assert kinds == ["error"] + ["payload"] * 8
     finally:
         store.close()

@@ -10,6 +10,8 @@ An edge only turns bytes into a call of ``handle`` and the ``Result`` into bytes
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -129,6 +131,11 @@ class Pipeline:
         self.requests = 0
         self.points = 0
         self._rate_logged: dict[str, float] = {}
+        # requests ready to be written, merged into one store write per loop iteration
+        self._pending: list[tuple[WriteBatch, asyncio.Future[None]]] = []
+        self._flush_scheduled = False
+        self._group_tasks: set[asyncio.Task[None]] = set()
+        self.merged_writes = 0  # store writes that carried more than one request
 
     async def handle(
         self,
@@ -170,7 +177,7 @@ class Pipeline:
                 before(result, origin)
             try:
                 # a transient failure propagates: not stored, not answered, resent
-                await self.store.write_batch(result.batch)
+                await self._write(result.batch)
             except Unstorable as e:  # would fail again: answer it, or it loops forever
                 log.error("request not storable: %s", e.message, extra={"topic": topic})
                 result = Result(result.id, REPLY_INTERNAL, e.message, items=result.items)
@@ -186,6 +193,76 @@ class Pipeline:
         if request is not None:
             result.wire = await self._encode_raw(product_key, result, origin, topic)
         return result
+
+    # -- writing: requests that become ready together share one store write ----------------
+
+    async def _write(self, batch: WriteBatch) -> None:
+        """Store one request's batch; returns once it is committed.
+
+        Every request made ready in the same turn of the event loop (the PUBLISHes of one
+        socket read, the posts of many connections) is merged into one ``write_batch``:
+        one write function, one set of statements in the store's writer thread instead of
+        one per request. The store's group commit still groups such writes into one
+        transaction. A request stays atomic: merging runs of requests in arrival order is
+        what writing them one after the other in one transaction does, and if the merged
+        write cannot be stored, each request is written alone so only the bad one fails.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pending.append((batch, fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        await fut
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        # runs of the same source (a batch has one source), in arrival order
+        run: list[tuple[WriteBatch, asyncio.Future[None]]] = []
+        for item in pending:
+            if run and item[0].source != run[0][0].source:
+                self._start_group(run)
+                run = []
+            run.append(item)
+        if run:
+            self._start_group(run)
+
+    def _start_group(self, group: list[tuple[WriteBatch, asyncio.Future[None]]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._write_group(group))
+        self._group_tasks.add(task)
+        task.add_done_callback(self._group_tasks.discard)
+
+    async def _write_group(self, group: list[tuple[WriteBatch, asyncio.Future[None]]]) -> None:
+        try:
+            if len(group) == 1:
+                await self.store.write_batch(group[0][0])
+            else:
+                self.merged_writes += 1
+                try:
+                    await self.store.write_batch(merge_batches([b for b, _ in group]))
+                except Unstorable:  # one of them cannot be stored: each alone, once more
+                    outcomes = await asyncio.gather(
+                        *(self.store.write_batch(b) for b, _ in group), return_exceptions=True
+                    )
+                    for (_, fut), outcome in zip(group, outcomes, strict=True):
+                        if fut.done():
+                            continue
+                        if isinstance(outcome, BaseException):
+                            fut.set_exception(outcome)
+                        else:
+                            fut.set_result(None)
+                    return
+        except BaseException as e:  # transient (disk, database): every request fails
+            for _, fut in group:
+                if not fut.done():
+                    fut.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        for _, fut in group:
+            if not fut.done():
+                fut.set_result(None)
 
     def check(self, request: dict[str, Any], *, org_id: str, product_key: str) -> Result:
         """What ``handle`` would answer a request a parsing script made for
@@ -447,6 +524,20 @@ class Pipeline:
         return Result(
             rid, REPLY_OK, "success", items=len(items), points=points, batch=batch, devices=devices
         )
+
+
+# the row lists of a batch (whatever the store adds to it: every list field is rows)
+_BATCH_LISTS = tuple(f.name for f in dataclasses.fields(WriteBatch) if f.default_factory is list)
+
+
+def merge_batches(batches: list[WriteBatch]) -> WriteBatch:
+    """One batch holding every row of ``batches`` (all of one source), in their order."""
+    merged = WriteBatch(source=batches[0].source)
+    for name in _BATCH_LISTS:
+        rows = getattr(merged, name)
+        for b in batches:
+            rows.extend(getattr(b, name))
+    return merged
 
 
 def _item_error(index: int, item: Item, code: int, message: str) -> dict[str, Any]:

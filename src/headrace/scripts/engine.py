@@ -21,6 +21,7 @@ from .sandbox import (
     OP_JSON_TO_RAW,
     OP_RAW_TO_JSON,
     LocalEngine,
+    ScriptError,
     ScriptLimits,
     ScriptVersion,
     check_script,
@@ -119,6 +120,24 @@ class ScriptEngine:
             result = self._local.call(OP_JSON_TO_RAW, product_key, version, source, json_str)
         assert result is None or isinstance(result, bytes)
         return result
+
+    def call_many(
+        self, op: int, product_key: str, version: ScriptVersion, source: str, args: list[Any]
+    ) -> list[Any]:
+        """``op`` (OP_RAW_TO_JSON on bytes, OP_JSON_TO_RAW on a str) for each of
+        ``args``, in order, in one sandbox round trip: the result of each, or its
+        :class:`ScriptError` (returned in its place, not raised). One failing call
+        fails alone: the context is rebuilt for the next, as after any failed call."""
+        if self._pool is not None:
+            return self._pool.call_many(op, product_key, version, source, args)
+        assert self._local is not None
+        out: list[Any] = []
+        for arg in args:
+            try:
+                out.append(self._local.call(op, product_key, version, source, arg))
+            except ScriptError as e:
+                out.append(e)
+        return out
 
     def compile(self, source: str, *, owner: str = "") -> None:
         """:func:`compile_script` with this engine's limits and isolation. ``owner`` (a

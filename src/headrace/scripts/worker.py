@@ -121,6 +121,23 @@ def _handle(engine: LocalEngine, request: tuple[Any, ...]) -> Reply:
             if fresh:
                 engine.discard(product_key)
             return ("ok", engine.call(op, product_key, version, source, arg))
+        if request[0] == "calls":  # one call per argument, each with its own outcome
+            _, op, product_key, version, source, args, fresh = request
+            if fresh:
+                engine.discard(product_key)
+            outcomes: list[Reply] = []
+            for arg in args:
+                try:
+                    outcomes.append(("ok", engine.call(op, product_key, version, source, arg)))
+                except NeedSource:
+                    if not outcomes:  # the context is kept after a failure: only at first
+                        return ("need_source",)
+                    raise
+                except ScriptError as exc:
+                    outcomes.append(
+                        ("error", exc.kind, exc.message, exc.line, exc.column, exc.stack)
+                    )
+            return ("ok", outcomes)
         if request[0] == "check":
             _, limits_args, source, raw = request
             return ("ok", check_script(source, raw, ScriptLimits(*limits_args)))
@@ -129,6 +146,16 @@ def _handle(engine: LocalEngine, request: tuple[Any, ...]) -> Reply:
         return ("need_source",)
     except ScriptError as exc:
         return ("error", exc.kind, exc.message, exc.line, exc.column, exc.stack)
+
+
+def _error_of(reply: Reply) -> ScriptError:
+    _, kind, message, line, column, stack = reply
+    return ScriptError(message, kind=kind, line=line, column=column, stack=stack)
+
+
+def _outcome(reply: Reply) -> Any:
+    """One call's result, or its ``ScriptError`` (returned, not raised)."""
+    return reply[1] if reply[0] == "ok" else _error_of(reply)
 
 
 def _unpack(reply: Reply) -> Any:
@@ -163,6 +190,7 @@ class _Worker:
         self.process: subprocess.Popen[bytes] | None = None
         self.known: dict[str, ScriptVersion] = {}  # product -> version the worker was sent
         self.busy_since: float | None = None
+        self.busy_allow = 0.0
         self.killed = False
 
     def start(self) -> None:
@@ -202,11 +230,14 @@ class _Worker:
                         pass
             process.wait(timeout=5)
 
-    def exchange(self, request: tuple[Any, ...]) -> Reply:
+    def exchange(self, request: tuple[Any, ...], allow: float = 0.0) -> Reply:
+        """Send one request, wait for its reply; ``allow``: seconds the watchdog grants
+        beyond its timeout (a batch of calls may take each call's time limit)."""
         if self.process is None:
             self.start()
         process = self.process
         assert process is not None and process.stdin is not None and process.stdout is not None
+        self.busy_allow = allow
         self.busy_since = time.monotonic()
         try:
             _send(process.stdin, request)
@@ -221,7 +252,7 @@ class _Worker:
 
     def watch(self, now: float, timeout: float) -> None:
         since, process = self.busy_since, self.process
-        if since is not None and process is not None and now - since > timeout:
+        if since is not None and process is not None and now - since > timeout + self.busy_allow:
             self.killed = True
             process.kill()
 
@@ -288,6 +319,61 @@ class WorkerPool:
                     continue
                 worker.known[product_key] = version
                 return _unpack(reply)
+
+    def call_many(
+        self, op: int, product_key: str, version: ScriptVersion, source: str, args: list[Any]
+    ) -> list[Any]:
+        """``call`` for each of ``args`` in one worker round trip: a list with the result,
+        or the ``ScriptError``, of each. A batch that crashes or hangs its worker is
+        retried call by call, so that only the message that does it fails (and strikes)."""
+        if len(args) == 1:
+            try:
+                return [self.call(op, product_key, version, source, args[0])]
+            except ScriptError as e:
+                return [e]
+        key: StrikeKey = (product_key, version)
+        refused = self._refused.get(key)
+        if refused is not None:
+            return [refused.copy() for _ in args]
+        worker = self._workers[self.route(product_key)]
+        allow = len(args) * self.limits.time_limit_ms / 1000.0
+        try:
+            with self._acquire(worker, product_key):
+                with self._lock:
+                    fresh = product_key in self._discarded
+                    self._discarded.discard(product_key)
+                send_source = fresh or worker.known.get(product_key) != version
+                while True:
+                    request = (
+                        "calls",
+                        op,
+                        product_key,
+                        version,
+                        source if send_source else None,
+                        args,
+                        fresh,
+                    )
+                    try:
+                        reply = worker.exchange(request, allow)
+                    except _WorkerLost:
+                        break  # below: one by one
+                    if reply[0] == "need_source" and not send_source:
+                        send_source = True
+                        continue
+                    worker.known[product_key] = version
+                    if reply[0] != "ok":
+                        error = _error_of(reply)
+                        return [error.copy() for _ in args]
+                    return [_outcome(r) for r in reply[1]]
+        except ScriptError as e:  # busy
+            return [e.copy() for _ in args]
+        out: list[Any] = []
+        for arg in args:
+            try:
+                out.append(self.call(op, product_key, version, source, arg))
+            except ScriptError as e:
+                out.append(e)
+        return out
 
     def check(self, limits: ScriptLimits, source: str, raw: bytes | None, owner: str = "") -> Any:
         """Build ``source`` (and run it on ``raw``) in a fresh context, in the checker

@@ -71,6 +71,8 @@ class MQTTConnection(StreamConnection):
         self.slots: deque[_Slot] = deque()
         self.tasks: set[asyncio.Task[Any]] = set()
         self._paused = False  # stopped for good (shutdown)
+        self._origin: Origin | None = None  # who this connection's requests come from
+        self._flush_handle: asyncio.Handle | None = None
 
     # -- the transport half ------------------------------------------------------------------
 
@@ -207,17 +209,19 @@ class MQTTConnection(StreamConnection):
     async def _process(
         self, slot: _Slot, ev: PublishReceived, product_key: str, kind: Kind
     ) -> None:
-        login = self.login
-        assert login is not None
-        origin = Origin(
-            org_id=login.channel.orgId,
-            channel_id=login.channel.channelId,
-            products=login.products,
-            client_id=self.client_id,
-            address=self.address,
-            ip=self.ip,
-            rate=login.channel.rateLimit,
-        )
+        origin = self._origin
+        if origin is None:
+            login = self.login
+            assert login is not None
+            origin = self._origin = Origin(
+                org_id=login.channel.orgId,
+                channel_id=login.channel.channelId,
+                products=login.products,
+                client_id=self.client_id,
+                address=self.address,
+                ip=self.ip,
+                rate=login.channel.rateLimit,
+            )
         try:
             result = await self.server.pipeline.handle(
                 ev.payload, kind=kind, product_key=product_key, origin=origin, topic=ev.topic
@@ -250,8 +254,19 @@ class MQTTConnection(StreamConnection):
                 self._deliver_reply(slot.reply_topic, slot.reply)
             if slot.packet_id is not None:
                 self.conn.ack_publish(slot.packet_id)
-        self.flush()
+        self.flush_soon()
         self.update_reading()
+
+    def flush_soon(self) -> None:
+        """Write what is queued once this turn of the event loop is over: the answers of
+        every request committed in one group leave in one socket write, not one each."""
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_handle = None
+        if not self.closed:
+            self.flush()
 
     def _deliver_reply(self, topic: str, reply: bytes) -> None:
         """The reply to the requester, or copies to the channel's other subscribers; a
@@ -269,7 +284,7 @@ class MQTTConnection(StreamConnection):
             except ValueError as e:  # larger than the client accepts
                 self._log_error(f"reply not sent: {e}")
             if c is not self:
-                c.flush()
+                c.flush_soon()
 
     @property
     def lagging(self) -> bool:

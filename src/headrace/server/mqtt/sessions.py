@@ -24,23 +24,35 @@ ClientKey = tuple[str, str]  # (channel id, client id)
 class Subscriptions:
     """One connection's topic filters and their granted QoS."""
 
-    __slots__ = ("filters",)
+    __slots__ = ("_matched", "filters")
+
+    # topics whose answer is remembered (every request asks for its reply topic's)
+    CACHED_TOPICS = 256
 
     def __init__(self, filters: dict[str, int] | None = None) -> None:
         self.filters: dict[str, int] = dict(filters or {})
+        self._matched: dict[str, int | None] = {}
 
     def add(self, topic_filter: str, qos: int) -> None:
         self.filters[topic_filter] = qos
+        self._matched.clear()
 
     def remove(self, topic_filter: str) -> None:
         self.filters.pop(topic_filter, None)
+        self._matched.clear()
 
     def qos_for(self, topic: str) -> int | None:
         """The highest QoS of the filters matching ``topic``; None when none does."""
+        matched = self._matched
+        if topic in matched:
+            return matched[topic]
         best = None
         for f, qos in self.filters.items():
             if topic_matches(f, topic) and (best is None or qos > best):
                 best = qos
+        if len(matched) >= self.CACHED_TOPICS:
+            matched.clear()
+        matched[topic] = best
         return best
 
 
