@@ -86,6 +86,9 @@ class Product(msgspec.Struct, kw_only=True):
     inactivityTimeout: int = 300
     description: str = ""
     createdAt: int = 0
+    # IANA time zone of the product's devices ("" = UTC; a device's ``timezone``
+    # attribute wins): the TSDB API's local times
+    timezone: str = ""
 
 
 class Device(msgspec.Struct, kw_only=True):

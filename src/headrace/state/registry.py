@@ -12,6 +12,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -44,6 +45,7 @@ class ProductCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dataFormat: DataFormat = "json"
     inactivityTimeout: int = 300
     description: str = ""
+    timezone: str = ""
 
 
 class ProductUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -52,6 +54,7 @@ class ProductUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dataFormat: DataFormat | None = None
     inactivityTimeout: int | None = None
     description: str | None = None
+    timezone: str | None = None
 
 
 class DeviceCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -265,6 +268,7 @@ class Registry:
             inactivityTimeout=body.inactivityTimeout,
             description=body.description,
             createdAt=now_ms(),
+            timezone=check_timezone(body.timezone),
         )
         await self.store.insert_objects([("product", pk, org_id, _enc.encode(p))])
         self.products[pk] = p
@@ -273,6 +277,7 @@ class Registry:
     async def update_product(self, org_id: str, product_key: str, body: ProductUpdate) -> Product:
         p = _apply(self.product(org_id, product_key), body)
         self._model_entry(org_id, p.modelId)
+        check_timezone(p.timezone)
         if p.inactivityTimeout <= 0:
             raise ValidationFailed(
                 "inactivityTimeout must be positive (seconds)", field="inactivityTimeout"
@@ -510,6 +515,19 @@ class Registry:
             "products": len(self.products),
             "devices": len(self.devices),
         }
+
+
+def check_timezone(name: str) -> str:
+    """An IANA time zone name (or "" for UTC), else ValidationFailed."""
+    if name:
+        try:
+            ZoneInfo(name)
+        except (ValueError, OSError, ZoneInfoNotFoundError):
+            raise ValidationFailed(
+                f"timezone {name!r} is not an IANA time zone such as Asia/Shanghai",
+                field="timezone",
+            ) from None
+    return name
 
 
 class _StoredModel(msgspec.Struct):
