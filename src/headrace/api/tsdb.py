@@ -282,15 +282,26 @@ def _range(body: dict[str, Any]) -> TimeRange:
 class LocalTime:
     """``localtime`` of a timestamp in a device's zone, as ``localTimeFormat`` (0: no
     zone, ``2019-06-11 18:35:12``; 1: ``2019-06-11T18:35:12+08:00``) and
-    ``localTimeAccuracy`` (milliseconds) ask."""
+    ``localTimeAccuracy`` (milliseconds) ask. One per request, with a cache: the devices
+    of a query mostly share their timestamps."""
 
-    __slots__ = ("accuracy", "fmt")
+    __slots__ = ("_cache", "accuracy", "fmt")
 
     def __init__(self, fmt: int, accuracy: bool):
         self.fmt = fmt
         self.accuracy = accuracy
+        self._cache: dict[tuple[int, ZoneInfo], str] = {}
 
     def __call__(self, ts: int, tz: ZoneInfo) -> str:
+        key = (ts, tz)
+        text = self._cache.get(key)
+        if text is None:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            text = self._cache[key] = self._format(ts, tz)
+        return text
+
+    def _format(self, ts: int, tz: ZoneInfo) -> str:
         dt = datetime.fromtimestamp(ts // 1000, tz)
         sep = " " if self.fmt == 0 else "T"
         text = (
