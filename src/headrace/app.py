@@ -32,11 +32,13 @@ from .api.integration import integration_router
 from .api.metrics import HubCollector, StreamCollector, metrics_registry
 from .api.metrics import metrics as metrics_route
 from .api.online import online_router
+from .api.policies import policies_router
 from .api.query import query_router
 from .api.rules import rule_router
 from .api.scripts import script_router
 from .api.services import Services, services
 from .api.token import token_router
+from .api.tsdb import tsdb_policy_router, tsdb_router
 from .config import Settings
 from .ingest.pipeline import Pipeline
 from .ingest.ratelimit import RateLimiter
@@ -52,7 +54,9 @@ from .server.noti import NotiServer
 from .server.tls import ensure_self_signed, server_context
 from .state.accounts import Accounts
 from .state.files import Files
+from .state.latest_marks import LatestMarks
 from .state.online import OnlineTracker
+from .state.policies import Policies
 from .state.registry import Registry
 from .store.blobs import BlobStore
 from .store.retention import Retention
@@ -93,6 +97,9 @@ class Hub:
             self.store, self.registry, ttl=s["token.ttl"], skew=s["token.skew"]
         )
         self.files = Files(self.store, self.blobs)
+        # storage policies: the TSDB API's series and the retention the store prunes by
+        self.policies = Policies(self.store, self.registry)
+        self.latest_marks = LatestMarks(self.store)
         self.online = OnlineTracker(
             self.registry, self.store, checkpoint_interval=s["online.checkpoint_interval"]
         )
@@ -209,6 +216,8 @@ class Hub:
         self.scripts.load()
         self.files.load()
         self.accounts.load()
+        self.policies.load()
+        self.latest_marks.load()
         self.online.load()
         self.enterprises.load()
         self.fanout.load()  # the queues of the enterprises loaded
@@ -278,6 +287,8 @@ class Hub:
             ),
             ports=self.ports,
             ready=lambda: self._ready,
+            policies=self.policies,
+            latest_marks=self.latest_marks,
         )
         return Litestar(
             route_handlers=[
@@ -291,6 +302,9 @@ class Hub:
                 token_router,
                 integration_router,
                 files_router,
+                tsdb_router,
+                tsdb_policy_router,
+                policies_router,
                 enterprise_router,
                 rule_router,
                 metrics_route,

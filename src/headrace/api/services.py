@@ -22,7 +22,9 @@ from ..rules.engine import RuleEngine
 from ..scripts.manager import ScriptManager
 from ..state.accounts import Accounts
 from ..state.files import Files
+from ..state.latest_marks import LatestMarks
 from ..state.online import OnlineTracker
+from ..state.policies import Policies
 from ..state.registry import Registry
 from ..store.base import Store
 from ..store.blobs import BlobStore
@@ -48,6 +50,8 @@ class Services:
     # as they start (the settings may say 0: pick a free port)
     ports: Mapping[str, int]
     ready: Callable[[], bool]  # every listener is up
+    policies: Policies  # storage policies (the TSDB API's series, retention)
+    latest_marks: LatestMarks  # latest values deleted through the TSDB API
 
 
 def services(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:

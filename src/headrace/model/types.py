@@ -88,6 +88,9 @@ class Product(msgspec.Struct, kw_only=True):
     createdAt: int = 0
     retentionDays: float = 0
     """Days the samples of the product's devices are kept; 0: ``store.retention_days``."""
+    # IANA time zone of the product's devices ("" = UTC; a device's ``timezone``
+    # attribute wins): the TSDB API's local times
+    timezone: str = ""
 
 
 class Device(msgspec.Struct, kw_only=True):

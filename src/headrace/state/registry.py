@@ -12,6 +12,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -45,6 +46,7 @@ class ProductCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     inactivityTimeout: int = 300
     description: str = ""
     retentionDays: float = 0
+    timezone: str = ""
 
 
 class ProductUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -54,6 +56,7 @@ class ProductUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     inactivityTimeout: int | None = None
     description: str | None = None
     retentionDays: float | None = None
+    timezone: str | None = None
 
 
 class DeviceCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -276,6 +279,7 @@ class Registry:
             description=body.description,
             createdAt=now_ms(),
             retentionDays=_retention(body.retentionDays),
+            timezone=check_timezone(body.timezone),
         )
         await self.store.insert_objects([("product", pk, org_id, _enc.encode(p))])
         self.products[pk] = p
@@ -285,6 +289,7 @@ class Registry:
         p = _apply(self.product(org_id, product_key), body)
         _retention(p.retentionDays)
         self._model_entry(org_id, p.modelId)
+        check_timezone(p.timezone)
         if p.inactivityTimeout <= 0:
             raise ValidationFailed(
                 "inactivityTimeout must be positive (seconds)", field="inactivityTimeout"
@@ -522,6 +527,19 @@ class Registry:
             "products": len(self.products),
             "devices": len(self.devices),
         }
+
+
+def check_timezone(name: str) -> str:
+    """An IANA time zone name (or "" for UTC), else ValidationFailed."""
+    if name:
+        try:
+            ZoneInfo(name)
+        except (ValueError, OSError, ZoneInfoNotFoundError):
+            raise ValidationFailed(
+                f"timezone {name!r} is not an IANA time zone such as Asia/Shanghai",
+                field="timezone",
+            ) from None
+    return name
 
 
 class _StoredModel(msgspec.Struct):
