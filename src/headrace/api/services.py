@@ -20,12 +20,15 @@ from ..push.directory import EnterpriseDirectory
 from ..push.queue import EnterpriseQueue
 from ..rules.engine import RuleEngine
 from ..scripts.manager import ScriptManager
+from ..server.guard import LoginGuard
 from ..state.accounts import Accounts
 from ..state.files import Files
 from ..state.latest_marks import LatestMarks
+from ..state.logfeed import LogFeed
 from ..state.online import OnlineTracker
 from ..state.policies import Policies
 from ..state.registry import Registry
+from ..state.users import Users
 from ..store.base import Store
 from ..store.blobs import BlobStore
 
@@ -52,6 +55,9 @@ class Services:
     ready: Callable[[], bool]  # every listener is up
     policies: Policies  # storage policies (the TSDB API's series, retention)
     latest_marks: LatestMarks  # latest values deleted through the TSDB API
+    users: Users  # operator accounts, sessions, the audit log
+    login_limits: tuple[LoginGuard, LoginGuard]  # failed logins by address, by username
+    logfeed: LogFeed  # the live tail of the channel logs
 
 
 def services(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:

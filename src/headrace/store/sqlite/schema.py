@@ -138,5 +138,17 @@ MIGRATIONS: tuple[str, ...] = (
         key TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     ) WITHOUT ROWID
+    # 5: the audit log of changes made through the admin API (user NULL: the admin token)
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        user TEXT,
+        org TEXT,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX audit_time ON audit (ts);
+    CREATE INDEX audit_org ON audit (org, id);
+    CREATE INDEX audit_user ON audit (user, id)
     """,
 )
