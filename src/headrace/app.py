@@ -30,8 +30,8 @@ from .api.common import EXCEPTION_HANDLERS
 from .api.enterprises import enterprise_router
 from .api.files import files_admin_router, files_router
 from .api.integration import integration_router
-from .api.metrics import HubCollector, StreamCollector, metrics_registry
 from .api.logtail import logtail_router
+from .api.metrics import HubCollector, StreamCollector, metrics_registry
 from .api.metrics import metrics as metrics_route
 from .api.online import online_router
 from .api.policies import policies_router
@@ -64,7 +64,7 @@ from .state.policies import Policies
 from .state.registry import Registry
 from .state.users import Users
 from .store.blobs import BlobStore
-from .store.retention import Retention
+from .store.retention import Retention as SamplePruner
 from .store.sqlite.store import SQLiteStore
 from .stream import Retention, Stream
 
@@ -168,7 +168,7 @@ class Hub:
         )
         # samples older than their product's retention are dropped in the background
         self._device_products: dict[int, str] = {}
-        self.retention = Retention(
+        self.retention = SamplePruner(
             self.store,
             self._retention_devices,
             self._retention_ms,

@@ -138,6 +138,7 @@ MIGRATIONS: tuple[str, ...] = (
         key TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     ) WITHOUT ROWID
+    """,
     # 5: the audit log of changes made through the admin API (user NULL: the admin token)
     """
     CREATE TABLE audit (
