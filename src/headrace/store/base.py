@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
 
 @dataclass(slots=True)
 class DeviceRow:
@@ -38,8 +40,9 @@ class WriteBatch:
     log: list[tuple[str, int, str, bytes]] = field(default_factory=list)  # channel log records
 
 
-@dataclass(slots=True)
-class Sample:
+class Sample(msgspec.Struct):
+    """One stored sample (a msgspec Struct: built in C, a read makes many of them)."""
+
     point: str
     ts: int
     value: Any
