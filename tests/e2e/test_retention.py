@@ -61,11 +61,11 @@ def test_product_retention_then_the_default(hub: HubProcess) -> None:
             assert c.request(topic, mp_request(rid, items))["code"] == 200
             return ts
 
-        old3, old15, recent = post("a", [3, 1.5, 0.01])
+        _old3, _old15, recent = post("a", [3, 1.5, 0.01])
         # the product keeps 1 day: both older samples go, the recent one stays
         wait_for(api, env.org, env.pk, [recent])
         # back to the default (store.retention_days = 2): 1.5 days old is kept now
         api.patch(product, json={"retentionDays": 0}).raise_for_status()
-        old25, old15 = post("b", [2.5, 1.5])
+        _old25, old15 = post("b", [2.5, 1.5])
         wait_for(api, env.org, env.pk, [old15, recent])
         c.close()
