@@ -70,6 +70,8 @@ def latest_decode(v: Any) -> Any:
 class SeriesMixin:
     engine: SQLiteEngine
     _tails: dict[tuple[int, int], int]
+    _small: set[tuple[int, int]]
+    _compacted: dict[tuple[int, int], int]
     _point_ids: dict[str, int]
     MIGRATE_STEP = 100_000
     """Old sample rows moved into chunks per transaction at start."""
@@ -123,6 +125,8 @@ class SeriesMixin:
             hi = c.execute("SELECT max(t1) FROM chunks WHERE device=? AND point=?", key).fetchone()[
                 0
             ]
+        if len(ts) < ck.SMALL and len(self._small) < _TAILS_MAX:
+            self._small.add(key)  # for compact() to merge with its neighbours later
         if hi is None or t0 > hi:  # an append: nothing stored can overlap
             c.executemany(_INSERT, ck.encode_run(d, pid, ts, vs, qs, srcs))
         else:
@@ -170,6 +174,53 @@ class SeriesMixin:
                 [i[2] for i in items],
             ),
         )
+
+    def _take_small(self, c: sqlite3.Connection) -> list[tuple[int, int]]:
+        keys = list(self._small)
+        self._small.clear()
+        return keys
+
+    def _compact_key(self, c: sqlite3.Connection, d: int, pid: int, max_rows: int) -> int:
+        """Merge runs of adjacent small chunks of (d, pid) (fewer than ``SMALL`` samples
+        each, as live data writes them) into chunks of up to ``CHUNK_MAX``; the chunks
+        before ``_compacted[key]`` were done by an earlier pass. Returns the chunks
+        merged away."""
+        key = (d, pid)
+        since = self._compacted.get(key, ck.INT64_MIN)
+        groups: list[list[tuple[Any, ...]]] = [[]]
+        mark = since
+        for seen, row in enumerate(c.execute(_OVERLAP, (d, pid, since)), 1):
+            if row[2] < ck.SMALL:
+                groups[-1].append(row)
+            else:
+                mark = row[0]  # a full chunk: everything up to it is settled
+                if groups[-1]:
+                    groups.append([])
+            if seen >= max_rows:
+                self._small.add(key)  # more to do: the next pass goes on
+                break
+        merged = 0
+        for group in groups:
+            if len(group) < 2:
+                continue
+            ts: list[int] = []
+            vs: list[Any] = []
+            qs: list[Any] = []
+            ss: list[int] = []
+            for row in group:
+                a, b, q, r = ck.decode(row)
+                ts += a
+                vs += b
+                qs += q
+                ss += r
+            c.executemany(_DELETE, [(d, pid, row[0]) for row in group])
+            c.executemany(_INSERT, ck.encode_run(d, pid, ts, vs, qs, ss))
+            merged += len(group) - 1
+        # the next pass starts at the last full chunk: what follows it may still grow
+        if len(self._compacted) >= _TAILS_MAX:
+            self._compacted.clear()
+        self._compacted[key] = mark
+        return merged
 
     def _prune_step(
         self, c: sqlite3.Connection, device: int, pid: int, before: int, max_chunks: int
