@@ -162,6 +162,8 @@ class SQLiteStore(SeriesMixin, PushQueueMixin):
             for table in ("chunks", "latest", "attributes", "events"):
                 c.execute(f"DELETE FROM {table} WHERE device=?", (device_id,))
             c.execute("DELETE FROM devices WHERE id=?", (device_id,))
+            # a new device may get this id again: compact() must not skip its first chunks
+            self._compacted.clear()
 
         await self.engine.write(fn)
 
