@@ -25,6 +25,7 @@ import json
 import multiprocessing as mp
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -321,6 +322,11 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--inflight", type=int, default=16)
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="record the hub with py-spy (raw collapsed stacks per thread) while the clients run",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         hub = HubProcess(Path(d) / "data", extra=["--set", "log.level=warning"])
@@ -348,6 +354,25 @@ def main() -> None:
             ]
             for p in procs:
                 p.start()
+            spy = None
+            if args.profile:
+                spy = subprocess.Popen(
+                    [
+                        str(Path(sys.executable).with_name("py-spy")),
+                        "record",
+                        "-p",
+                        str(hub.proc.pid),
+                        "-d",
+                        str(int(args.seconds) - 2),
+                        "-f",
+                        "raw",
+                        "--threads",
+                        "-o",
+                        args.profile,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             peak = rss0
             results = []
             while len(results) < len(procs):
@@ -358,6 +383,8 @@ def main() -> None:
                 peak = max(peak, rss_kib(hub.proc.pid))
             for p in procs:
                 p.join()
+            if spy is not None:
+                spy.wait()
         finally:
             hub.stop()
     ok = sum(r["ok"] for r in results)

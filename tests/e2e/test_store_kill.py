@@ -90,3 +90,46 @@ def test_sigkill_during_writes_loses_no_acked_request_and_leaves_none_in_part(
         store.start()
         asyncio.run(store.prune_before(1, None, 10**12))
         store.close()
+
+
+MIGRATOR = r"""
+import sys
+from headrace.store.sqlite.store import SQLiteStore
+
+class Loud(SQLiteStore):
+    def _migrate_step(self, c):
+        n = super()._migrate_step(c)
+        print(n, flush=True)  # before the step's commit: the kill lands anywhere
+        return n
+
+store = Loud(sys.argv[1])
+store.MIGRATE_STEP = 7
+store.start()
+print("done", flush=True)
+"""
+
+
+def test_sigkill_during_the_migration_of_an_old_database(tmp_path: Path) -> None:
+    from tests.unit.test_store_series import check_migrated, old_database
+
+    db = tmp_path / "old.db"
+    old_database(db)
+    for kill_after in (5, 40, 90):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", MIGRATOR, str(db)],
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert proc.stdout is not None
+        for _ in range(kill_after):
+            if proc.stdout.readline() in (b"", b"done\n"):
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    store = SQLiteStore(db)
+    store.start()  # goes on from the last committed step
+    try:
+        check_migrated(store)
+    finally:
+        store.close()

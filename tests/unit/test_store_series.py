@@ -115,19 +115,27 @@ batches = st.lists(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches=batches, chunk_max=st.sampled_from([3, 1024]), limit=st.integers(1, 7))
-def test_store_matches_a_plain_model(batches: Any, chunk_max: int, limit: int) -> None:
+@given(
+    batches=batches,
+    chunk_max=st.sampled_from([3, 1024]),
+    limit=st.integers(1, 7),
+    compact=st.booleans(),
+)
+def test_store_matches_a_plain_model(
+    batches: Any, chunk_max: int, limit: int, compact: bool
+) -> None:
     old = chunks.CHUNK_MAX
     chunks.CHUNK_MAX = chunk_max  # small chunks: runs split, merges span many chunks
     try:
         with tempfile.TemporaryDirectory() as d:
-            asyncio.run(_model_run(Path(d), batches, limit))
+            asyncio.run(_model_run(Path(d), batches, limit, compact))
     finally:
         chunks.CHUNK_MAX = old
 
 
-async def _model_run(path: Path, batches: Any, limit: int) -> None:
+async def _model_run(path: Path, batches: Any, limit: int, compact: bool) -> None:
     store = SQLiteStore(path / "m.db")
+    store.COMPACT_ROWS = 5  # passes that stop part way and go on in the next
     store.start()
     model: Model = {}
     try:
@@ -135,6 +143,8 @@ async def _model_run(path: Path, batches: Any, limit: int) -> None:
             batch = WriteBatch(source=source, samples=samples)
             await store.write_batch(batch)
             apply(model, batch)
+            if compact:  # small chunks merged between writes
+                await store.compact()
         for device in (1, 2):
             want = expected(model, device, ["a", "b"], -(2**62), 2**62)
             check_rows(await page_all(store, device, ["a", "b"], False, limit), want)
@@ -300,6 +310,29 @@ async def test_aggregate_reads_whole_chunks_from_their_row(store: SQLiteStore) -
     assert got == {"v": [(0, 499.5)]}
     assert (await store.aggregate(1, ["v"], 0, 10_000, 10_000, "count")) == {"v": [(0, 1000)]}
     assert (await store.aggregate(1, ["v"], 0, 10_000, 10_000, "last")) == {"v": [(0, 999.0)]}
+
+
+async def test_compact_merges_the_small_chunks_of_live_data(store: SQLiteStore) -> None:
+    for t in range(300):  # one sample per request, as live data comes
+        await store.write_batch(WriteBatch(source=1, samples=[(1, "v", t, t, t % 2 or None)]))
+        if t == 150:
+            await store.write_batch(  # a full chunk in the middle stays as it is
+                WriteBatch(samples=[(1, "v", 1000 + k, 0.5, None) for k in range(100)])
+            )
+    count = "SELECT count(*) FROM chunks WHERE point = (SELECT id FROM point_names WHERE name='v')"
+    assert store.engine.read_sync(lambda c: c.execute(count).fetchone()) == (301,)
+    merged = await store.compact()
+    assert merged == 300 - 1  # 300 one-sample chunks into one (the full one is after them)
+    rows = await store.query_samples(1, ["v"], 0, 10**6, 10_000, False, None)
+    assert [(r.ts, r.value, r.quality, r.source) for r in rows[:300]] == [
+        (t, t, t % 2 or None, 1) for t in range(300)
+    ]
+    assert len(rows) == 400
+    for t in range(300, 310):  # more live data after the full chunk
+        await store.write_batch(WriteBatch(source=1, samples=[(1, "v", 2000 + t, t, None)]))
+    assert await store.compact() == 9
+    assert await store.compact() == 0  # nothing new
+    assert store.engine.read_sync(lambda c: c.execute(count).fetchone()) == (3,)
 
 
 async def test_prune_before_drops_whole_chunks_and_trims_the_edge(store: SQLiteStore) -> None:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
 
 @dataclass(slots=True)
 class DeviceRow:
@@ -45,8 +47,9 @@ class WriteBatch:
     stream: list[StreamRow] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class Sample:
+class Sample(msgspec.Struct):
+    """One stored sample (a msgspec Struct: built in C, a read makes many of them)."""
+
     point: str
     ts: int
     value: Any
@@ -191,6 +194,7 @@ class Store(PushStore, StreamStore, AuditStore, Protocol):
         self, devices: list[int], points: list[str] | None
     ) -> dict[int, dict[str, Sample]]: ...
     async def prune_before(self, device: int, points: list[str] | None, before_ts: int) -> int: ...
+    async def compact(self) -> int: ...
     async def attributes(self, device: int) -> dict[str, tuple[Any, int]]: ...
     async def events(
         self,

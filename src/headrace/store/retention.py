@@ -1,4 +1,5 @@
-"""Retention: a background task that drops samples older than each device's retention.
+"""Retention: a background task that drops samples older than each device's retention
+(and then has the store merge the small chunks written since the last pass).
 
 It asks ``retention(device)`` for the milliseconds a device's samples are kept (``None``:
 forever) and calls ``Store.prune_before`` per device, which drops whole chunks and trims
@@ -36,6 +37,7 @@ class Retention:
         self.clock = clock
         self.passes = 0
         self.pruned = 0  # samples dropped since start
+        self.compacted = 0  # small chunks merged away since start
         self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> int:
@@ -53,6 +55,10 @@ class Retention:
                 devices += 1
         self.passes += 1
         self.pruned += dropped
+        merged = await self.store.compact()
+        self.compacted += merged
+        if merged:
+            log.info("store compacted small chunks", extra={"chunks": merged})
         if dropped:
             log.info("retention pruned samples", extra={"samples": dropped, "devices": devices})
         return dropped

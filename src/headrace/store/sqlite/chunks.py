@@ -32,6 +32,9 @@ import msgspec
 CHUNK_MAX = 1024
 """Most samples in one chunk (a longer run is split)."""
 
+SMALL = 64
+"""A chunk of fewer samples is merged with its small neighbours by ``compact``."""
+
 KIND_FLOAT, KIND_INT, KIND_BOOL, KIND_PACK = 1, 2, 3, 4
 NUMERIC_KINDS = (KIND_FLOAT, KIND_INT, KIND_BOOL)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

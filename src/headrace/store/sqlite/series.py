@@ -70,6 +70,8 @@ def latest_decode(v: Any) -> Any:
 class SeriesMixin:
     engine: SQLiteEngine
     _tails: dict[tuple[int, int], int]
+    _small: set[tuple[int, int]]
+    _compacted: dict[tuple[int, int], int]
     _point_ids: dict[str, int]
     MIGRATE_STEP = 100_000
     """Old sample rows moved into chunks per transaction at start."""
@@ -123,6 +125,8 @@ class SeriesMixin:
             hi = c.execute("SELECT max(t1) FROM chunks WHERE device=? AND point=?", key).fetchone()[
                 0
             ]
+        if len(ts) < ck.SMALL and len(self._small) < _TAILS_MAX:
+            self._small.add(key)  # for compact() to merge with its neighbours later
         if hi is None or t0 > hi:  # an append: nothing stored can overlap
             c.executemany(_INSERT, ck.encode_run(d, pid, ts, vs, qs, srcs))
         else:
@@ -170,6 +174,53 @@ class SeriesMixin:
                 [i[2] for i in items],
             ),
         )
+
+    def _take_small(self, c: sqlite3.Connection) -> list[tuple[int, int]]:
+        keys = list(self._small)
+        self._small.clear()
+        return keys
+
+    def _compact_key(self, c: sqlite3.Connection, d: int, pid: int, max_rows: int) -> int:
+        """Merge runs of adjacent small chunks of (d, pid) (fewer than ``SMALL`` samples
+        each, as live data writes them) into chunks of up to ``CHUNK_MAX``; the chunks
+        before ``_compacted[key]`` were done by an earlier pass. Returns the chunks
+        merged away."""
+        key = (d, pid)
+        since = self._compacted.get(key, ck.INT64_MIN)
+        groups: list[list[tuple[Any, ...]]] = [[]]
+        mark = since
+        for seen, row in enumerate(c.execute(_OVERLAP, (d, pid, since)), 1):
+            if row[2] < ck.SMALL:
+                groups[-1].append(row)
+            else:
+                mark = row[0]  # a full chunk: everything up to it is settled
+                if groups[-1]:
+                    groups.append([])
+            if seen >= max_rows:
+                self._small.add(key)  # more to do: the next pass goes on
+                break
+        merged = 0
+        for group in groups:
+            if len(group) < 2:
+                continue
+            ts: list[int] = []
+            vs: list[Any] = []
+            qs: list[Any] = []
+            ss: list[int] = []
+            for row in group:
+                a, b, q, r = ck.decode(row)
+                ts += a
+                vs += b
+                qs += q
+                ss += r
+            c.executemany(_DELETE, [(d, pid, row[0]) for row in group])
+            c.executemany(_INSERT, ck.encode_run(d, pid, ts, vs, qs, ss))
+            merged += len(group) - 1
+        # the next pass starts at the last full chunk: what follows it may still grow
+        if len(self._compacted) >= _TAILS_MAX:
+            self._compacted.clear()
+        self._compacted[key] = mark
+        return merged
 
     def _prune_step(
         self, c: sqlite3.Connection, device: int, pid: int, before: int, max_chunks: int
@@ -265,24 +316,27 @@ class SeriesMixin:
 
     @staticmethod
     def _ascending(
-        c: sqlite3.Connection, device: int, pid: int, name: str, lo: int, hi: int
-    ) -> Iterator[tuple[int, str, Any, Any, int]]:
-        """Samples of one point with lo <= ts < hi, by time."""
+        c: sqlite3.Connection, device: int, pid: int, lo: int, hi: int
+    ) -> Iterator[tuple[list[int], list[Any], list[Any], list[int]]]:
+        """Blocks (times, values, qualities, sources) of one point with lo <= ts < hi, by
+        time, one per chunk."""
         if lo >= hi:
             return
         for row in c.execute(_OVERLAP, (device, pid, lo)):
             if row[1] >= hi:
                 break
             ts, vs, qs, ss = ck.decode(row)
-            i = bisect_left(ts, lo) if row[1] < lo else 0
-            j = bisect_left(ts, hi) if row[0] >= hi else len(ts)
-            yield from zip(ts[i:j], itertools.repeat(name), vs[i:j], qs[i:j], ss[i:j])
+            if row[1] < lo or row[0] >= hi:
+                i = bisect_left(ts, lo) if row[1] < lo else 0
+                j = bisect_left(ts, hi) if row[0] >= hi else len(ts)
+                ts, vs, qs, ss = ts[i:j], vs[i:j], qs[i:j], ss[i:j]
+            yield ts, vs, qs, ss
 
     @staticmethod
     def _descending(
-        c: sqlite3.Connection, device: int, pid: int, name: str, lo: int, hi: int
-    ) -> Iterator[tuple[int, str, Any, Any, int]]:
-        """Samples of one point with lo <= ts < hi, newest first."""
+        c: sqlite3.Connection, device: int, pid: int, lo: int, hi: int
+    ) -> Iterator[tuple[list[int], list[Any], list[Any], list[int]]]:
+        """Blocks of one point with lo <= ts < hi, newest first (each block reversed)."""
         if lo >= hi:
             return
         top = c.execute(
@@ -300,13 +354,7 @@ class SeriesMixin:
             ts, vs, qs, ss = ck.decode(row)
             i = bisect_left(ts, lo) if row[1] < lo else 0
             j = bisect_left(ts, hi) if row[0] >= hi else len(ts)
-            yield from zip(
-                reversed(ts[i:j]),
-                itertools.repeat(name),
-                reversed(vs[i:j]),
-                reversed(qs[i:j]),
-                reversed(ss[i:j]),
-            )
+            yield ts[i:j][::-1], vs[i:j][::-1], qs[i:j][::-1], ss[i:j][::-1]
 
     def _query_samples(
         self,
@@ -320,6 +368,7 @@ class SeriesMixin:
         after: tuple[int, str] | None,
     ) -> list[Sample]:
         pmap = self._point_map(c, points)
+        walk = self._descending if desc else self._ascending
         streams = []
         for pid, name in sorted(pmap.items(), key=lambda kv: kv[1]):
             lo, hi = start, end
@@ -329,12 +378,21 @@ class SeriesMixin:
                     hi = min(hi, ats + 1 if name < aname else ats)
                 else:
                     lo = max(lo, ats if name > aname else ats + 1)
-            walk = self._descending if desc else self._ascending
-            streams.append(walk(c, device, pid, name, lo, hi))
-        if len(streams) == 1:
-            merged: Iterator[tuple[int, str, Any, Any, int]] = streams[0]
-        else:
-            merged = heapq.merge(*streams, key=lambda s: (s[0], s[1]), reverse=desc)
+            streams.append((name, walk(c, device, pid, lo, hi)))
+        if len(streams) == 1:  # one point: whole blocks, Samples built in C
+            name, blocks = streams[0]
+            out: list[Sample] = []
+            for ts, vs, qs, ss in blocks:
+                out += map(Sample, itertools.repeat(name), ts, vs, qs, ss)
+                if len(out) >= limit:
+                    del out[limit:]
+                    break
+            return out
+        merged = heapq.merge(
+            *(_flat(name, blocks) for name, blocks in streams),
+            key=lambda s: (s[0], s[1]),
+            reverse=desc,
+        )
         return [Sample(s[1], s[0], s[2], s[3], s[4]) for s in itertools.islice(merged, limit)]
 
     def _aggregate(
@@ -374,13 +432,13 @@ class SeriesMixin:
                 ts, vs, _qs, _ss = ck.decode(c.execute(data_sql, (device, pid, t1)).fetchone())
                 i = bisect_left(ts, start)
                 j = bisect_left(ts, end)
-                ts, vs = ts[i:j], vs[i:j]
-                if fn == "count":
-                    vs = [1] * len(vs)
-                elif fn in ("sum", "avg"):  # as SQL: a bool counts as 0/1
+                if fn in ("sum", "avg") and bool in map(type, vs[i:j]):  # as SQL: 0/1
                     vs = [int(v) if type(v) is bool else v for v in vs]
-                for t, v in zip(ts, vs, strict=True):
-                    _add(acc, (t - start) // interval, fn, v, 1)
+                while i < j:  # one slice per interval the chunk crosses
+                    b = (ts[i] - start) // interval
+                    k = bisect_left(ts, start + (b + 1) * interval, i, j)
+                    _add(acc, b, fn, _fold(fn, vs[i:k]), k - i)
+                    i = k
             series = out[name]
             for b in sorted(acc):
                 a = acc[b]
@@ -411,6 +469,13 @@ class SeriesMixin:
 
 
 Run = tuple[int, str, list[int], list[Any], list[Any]]
+
+
+def _flat(
+    name: str, blocks: Iterator[tuple[list[int], list[Any], list[Any], list[int]]]
+) -> Iterator[tuple[int, str, Any, Any, int]]:
+    for ts, vs, qs, ss in blocks:
+        yield from zip(ts, itertools.repeat(name), vs, qs, ss)
 
 
 def runs_of(samples: list[tuple[int, str, int, Any, int | None]]) -> list[Run]:
@@ -452,6 +517,19 @@ def _grouped(
         run[3].append(v)
         run[4].append(q)
     return list(runs.values())
+
+
+def _fold(fn: str, vs: list[Any]) -> Any:
+    """What ``_add`` takes for a slice of values within one interval."""
+    if fn == "min":
+        return min(vs)
+    if fn == "max":
+        return max(vs)
+    if fn in ("sum", "avg"):
+        return sum(vs)
+    if fn == "count":
+        return len(vs)
+    return vs[0] if fn == "first" else vs[-1]
 
 
 def _add(acc: dict[int, list[Any]], b: int, fn: str, v: Any, n: int) -> None:

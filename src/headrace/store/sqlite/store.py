@@ -55,6 +55,9 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
         self._point_ids: dict[str, int] = {}
         # (device, point) -> an upper bound of its last stored time; writer thread only
         self._tails: dict[tuple[int, int], int] = {}
+        # (device, point) written small chunks since the last compact(); writer thread only
+        self._small: set[tuple[int, int]] = set()
+        self._compacted: dict[tuple[int, int], int] = {}
         self.engine.on_rollback.append(self._reload_point_ids)
         # called with every committed message-log write's records, ids assigned (the
         # live tail of the channel logs); only app.py appends to it
@@ -77,6 +80,8 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
 
     PRUNE_CHUNKS = 2000
     """Most chunks one write of ``prune_before`` drops."""
+    COMPACT_ROWS = 2000
+    """Most chunks one write of ``compact`` reads."""
 
     def stats(self) -> dict[str, Any]:
         return {"commits": self.engine.commits, "writes": self.engine.writes}
@@ -172,6 +177,8 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
             for table in ("chunks", "latest", "attributes", "events"):
                 c.execute(f"DELETE FROM {table} WHERE device=?", (device_id,))
             c.execute("DELETE FROM devices WHERE id=?", (device_id,))
+            # a new device may get this id again: compact() must not skip its first chunks
+            self._compacted.clear()
 
         await self.engine.write(fn)
 
@@ -305,6 +312,17 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
                 n, done = await self.engine.write(step)
                 dropped += n
         return dropped
+
+    async def compact(self) -> int:
+        """Merge the small chunks written since the last call (live data: a chunk per
+        request) with their small neighbours, one write per (device, point) of at most
+        ``COMPACT_ROWS`` chunks. Returns the chunks merged away."""
+        merged = 0
+        for d, pid in await self.engine.write(self._take_small):
+            merged += await self.engine.write(
+                functools.partial(self._compact_key, d=d, pid=pid, max_rows=self.COMPACT_ROWS)
+            )
+        return merged
 
     async def attributes(self, device: int) -> dict[str, tuple[Any, int]]:
         return await self.engine.read(
