@@ -67,6 +67,7 @@ def producer_config(sink: KafkaSink, on_error: Callable[[Any], None]) -> dict[st
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": 200000,
         "socket.keepalive.enable": True,
+        "request.timeout.ms": 10000,  # a hung broker shows as failed attempts after 10 s
         "error_cb": on_error,
     }
     if sink.tls or sink.sasl is not None:

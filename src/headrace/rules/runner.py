@@ -179,7 +179,7 @@ class RuleRunner:
 
     async def _dead_letter(self, dead: list[DeadLetter]) -> None:
         await self.dead.add(self.rule.ruleId, dead)
-        n = sum(len(d.records) for d in dead)
+        n = sum(len(d.records) or len(d.messages) for d in dead)
         self.stats.dead_lettered += n
         self.stats.last_error = dead[-1].error[:500]
         self.stats.last_error_at = int(time.time() * 1000)
