@@ -212,3 +212,30 @@ def test_transform_that_does_not_compile_is_refused(hub: HubProcess, api: httpx.
         )
         assert r.status_code == 422, r.text
         assert r.json()["error"]["field"] == "transform"
+
+
+def test_fault_changes_and_online_records_reach_a_rule(
+    hub: HubProcess, api: httpx.Client, receiver: Receiver
+) -> None:
+    org = make_org(hub, api)
+    r = rule(
+        api,
+        org,
+        select={"kinds": ["fault", "alert", "online"]},
+        sink={"type": "webhook", "url": receiver.url + "/hook"},
+    )
+    http = httpx.Client(base_url=hub.url, timeout=30)
+    for i, v in enumerate([False, True, True, False]):
+        realtime(
+            http, org, [{"deviceKey": "dev2", "time": T0 + i, "measurepoints": {"fan_fault": v}}]
+        )
+    http.close()
+    wait_for(lambda: stats(api, org, r["ruleId"])["delivered"] == 3, what="3 records")
+    recs = [rec for _h, b in receiver.delivered() for rec in json.loads(b)]
+    assert [x["kind"] for x in recs] == ["online", "fault", "fault"]
+    on, raised, cleared = recs
+    assert on["assetId"] == org.assets["dev2"] and on["content"] == {"ip": "127.0.0.1"}
+    assert raised["time"] == T0 + 1 and cleared["time"] == T0 + 3
+    assert raised["content"]["point"] == "fan_fault" and raised["content"]["name"] == "Fan fault"
+    assert (raised["content"]["value"], cleared["content"]["value"]) == (1, 0)
+    assert raised["content"]["eventId"] == cleared["content"]["eventId"] != ""

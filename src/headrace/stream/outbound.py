@@ -256,6 +256,27 @@ class Stream:
         )
         return [row] if row is not None else []
 
+    def fault_rows(
+        self,
+        entry: DeviceEntry,
+        flag: str,
+        point: str,
+        name: str,
+        value: int,
+        event_id: str,
+        ts: int,
+        source: str = "realtime",
+    ) -> list[StreamRow]:
+        """The record of a fault/alert point changing (written with the fault state)."""
+        if not self.consumers:
+            return []
+        d = entry.device
+        content = {"point": point, "name": name, "value": value, "eventId": event_id}
+        row = self.builder.change_row(
+            d.orgId, d.productKey, d.assetId, d.deviceKey, flag, ts, content, self.wants, source
+        )
+        return [row] if row is not None else []
+
     def file_rows(self, stored: bool, records: Iterable[FileRecord]) -> list[StreamRow]:
         """The records of files stored or deleted (written with the file records)."""
         if not self.consumers:

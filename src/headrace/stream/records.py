@@ -300,11 +300,12 @@ class Builder:
         ts: int,
         content: dict[str, Any],
         wants: Any,
+        source: str = REALTIME,
     ) -> StreamRow | None:
         """A derived change (online, offline, fault, alert, file), or None when no
         consumer may want it."""
         model = self.model_of(product)
-        if not wants(org, product, model, REALTIME, kind):
+        if not wants(org, product, model, source, kind):
             return None
         body = _Body(
             org=org,
@@ -312,7 +313,7 @@ class Builder:
             model=model,
             assetId=asset_id,
             deviceKey=device_key,
-            source=REALTIME,
+            source=source,
             kind=kind,
             time=ts,
             content=content,
