@@ -180,6 +180,7 @@ class Hub:
         self.pipeline.before_write.append(self.stream.on_batch)
         self.online.outbound.append(self.stream.online_rows)
         self.files.outbound.append(self.stream.file_rows)
+        self.fanout.outbound.append(self.stream.fault_rows)  # with the fault states
         # a committed request's events go to the enterprises' queues before it is answered
         self.pipeline.on_stored.append(self.fanout.on_stored)
         # real-time data marks its devices online (after the fan-out, which announces

@@ -68,6 +68,11 @@ user_app = typer.Typer(
     help="Operator accounts (console users) and their roles.", no_args_is_help=True
 )
 app.add_typer(user_app, name="user")
+rule_app = typer.Typer(
+    help="Rules: send the outbound stream's records to Kafka or webhooks (docs/rules.md).",
+    no_args_is_help=True,
+)
+app.add_typer(rule_app, name="rule")
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -792,6 +797,139 @@ def user_passwd(
 @user_app.command("delete")
 def user_delete(username: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
     Api(url, token).call("DELETE", f"/users/{username}")
+# -- rules ------------------------------------------------------------------------------------
+
+
+def _many(flag: str, help: str) -> Any:
+    return typer.Option(flag, help=help + " (repeatable)")
+
+
+@rule_app.command("create")
+def rule_create(
+    name: str,
+    org: OrgOpt,
+    kafka: Annotated[
+        str | None, typer.Option("--kafka", help="Kafka sink: bootstrap host:port[,...].")
+    ] = None,
+    webhook: Annotated[str | None, typer.Option("--webhook", help="Webhook sink: URL.")] = None,
+    topic: Annotated[
+        str | None, typer.Option("--topic", help="Topic template (default: EnOS topics).")
+    ] = None,
+    key: Annotated[str, typer.Option("--key", help="Kafka key template.")] = "{assetId}",
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="enos | enos-point | headrace.")
+    ] = None,
+    secret: Annotated[
+        str | None, typer.Option("--secret", help="Webhook signing secret (default: generated).")
+    ] = None,
+    product: Annotated[list[str] | None, _many("--product", "productKey selected")] = None,
+    model: Annotated[list[str] | None, _many("--model", "modelId selected")] = None,
+    device: Annotated[list[str] | None, _many("--device", "assetId or deviceKey selected")] = None,
+    source: Annotated[list[str] | None, _many("--source", "realtime or offline")] = None,
+    kind: Annotated[list[str] | None, _many("--kind", "record kind selected")] = None,
+    point: Annotated[list[str] | None, _many("--point", "measurepoint id selected")] = None,
+    transform: Annotated[
+        Path | None, typer.Option("--transform", help="File with JavaScript transform(record).")
+    ] = None,
+    start: Annotated[str, typer.Option("--start", help="now | earliest.")] = "now",
+    paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Create a rule with a Kafka (--kafka) or webhook (--webhook) sink; prints the rule
+    (a webhook's secret is shown this once)."""
+    if (kafka is None) == (webhook is None):
+        err.print("[red]error:[/red] give one of --kafka or --webhook")
+        raise typer.Exit(2)
+    sink: dict[str, Any]
+    if kafka is not None:
+        sink = {"type": "kafka", "bootstrap": kafka, "key": key, "format": fmt or "enos"}
+        if topic:
+            sink["topic"] = topic
+    else:
+        sink = {"type": "webhook", "url": webhook, "format": fmt or "headrace"}
+        if secret:
+            sink["secret"] = secret
+    select = {
+        k: v
+        for k, v in (
+            ("products", product),
+            ("models", model),
+            ("devices", device),
+            ("sources", source),
+            ("kinds", kind),
+            ("points", point),
+        )
+        if v
+    }
+    body: dict[str, Any] = {
+        "name": name,
+        "sink": sink,
+        "select": select,
+        "enabled": not paused,
+        "start": start,
+    }
+    if transform is not None:
+        body["transform"] = transform.read_text()
+    _out(Api(url, token).call("POST", f"/orgs/{org}/rules", body))
+
+
+@rule_app.command("list")
+def rule_list(org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    _out(Api(url, token).call("GET", f"/orgs/{org}/rules"))
+
+
+@rule_app.command("get")
+def rule_get(rule_id: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    _out(Api(url, token).call("GET", f"/orgs/{org}/rules/{rule_id}"))
+
+
+@rule_app.command("pause")
+def rule_pause(rule_id: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Stop sending (the stream keeps the rule's records within its retention)."""
+    _out(Api(url, token).call("POST", f"/orgs/{org}/rules/{rule_id}/pause", {}))
+
+
+@rule_app.command("resume")
+def rule_resume(rule_id: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Send again, from where the rule stopped."""
+    _out(Api(url, token).call("POST", f"/orgs/{org}/rules/{rule_id}/resume", {}))
+
+
+@rule_app.command("replay")
+def rule_replay(
+    rule_id: str,
+    org: OrgOpt,
+    position: Annotated[
+        int | None, typer.Option("--position", help="Send again after this stream position.")
+    ] = None,
+    since: Annotated[
+        int | None, typer.Option("--time", help="Send again what was committed since (ms).")
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    body = {"position": position} if position is not None else {"time": since}
+    _out(Api(url, token).call("POST", f"/orgs/{org}/rules/{rule_id}/replay", body))
+
+
+@rule_app.command("stats")
+def rule_stats(rule_id: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Matched, delivered, failed attempts, dead-lettered, lag, last error."""
+    _out(Api(url, token).call("GET", f"/orgs/{org}/rules/{rule_id}/stats"))
+
+
+@rule_app.command("dead-letters")
+def rule_dead_letters(
+    rule_id: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None
+) -> None:
+    _out(Api(url, token).call("GET", f"/orgs/{org}/rules/{rule_id}/dead-letters"))
+
+
+@rule_app.command("delete")
+def rule_delete(rule_id: str, org: OrgOpt, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Delete a rule, its stream cursor and its dead letters."""
+    Api(url, token).call("DELETE", f"/orgs/{org}/rules/{rule_id}")
 
 
 def main() -> None:

@@ -31,15 +31,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from ..config import Settings
 from ..ingest.pipeline import Origin, Result
 from ..state.common import cancel, now_ms
 from ..state.online import OnlineTracker
 from ..state.registry import DeviceEntry, Registry
-from ..store.base import FaultRow, QueueInfo, Store
+from ..store.base import FaultRow, QueueInfo, Store, StreamRow
 from .directory import EnterpriseDirectory
 from .enterprises import Enterprise
 from .events import KV_DOC_LIMIT, OFFLINE, ONLINE, Derived, Deriver, Event
@@ -56,6 +56,7 @@ class _Append:
     faults: list[FaultRow]
     derived: Derived | None
     future: asyncio.Future[None]
+    stream: list[StreamRow] = field(default_factory=list)  # fault/alert records
 
 
 async def _nothing() -> None:
@@ -95,6 +96,11 @@ class Fanout:
         self._writing = False
         self._ack_queues: set[EnterpriseQueue] = set()
         self._orphans: list[str] = []
+        # the outbound stream's records of fault/alert changes, written with the fault
+        # states: fn(entry, "fault"|"alert", point, name, value, event_id, ts, source); app.py
+        self.outbound: list[
+            Callable[[DeviceEntry, str, str, str, int, str, int, str], list[StreamRow]]
+        ] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -211,7 +217,24 @@ class Fanout:
                 events = ahead + events
         if not events and not derived.faults:
             return None
-        return self._append(events, realtime, derived)
+        return self._append(events, realtime, derived, self._fault_records(result, derived))
+
+    def _fault_records(self, result: Result, derived: Derived) -> list[StreamRow]:
+        if not derived.faults or not self.outbound:
+            return []
+        by_asset = {e.device.assetId: e for e in result.devices}
+        source = "realtime" if result.batch is not None and result.batch.source == 1 else "offline"
+        rows: list[StreamRow] = []
+        for asset, point, value, event_id, ts in derived.faults:
+            entry = by_asset.get(asset)
+            if entry is None:
+                continue
+            fp = self.deriver.flagged(entry.device.productKey).get(point)
+            if fp is None:
+                continue
+            for fn in self.outbound:
+                rows += fn(entry, fp.flag, point, fp.name, value, event_id, ts, source)
+        return rows
 
     def _interested(self, devices: list[DeviceEntry], realtime: bool) -> bool:
         """Whether a request for these devices can produce events or fault states."""
@@ -242,7 +265,11 @@ class Fanout:
         return self._append([Event(pk, event_type, doc)], True, None)
 
     def _append(
-        self, events: list[Event], realtime: bool, derived: Derived | None
+        self,
+        events: list[Event],
+        realtime: bool,
+        derived: Derived | None,
+        stream: list[StreamRow] | None = None,
     ) -> Awaitable[None]:
         per_queue: dict[str, list[bytes]] = {}
         recipients = self.directory.recipients
@@ -268,7 +295,7 @@ class Fanout:
         if not appends and not faults:
             return _done()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Append(appends, faults, derived, fut))
+        self._pending.append(_Append(appends, faults, derived, fut, stream or []))
         self._wake.set()
         return fut
 
@@ -319,6 +346,7 @@ class Fanout:
         # events acked before their append was written are neither written nor deleted
         rows: list[tuple[str, int, int, bytes]] = []
         faults: list[FaultRow] = []
+        stream: list[StreamRow] = []
         skipped: dict[EnterpriseQueue, int] = {}
         for item in batch:
             for q, entries in item.appends:
@@ -334,6 +362,7 @@ class Fanout:
                     else:
                         rows.append((q.id, seq, ts, doc))
             faults.extend(item.faults)
+            stream.extend(item.stream)
         deletes = []
         for q, seqs in acks:
             if q in acked_now:
@@ -343,7 +372,7 @@ class Fanout:
                 seqs = [seq for seq in seqs if seq < first]
             deletes.append((q.id, to_ranges(seqs)))
         try:
-            deleted = await self.store.push_write(rows, faults, deletes)
+            deleted = await self.store.push_write(rows, faults, deletes, stream=stream)
         except BaseException as e:
             for q, seqs in acks:
                 q.acks_done(len(seqs), 0, False)

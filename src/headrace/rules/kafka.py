@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, Producer
@@ -38,13 +37,22 @@ _PERMANENT = {
 
 
 class _Batch:
+    """One ``send``: its future resolves when librdkafka reported every message."""
+
     __slots__ = ("errors", "future", "left", "loop")
 
     def __init__(self, n: int, loop: asyncio.AbstractEventLoop) -> None:
         self.left = n
-        self.errors: list[tuple[int, KafkaError]] = []
+        self.errors: list[tuple[Message, KafkaError]] = []
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
+
+    def delivered(self, err: Any, msg: Any) -> None:  # librdkafka's thread
+        if err is not None:
+            self.errors.append((Message(msg.topic(), msg.key(), msg.value(), 0, 0), err))
+        self.left -= 1
+        if self.left == 0:
+            self.loop.call_soon_threadsafe(_resolve, self.future)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -67,6 +75,7 @@ def producer_config(sink: KafkaSink, on_error: Callable[[Any], None]) -> dict[st
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": 200000,
         "socket.keepalive.enable": True,
+        "request.timeout.ms": 10000,  # a hung broker shows as failed attempts after 10 s
         "error_cb": on_error,
     }
     if sink.tls or sink.sasl is not None:
@@ -98,14 +107,6 @@ class KafkaDelivery:
         while self._running:
             p.poll(0.05)
 
-    @staticmethod
-    def _delivered(batch: _Batch, index: int, err: Any, _msg: Any) -> None:
-        if err is not None:
-            batch.errors.append((index, err))
-        batch.left -= 1
-        if batch.left == 0:
-            batch.loop.call_soon_threadsafe(_resolve, batch.future)
-
     async def send(self, messages: list[Message]) -> _Batch:
         """Hand the messages to librdkafka (in order); the returned batch's future
         resolves once the broker acknowledged (or refused) each of them."""
@@ -115,11 +116,11 @@ class KafkaDelivery:
             batch.future.set_result(None)
             return batch
         produce = self.producer.produce
-        done = self._delivered
-        for i, m in enumerate(messages):
+        done = batch.delivered
+        for m in messages:
             while True:
                 try:
-                    produce(m.topic, m.value, m.key, on_delivery=partial(done, batch, i))
+                    produce(m.topic, m.value, m.key, on_delivery=done)
                     break
                 except BufferError:  # librdkafka's queue is full: the broker is slow or down
                     await asyncio.sleep(0.01)

@@ -79,6 +79,8 @@ class RuleRunner:
             sink.key if isinstance(sink, KafkaSink) else "{assetId}",
             rule.select.points,
         )
+        # records whose content the rule passes on untouched are not decoded
+        self._lean = rule.transform is None and self.formatter.lean
         self._task: asyncio.Task[None] | None = None
         self._kafka: KafkaDelivery | None = None
         self._webhook: WebhookDelivery | None = None
@@ -129,7 +131,7 @@ class RuleRunner:
         c = self.consumer
         inflight: deque[tuple[_Batch, list[Message], int]] = deque()
         while True:
-            records = await c.read(self.batch)
+            records = await c.read(self.batch, lean=self._lean)
             if not records:
                 while inflight:
                     await self._finish(inflight.popleft())
@@ -154,10 +156,17 @@ class RuleRunner:
 
     async def _prepare(self, records: list[Record]) -> tuple[list[Message], list[DeadLetter]]:
         fmt = self.formatter
-        recs = [fmt.trim(r) for r in records]
+        recs = [fmt.trim(r) for r in records] if fmt.points else records
         messages: list[Message] = []
         dead: list[DeadLetter] = []
         source = self.rule.transform
+        if self._lean:
+            for lr in recs:
+                try:
+                    fmt.lean_messages(lr, messages)  # type: ignore[arg-type]
+                except Exception as e:
+                    dead.append(DeadLetter([], f"cannot format: {type(e).__name__}: {e}"))
+            return messages, dead
         if source is None:
             for r in recs:
                 try:
@@ -179,7 +188,7 @@ class RuleRunner:
 
     async def _dead_letter(self, dead: list[DeadLetter]) -> None:
         await self.dead.add(self.rule.ruleId, dead)
-        n = sum(len(d.records) for d in dead)
+        n = sum(len(d.records) or len(d.messages) for d in dead)
         self.stats.dead_lettered += n
         self.stats.last_error = dead[-1].error[:500]
         self.stats.last_error_at = int(time.time() * 1000)
@@ -196,14 +205,14 @@ class RuleRunner:
         assert self._kafka is not None
         while True:
             await batch.future
-            failed = {index for index, _err in batch.errors}
-            self._acked([m for i, m in enumerate(messages) if i not in failed])
+            failed = {(m.topic, m.value) for m, _err in batch.errors}
             if not failed:
+                self._acked(messages)
                 break
+            self._acked([m for m in messages if (m.topic, m.value) not in failed])
             retry: list[Message] = []
             dead: list[DeadLetter] = []
-            for index, err in sorted(batch.errors, key=lambda e: e[0]):
-                m = messages[index]
+            for m, err in batch.errors:  # in the order librdkafka reported them
                 if self._kafka.permanent(err):
                     dead.append(DeadLetter([], f"kafka refused: {err.str()}", messages=[m]))
                 else:

@@ -87,6 +87,8 @@ class PushStore(Protocol):
         rows: list[QueueRow],
         faults: list[FaultRow],
         deletes: list[tuple[str, list[tuple[int, int]]]],
+        *,
+        stream: list[StreamRow] | None = None,
     ) -> list[int]: ...
     async def push_read(
         self, enterprise: str, after: int, limit: int, max_bytes: int

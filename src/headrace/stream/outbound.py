@@ -19,9 +19,9 @@ from .records import (
     ONLINE,
     Builder,
     Filter,
-    Record,
     Retention,
     decode,
+    decode_lean,
 )
 
 if TYPE_CHECKING:  # the pipeline imports the registry: no cycle at run time
@@ -67,11 +67,12 @@ class Consumer:
         self.dropped = 0  # records that fell out of retention before this consumer was done
         self.closed = False
 
-    async def read(self, limit: int = 1000) -> list[Record]:
+    async def read(self, limit: int = 1000, *, lean: bool = False) -> list[Any]:
         """The next records (up to ``limit`` scanned) that match the filter; moves
-        ``read_position`` past every record scanned, matching or not."""
+        ``read_position`` past every record scanned, matching or not. ``lean``: as
+        ``Lean`` records (content not decoded; not with a ``points`` filter)."""
         start = self.read_position
-        records, upto = await self.stream.read(start, limit, self.filter)
+        records, upto = await self.stream.read(start, limit, self.filter, lean=lean)
         if self.read_position == start:  # not moved by a seek meanwhile
             self.read_position = upto
         return records
@@ -255,6 +256,27 @@ class Stream:
         )
         return [row] if row is not None else []
 
+    def fault_rows(
+        self,
+        entry: DeviceEntry,
+        flag: str,
+        point: str,
+        name: str,
+        value: int,
+        event_id: str,
+        ts: int,
+        source: str = "realtime",
+    ) -> list[StreamRow]:
+        """The record of a fault/alert point changing (written with the fault state)."""
+        if not self.consumers:
+            return []
+        d = entry.device
+        content = {"point": point, "name": name, "value": value, "eventId": event_id}
+        row = self.builder.change_row(
+            d.orgId, d.productKey, d.assetId, d.deviceKey, flag, ts, content, self.wants, source
+        )
+        return [row] if row is not None else []
+
     def file_rows(self, stored: bool, records: Iterable[FileRecord]) -> list[StreamRow]:
         """The records of files stored or deleted (written with the file records)."""
         if not self.consumers:
@@ -310,18 +332,19 @@ class Stream:
     # -- reading -------------------------------------------------------------------------
 
     async def read(
-        self, after: int, limit: int = 1000, filter: Filter | None = None
-    ) -> tuple[list[Record], int]:
+        self, after: int, limit: int = 1000, filter: Filter | None = None, *, lean: bool = False
+    ) -> tuple[list[Any], int]:
         """Records after position ``after`` in commit order (up to ``limit`` scanned),
         those matching ``filter`` only; and the position the scan reached (read on from
         there: it passes records that did not match)."""
         head = self.head  # committed before the query starts: the query sees it all
         rows = await self.store.stream_read(after, limit, filter.orgs if filter else None)
+        dec = decode_lean if lean and not (filter and filter.points) else decode
         if filter is None:
-            records = [decode(seq, at, doc) for seq, at, doc in rows]
+            records = [dec(seq, at, doc) for seq, at, doc in rows]
         else:
             match = filter.match
-            records = [r for seq, at, doc in rows if match(r := decode(seq, at, doc))]
+            records = [r for seq, at, doc in rows if match(r := dec(seq, at, doc))]
         upto = rows[-1][0] if rows else after
         if len(rows) < limit:
             upto = max(upto, head)

@@ -80,6 +80,23 @@ class Record(msgspec.Struct, kw_only=True):
     content: dict[str, Any]
 
 
+class Lean(msgspec.Struct, kw_only=True):
+    """A record with its ``content`` left as JSON (``msgspec.Raw``): for consumers that
+    pass the content on without looking into it."""
+
+    seq: int = 0
+    at: int = 0
+    org: str
+    product: str
+    model: str
+    assetId: str
+    deviceKey: str
+    source: str
+    kind: str
+    time: int
+    content: msgspec.Raw
+
+
 class _Body(msgspec.Struct, kw_only=True):
     """A record as it is written (the stream adds seq and at)."""
 
@@ -98,8 +115,18 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Record).decode
 
 
+_decode_lean = msgspec.json.Decoder(Lean).decode
+
+
 def decode(seq: int, at: int, doc: bytes) -> Record:
     r = _decode(doc)
+    r.seq = seq
+    r.at = at
+    return r
+
+
+def decode_lean(seq: int, at: int, doc: bytes) -> Lean:
+    r = _decode_lean(doc)
     r.seq = seq
     r.at = at
     return r
@@ -130,12 +157,14 @@ class Filter(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fi
             and (not self.kinds or kind in self.kinds)
         )
 
-    def match(self, r: Record) -> bool:
+    def match(self, r: Record | Lean) -> bool:
+        """Whether the record matches (a ``Lean`` one only when ``points`` is empty)."""
         if not self.coarse(r.org, r.product, r.model, r.source, r.kind):
             return False
         if self.devices and r.assetId not in self.devices and r.deviceKey not in self.devices:
             return False
         if self.points and r.kind == MEASUREPOINT:
+            assert isinstance(r, Record)
             mp = r.content.get("measurepoints", {})
             return any(p in mp for p in self.points)
         return True
@@ -271,11 +300,12 @@ class Builder:
         ts: int,
         content: dict[str, Any],
         wants: Any,
+        source: str = REALTIME,
     ) -> StreamRow | None:
         """A derived change (online, offline, fault, alert, file), or None when no
         consumer may want it."""
         model = self.model_of(product)
-        if not wants(org, product, model, REALTIME, kind):
+        if not wants(org, product, model, source, kind):
             return None
         body = _Body(
             org=org,
@@ -283,7 +313,7 @@ class Builder:
             model=model,
             assetId=asset_id,
             deviceKey=device_key,
-            source=REALTIME,
+            source=source,
             kind=kind,
             time=ts,
             content=content,

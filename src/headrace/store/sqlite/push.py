@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from ..base import FaultRow, QueueInfo, QueueRow
+from ..base import FaultRow, QueueInfo, QueueRow, StreamRow
 
 if TYPE_CHECKING:
     from .engine import SQLiteEngine
@@ -25,8 +25,12 @@ class PushQueueMixin:
         rows: list[QueueRow],
         faults: list[FaultRow],
         deletes: list[tuple[str, list[tuple[int, int]]]],
+        *,
+        stream: list[StreamRow] | None = None,
     ) -> list[int]:
         def fn(c: sqlite3.Connection) -> list[int]:
+            if stream:  # fault/alert records, with the fault states they describe
+                self._stream_append(c, stream)  # type: ignore[attr-defined]
             if rows:
                 c.executemany(
                     "INSERT INTO push_queue(enterprise, seq, ts, doc) VALUES (?,?,?,?)", rows

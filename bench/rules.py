@@ -1,0 +1,264 @@
+"""Rules benchmark: ingest with one Kafka rule selecting everything, against tansu.
+
+Printed, all measured in the same run on the same machine:
+1. the ``bench/mqtt_import.py`` load (paho-mqtt clients, QoS 1, 100 records x 10 points
+   per request) without rules and with one Kafka rule (format enos, every record):
+   stored records/s, the ratio (target >= 80%), the rule's lag (max while loading, and
+   how long it took to catch up after);
+2. records/s delivered to the broker: a backlog of records (stored while the rule was
+   paused) drained by the rule (target >= 200,000/s) beside the broker's own limit, a
+   minimal producer script sending the same messages with the same client and settings;
+3. commit-to-broker-ack latency p50/p99 at 5,000 records/s offered (target p99 <= 50 ms).
+
+    .venv/bin/python bench/rules.py [--seconds 10] [--clients 3] [--backlog 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tests.conftest import ADMIN_TOKEN, HubProcess
+from tests.e2e.kafka_support import Tansu
+
+from mqtt_import import PK, POINTS, RECORDS, client_main, setup
+
+TOPIC = "MEASURE_POINT_ORIGIN_OFFLINE_bench"
+
+
+def api(hub: HubProcess) -> httpx.Client:
+    return httpx.Client(
+        base_url=hub.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60
+    )
+
+
+def load(hub: HubProcess, user: str, password: str, clients: int, seconds: float) -> dict[str, Any]:
+    out: mp.Queue = mp.Queue()
+    procs = [
+        mp.Process(
+            target=client_main,
+            args=(i, hub.mqtt_port, user, password, seconds, 16, out, clients),
+        )
+        for i in range(clients)
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=seconds + 120) for _ in procs]
+    for p in procs:
+        p.join()
+    ok = sum(r["ok"] for r in results)
+    elapsed = max(r["elapsed"] for r in results)
+    lat = sorted(x for r in results for x in r["lat"])
+    return {
+        "records_s": ok * RECORDS / elapsed,
+        "ok": ok,
+        "failed": sum(r["failed"] for r in results),
+        "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan"),
+    }
+
+
+def stats(c: httpx.Client, rid: str) -> dict[str, Any]:
+    return dict(c.get(f"/api/v1/orgs/bench/rules/{rid}/stats").json())
+
+
+def paced(hub: HubProcess, user: str, password: str, rate: float, seconds: float) -> None:
+    """Requests of 100 records at ``rate`` records/s, each waiting for its reply."""
+    import paho.mqtt.client as mqtt
+
+    from mqtt_import import payload
+
+    topic = f"/sys/{PK}/integration/measurepoint/post"
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="paced")
+    c.username_pw_set(user, password)
+    c.connect("127.0.0.1", hub.mqtt_port)
+    c.loop_start()
+    per_s = rate / RECORDS
+    start = time.monotonic()
+    n = 0
+    while time.monotonic() - start < seconds:
+        due = start + n / per_s
+        if (d := due - time.monotonic()) > 0:
+            time.sleep(d)
+        body = (
+            payload(n, 0)
+            .replace(b'"RID"', f'"p{n}"'.encode())
+            .replace(b'"time": 1600', b'"time": 1700')
+        )
+        c.publish(topic, body, qos=1).wait_for_publish(10)
+        n += 1
+    c.loop_stop()
+    c.disconnect()
+
+
+def minimal_producer(bootstrap: str, n: int, value: bytes) -> float:
+    """The broker's limit for these messages: confluent-kafka with the hub's settings,
+    nothing else. Messages/s."""
+    from confluent_kafka import Producer
+
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": False,
+            "max.in.flight.requests.per.connection": 1,
+            "linger.ms": 5,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 200000,
+        }
+    )
+    done = [0]
+
+    def cb(err: Any, _m: Any) -> None:
+        if err is None:
+            done[0] += 1
+
+    t0 = time.perf_counter()
+    for i in range(n):
+        while True:
+            try:
+                p.produce(TOPIC + "-limit", value, b"dev%d" % (i % 100), on_delivery=cb)
+                break
+            except BufferError:
+                p.poll(0.005)
+        if i % 1000 == 0:
+            p.poll(0)
+    p.flush(120)
+    return done[0] / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=3)
+    ap.add_argument("--backlog", type=int, default=200_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tansu = Tansu(Path(d) / "tansu.log")
+        tansu.start()
+        tansu.create_topics([TOPIC, TOPIC + "-limit", "MEASURE_POINT_ORIGIN_bench"])
+        try:
+            # 1a. no rules
+            hub = HubProcess(Path(d) / "plain", extra=["--set", "log.level=warning"])
+            hub.start()
+            try:
+                user, password = setup(hub)
+                plain = load(hub, user, password, args.clients, args.seconds)
+            finally:
+                hub.stop()
+            # 1b. one Kafka rule selecting everything
+            hub = HubProcess(Path(d) / "rule", extra=["--set", "log.level=warning"])
+            hub.start()
+            try:
+                user, password = setup(hub)
+                c = api(hub)
+                r = c.post(
+                    "/api/v1/orgs/bench/rules",
+                    json={"name": "all", "sink": {"type": "kafka", "bootstrap": tansu.bootstrap}},
+                )
+                r.raise_for_status()
+                rid = r.json()["ruleId"]
+                max_lag = [0]
+                running = threading.Event()
+                running.set()
+
+                def watch() -> None:
+                    while running.is_set():
+                        max_lag[0] = max(max_lag[0], stats(c2, rid)["lagRecords"])
+                        time.sleep(0.5)
+
+                c2 = api(hub)
+                w = threading.Thread(target=watch, daemon=True)
+                w.start()
+                ruled = load(hub, user, password, args.clients, args.seconds)
+                t_end = time.monotonic()
+                running.clear()
+                w.join()
+                while stats(c, rid)["lagRecords"] > 0 and time.monotonic() - t_end < 300:
+                    time.sleep(0.1)
+                catch_up = time.monotonic() - t_end
+                delivered_load = stats(c, rid)["delivered"]
+
+                # 2. a backlog drained: records stored while paused, then resumed
+                c.post(f"/api/v1/orgs/bench/rules/{rid}/pause").raise_for_status()
+                stored = 0
+                while stored < args.backlog:
+                    stored += load(hub, user, password, args.clients, 2.0)["ok"] * RECORDS
+                before = stats(c, rid)["delivered"]
+                t0 = time.perf_counter()
+                c.post(f"/api/v1/orgs/bench/rules/{rid}/resume").raise_for_status()
+                while stats(c, rid)["lagRecords"] > 0:
+                    time.sleep(0.05)
+                drain_s = time.perf_counter() - t0
+                drained = stats(c, rid)["delivered"] - before
+
+                # 3. latency at 5,000 records/s offered
+                c.delete(f"/api/v1/orgs/bench/rules/{rid}").raise_for_status()
+                r = c.post(
+                    "/api/v1/orgs/bench/rules",
+                    json={"name": "lat", "sink": {"type": "kafka", "bootstrap": tansu.bootstrap}},
+                )
+                lid = r.json()["ruleId"]
+                paced(hub, user, password, 5000, min(args.seconds, 10))
+                time.sleep(1)
+                lat = stats(c, lid)["latencyMs"]
+                c.close()
+                c2.close()
+            finally:
+                hub.stop()
+            sample = json.dumps(
+                {
+                    "orgId": "bench",
+                    "modelId": "m",
+                    "modelIdPath": "/m",
+                    "payload": [
+                        {
+                            "assetId": "AbCdEfGhIj",
+                            "time": 1_600_000_000_000,
+                            "measurepoints": {f"p{i}": 12.5 + i for i in range(POINTS)},
+                        }
+                    ],
+                },
+                separators=(",", ":"),
+            ).encode()
+            limit = minimal_producer(tansu.bootstrap, args.backlog, sample)
+        finally:
+            tansu.stop()
+    ratio = ruled["records_s"] / plain["records_s"]
+    print(f"machine: {os.cpu_count()} cpus, shared; broker tansu (memory); client confluent-kafka")
+    print(
+        f"ingest without rules: {plain['records_s']:10,.0f} records/s ({POINTS} points each), "
+        f"reply p99 {plain['p99_ms']:.0f} ms"
+    )
+    print(
+        f"ingest with one Kafka rule: {ruled['records_s']:10,.0f} records/s, reply p99 "
+        f"{ruled['p99_ms']:.0f} ms   ratio {ratio:.0%} (target >= 80%)"
+    )
+    print(
+        f"  rule during the load: {delivered_load:,} delivered, max lag {max_lag[0]:,} records, "
+        f"caught up {catch_up:.1f} s after the load ended"
+    )
+    print(
+        f"backlog of {drained:,} records drained at {drained / drain_s:10,.0f} records/s to the "
+        f"broker (target >= 200,000/s)"
+    )
+    print(f"minimal producer script, same messages:   {limit:10,.0f} records/s (the limit)")
+    print(
+        f"commit-to-broker-ack at 5,000 records/s offered: p50 {lat['p50'] if lat else '-'} ms, "
+        f"p99 {lat['p99'] if lat else '-'} ms (target p99 <= 50 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
