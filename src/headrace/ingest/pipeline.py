@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ..errors import Refused, Unstorable
+from ..model.fast import Checked
 from ..model.validate import INT64_MAX, ValueInvalid
 from ..proto.enos import (
     METHOD_ATTRIBUTE,
@@ -395,6 +396,10 @@ class Pipeline:
             )
         if request is None and not payload.strip():
             raise Refused(REPLY_EMPTY, "payload is empty")
+        if request is None and method == METHOD_MEASUREPOINT and product_key:
+            fast = self._fast(payload, product_key, origin, now)
+            if fast is not None:
+                return fast
         try:
             if request is not None:  # already decoded (raw data scripts): params stay as they are
                 env = Envelope(
@@ -432,6 +437,29 @@ class Pipeline:
             realtime = env.isRealtimeIntegration
         return self._validate(rid, env.method, items, product_key, origin, now, realtime)
 
+    def _fast(self, payload: bytes, product_key: str, origin: Origin, now: int) -> Result | None:
+        """The topic's product's model decodes and checks the whole request in one msgspec
+        pass (``model/fast.py``); None when it is not sure (then the general path)."""
+        product = self.registry.products.get(product_key)
+        if product is None:
+            return None
+        model = self.registry.models.get((product.orgId, product.modelId))
+        fast = model[1].fast_measurepoints if model is not None else None
+        if fast is None:
+            return None
+        decoded = fast(payload)
+        if decoded is None:
+            return None
+        req, checked = decoded
+        if req.method != METHOD_MEASUREPOINT or not req.params:
+            return None
+        realtime = origin.realtime
+        if isinstance(req.isRealtimeIntegration, bool):
+            realtime = req.isRealtimeIntegration
+        return self._validate(
+            req.id, METHOD_MEASUREPOINT, req.params, product_key, origin, now, realtime, checked
+        )
+
     def _validate(
         self,
         rid: Any,
@@ -441,6 +469,7 @@ class Pipeline:
         origin: Origin,
         now: int,
         realtime: bool,
+        checked: list[Checked] | None = None,
     ) -> Result:
         reg = self.registry
         errors: list[dict[str, Any]] = []
@@ -488,7 +517,10 @@ class Pipeline:
                     ts = given
             try:
                 if method == METHOD_MEASUREPOINT:
-                    values = compiled.check_measurepoints(item.measurepoints)  # type: ignore[union-attr]
+                    if checked is not None:  # checked while decoding
+                        values = checked[index]
+                    else:
+                        values = compiled.check_measurepoints(item.measurepoints)  # type: ignore[union-attr]
                     if not values:
                         raise ValueInvalid("no measurepoints given", "measurepoints")
                     for point, (value, quality) in values.items():
@@ -502,12 +534,12 @@ class Pipeline:
                         attributes.append((dev, name, value, now))
                     points += len(values)
                 else:
-                    checked = compiled.check_events(item.events)  # type: ignore[union-attr]
-                    if not checked:
+                    outputs_of = compiled.check_events(item.events)  # type: ignore[union-attr]
+                    if not outputs_of:
                         raise ValueInvalid("no events given", "events")
-                    for event_id, outputs in checked.items():
+                    for event_id, outputs in outputs_of.items():
                         events.append((dev, event_id, ts, json_encode(outputs)))
-                    points += len(checked)
+                    points += len(outputs_of)
             except ValueInvalid as e:
                 errors.append(_item_error(index, item, REPLY_MODEL_INVALID, str(e)))
                 continue
