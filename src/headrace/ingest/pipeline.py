@@ -189,7 +189,98 @@ class Pipeline:
             result.wire = await self._encode_raw(product_key, result, origin, topic)
         return result
 
+    async def handle_many(
+        self, requests: list[tuple[bytes, Kind, str, str]], origin: Origin
+    ) -> list[Result]:
+        """``handle`` of each of ``requests`` (payload, kind, product key, topic) of one
+        sender, in order: what one socket read of an MQTT connection brought.
+
+        The same steps and outcomes as one ``handle`` each, without a task, a future and
+        a wake-up per request: every batch goes into the same merged store write, then
+        the hooks and the refusals' log records follow in order. Raw data is not taken
+        here (its scripts are awaited per message; ``handle``). A transient store failure
+        propagates (nothing of the group is answered, the client resends).
+        """
+        results: list[Result] = []
+        pending: list[tuple[Result, asyncio.Future[None]]] = []
+        refused: list[tuple[Result, bytes, str, int, float]] = []
+        for payload, kind, product_key, topic in requests:
+            assert kind != "raw"
+            started = time.perf_counter()
+            now = int(time.time() * 1000)
+            try:
+                if product_key and product_key not in origin.products:
+                    raise Refused(REPLY_NO_PERMISSION, f"no permission for product {product_key!r}")
+                if not self.limiter.allow(origin.channel_id, origin.rate):
+                    results.append(await self._rate_limited(origin, topic, payload))
+                    continue
+                result = self._prepare(payload, METHOD_OF[kind], product_key, origin, now, None)
+            except Refused as e:
+                result = Result(self._request_id(payload, None), e.reply_code, e.message)
+            if result.batch is not None:
+                result.batch.log.append(
+                    self._payload_record(origin, topic, payload, result, now, started)
+                )
+                pending.append((result, self._submit(result.batch)))
+            else:
+                refused.append((result, payload, topic, now, started))
+            results.append(result)
+        for _, fut in pending:  # resolved together, by one commit (or a few)
+            if not fut.done():
+                try:
+                    await fut
+                except Exception:
+                    pass  # read below
+        unstorable: dict[int, Result] = {}
+        for result, fut in pending:
+            failure = fut.exception()
+            if isinstance(failure, Unstorable):
+                log.error("request not storable: %s", failure.message)
+                unstorable[id(result)] = Result(
+                    result.id, REPLY_INTERNAL, failure.message, items=result.items
+                )
+            elif failure is not None:
+                raise failure
+        records: list[tuple[str, int, str, bytes]] = []
+        for i, result in enumerate(results):
+            replaced = unstorable.get(id(result))
+            if replaced is not None:
+                results[i] = replaced
+                refused.append(
+                    (
+                        replaced,
+                        requests[i][0],
+                        requests[i][3],
+                        int(time.time() * 1000),
+                        time.perf_counter(),
+                    )
+                )
+                continue
+            if result.batch is None:
+                continue
+            self.requests += 1
+            self.points += result.points
+            for hook in self.on_stored:
+                r = hook(result, origin)
+                if r is not None:
+                    await r
+        for result, payload, topic, now, started in refused:
+            records += self._refusal_records(result, origin, topic, payload, now, started)
+        if records:
+            await self.store.append_log(records)
+        return results
+
     # -- writing: requests that become ready together share one store write ----------------
+
+    def _submit(self, batch: WriteBatch) -> asyncio.Future[None]:
+        """Queue ``batch`` for the next merged write; the future is its outcome."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pending.append((batch, fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return fut
 
     async def _write(self, batch: WriteBatch) -> None:
         """Store one request's batch; returns once it is committed.
@@ -202,13 +293,7 @@ class Pipeline:
         what writing them one after the other in one transaction does, and if the merged
         write cannot be stored, each request is written alone so only the bad one fails.
         """
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._pending.append((batch, fut))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        await fut
+        await self._submit(batch)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -337,6 +422,13 @@ class Pipeline:
         """Write the payload and error records of a refused request to the message log."""
         now = now if now is not None else int(time.time() * 1000)
         started = started if started is not None else time.perf_counter()
+        await self.store.append_log(
+            self._refusal_records(result, origin, topic, payload, now, started)
+        )
+
+    def _refusal_records(
+        self, result: Result, origin: Origin, topic: str, payload: bytes, now: int, started: float
+    ) -> list[tuple[str, int, str, bytes]]:
         error = {
             "topic": topic,
             "requestId": _str_id(result.id),
@@ -344,12 +436,10 @@ class Pipeline:
             "message": result.message,
             "errors": result.errors[:20],
         }
-        await self.store.append_log(
-            [
-                self._payload_record(origin, topic, payload, result, now, started),
-                (origin.channel_id, now, "error", json_encode(error)),
-            ]
-        )
+        return [
+            self._payload_record(origin, topic, payload, result, now, started),
+            (origin.channel_id, now, "error", json_encode(error)),
+        ]
 
     def _payload_record(
         self, origin: Origin, topic: str, payload: bytes, result: Result, now: int, started: float
