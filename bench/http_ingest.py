@@ -10,7 +10,8 @@ The peer is a bare Litestar app on the same uvicorn/httptools/uvloop stack that 
 and decodes the JSON body. Load comes from separate client processes, each keeping
 CONNS keep-alive connections busy with a minimal HTTP/1.1 client (asyncio streams), so
 that the client costs as little CPU as possible. Printed: requests/s, points/s,
-latency p50/p99, and the hub/bare ratio. Then file uploads (multipart, 100 MiB each,
+latency p50/p99, the server's CPU time per request (steadier than the rate on a shared
+machine), and the hub/bare ratios of both. Then file uploads (multipart, 100 MiB each,
 sent by httpx from a file on disk): MB/s.
 
     .venv/bin/python bench/http_ingest.py [--clients 2] [--conns 16] [--seconds 10]
@@ -50,6 +51,24 @@ MODEL = {
     "measurepoints": [{"id": f"p{i}", "type": "double"} for i in range(POINTS)]
     + [{"id": "blob", "type": "file"}],
 }
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) of a process and its child processes so far:
+    on a shared machine the CPU a message costs is steadier than the wall-clock rate."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 # -- the bare peer -------------------------------------------------------------------------
@@ -169,7 +188,14 @@ def client_main(
 
 
 def load(
-    port: int, token: str, pk: str, records: int, clients: int, conns: int, seconds: float
+    port: int,
+    token: str,
+    pk: str,
+    records: int,
+    clients: int,
+    conns: int,
+    seconds: float,
+    pid: int,
 ) -> dict[str, float]:
     path = "/connect-service/v2.1/integration?action=postMeasurepoint&orgId=" + pk.split("|")[-1]
     pk = pk.split("|")[0]
@@ -184,7 +210,9 @@ def load(
     ]
     for p in procs:
         p.start()
+    cpu0 = cpu_seconds(pid)
     results = [q.get() for _ in procs]
+    cpu = cpu_seconds(pid) - cpu0
     for p in procs:
         p.join()
     ok = sum(r[0] for r in results)
@@ -192,6 +220,7 @@ def load(
     lat = sorted(x for r in results for x in r[2])
     return {
         "rps": ok / seconds,
+        "cpu_us": cpu / max(1, ok + failed) * 1e6,
         "pps": ok * records * POINTS / seconds,
         "failed": failed,
         "p50": statistics.median(lat) * 1000 if lat else 0.0,
@@ -299,21 +328,32 @@ def main() -> None:
             f"cpus={os.cpu_count()} clients={args.clients} conns/client={args.conns} "
             f"seconds={args.seconds} points/record={POINTS} store.synchronous=full"
         )
-        print(f"{'load':<22}{'server':<8}{'req/s':>10}{'points/s':>12}{'p50 ms':>9}{'p99 ms':>9}")
+        print(
+            f"{'load':<22}{'server':<8}{'req/s':>10}{'points/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'CPU us/req':>12}"
+        )
         loads = [("single-record posts", 1), ("100-record posts", RECORDS)]
         for name, records in loads[:1] if args.single_only else loads:
             rows = {}
-            for server, port in (("bare", bare_port), ("hub", hub.http_port)):
+            assert hub.proc is not None
+            for server, port, pid in (
+                ("bare", bare_port, bare.pid),
+                ("hub", hub.http_port, hub.proc.pid),
+            ):
                 r = load(
-                    port, token, f"{pk}|{org}", records, args.clients, args.conns, args.seconds
+                    port, token, f"{pk}|{org}", records, args.clients, args.conns, args.seconds, pid
                 )
                 rows[server] = r
                 print(
                     f"{name:<22}{server:<8}{r['rps']:>10.0f}{r['pps']:>12.0f}"
-                    f"{r['p50']:>9.2f}{r['p99']:>9.2f}"
+                    f"{r['p50']:>9.2f}{r['p99']:>9.2f}{r['cpu_us']:>12.1f}"
                     + (f"   failed={r['failed']:.0f}" if r["failed"] else "")
                 )
-            print(f"{name:<22}{'ratio':<8}{rows['hub']['rps'] / rows['bare']['rps']:>10.0%}")
+            ratio = rows["hub"]["rps"] / rows["bare"]["rps"]
+            cpu_ratio = rows["bare"]["cpu_us"] / rows["hub"]["cpu_us"]
+            print(
+                f"{name:<22}{'ratio':<8}{ratio:>10.0%}   (CPU per request: bare/hub {cpu_ratio:.0%})"
+            )
         if args.uploads:
             rate = upload_rate(hub, org, pk, token, args.uploads)
             print(f"file upload (multipart, {args.uploads} x 100 MiB, one client): {rate:.0f} MB/s")

@@ -13,7 +13,8 @@ asyncio protocol with uvloop, the codec and QoS flow of the hub) answering every
 at once with a constant reply and PUBACK: no pipeline, no store. It is what the MQTT
 edge costs; the hub's rate divided by it is the share left to ingest.
 
-Printed beside them: ThingsBoard CE's published 5,000 messages/s (2 vCPUs, with Kafka)
+Also printed: the server's CPU time per message (every thread of the process), which a
+shared machine disturbs less than the rate. Printed beside them: ThingsBoard CE's published 5,000 messages/s (2 vCPUs, with Kafka)
 and the target of 15,000 messages/s.
 
     .venv/bin/python bench/small_messages.py [--clients 2] [--conns 2] [--inflight 64]
@@ -48,6 +49,24 @@ from tests.conftest import ADMIN_TOKEN, HubProcess, free_port
 DEVICES = 50
 THINGSBOARD = 5_000
 TARGET = 15_000
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) of a process and its child processes so far:
+    on a shared machine the CPU a message costs is steadier than the wall-clock rate."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 # -- the lean client -------------------------------------------------------------------------
@@ -212,7 +231,10 @@ def client_main(
     out.put({"acked": acked_at_end, "elapsed": ended - started, "replies": replies, "bad": bad})
 
 
-def load(port: int, topic: str, user: str, password: str, args: argparse.Namespace) -> float:
+def load(
+    port: int, topic: str, user: str, password: str, args: argparse.Namespace, pid: int
+) -> tuple[float, float]:
+    """(messages/s, server CPU microseconds per message)."""
     q: Any = mp.Queue()
     start_at = time.time() + 0.5
     procs = [
@@ -233,15 +255,20 @@ def load(port: int, topic: str, user: str, password: str, args: argparse.Namespa
         )
         for i in range(args.clients)
     ]
+    cpu0 = cpu_seconds(pid)
     for p in procs:
         p.start()
     results = [q.get(timeout=args.seconds + 90) for _ in procs]
+    cpu = cpu_seconds(pid) - cpu0
     for p in procs:
         p.join()
     bad = sum(r["bad"] for r in results)
     if bad:
         raise SystemExit(f"{bad} replies were not code 200")
-    return sum(r["acked"] / r["elapsed"] for r in results)
+    acked = sum(r["acked"] for r in results)
+    # the CPU of the whole run (its tail of in-flight messages too) over the acked ones
+    total = acked + args.clients * args.conns * args.inflight
+    return sum(r["acked"] / r["elapsed"] for r in results), cpu / total * 1e6
 
 
 # -- the peer: the hub's MQTT edge with nothing behind it -------------------------------------
@@ -355,6 +382,9 @@ def main() -> None:
                     time.sleep(0.1)
             hub_rates: list[float] = []
             bare_rates: list[float] = []
+            hub_cpu: list[float] = []
+            bare_cpu: list[float] = []
+            assert hub.proc is not None
             for r in range(args.rounds):
                 spy = None
                 if args.profile and r == 0 and hub.proc is not None:
@@ -377,12 +407,17 @@ def main() -> None:
                         ],
                         stdout=subprocess.DEVNULL,
                     )
-                hub_rates.append(load(hub.mqtt_port, topic, user, password, args))
+                rate, cpu = load(hub.mqtt_port, topic, user, password, args, hub.proc.pid)
+                hub_rates.append(rate)
+                hub_cpu.append(cpu)
                 if spy is not None:
                     spy.wait()
-                bare_rates.append(load(bare_port, topic, "u", "p", args))
+                rate, cpu = load(bare_port, topic, "u", "p", args, bare.pid)
+                bare_rates.append(rate)
+                bare_cpu.append(cpu)
                 print(
-                    f"round {r + 1}: hub {hub_rates[-1]:9,.0f}  bare edge {bare_rates[-1]:9,.0f} messages/s",
+                    f"round {r + 1}: hub {hub_rates[-1]:9,.0f} messages/s {hub_cpu[-1]:6.1f} us CPU/msg"
+                    f"   bare edge {bare_rates[-1]:9,.0f} messages/s {bare_cpu[-1]:6.1f} us CPU/msg",
                     flush=True,
                 )
         finally:
@@ -391,13 +426,18 @@ def main() -> None:
             hub.stop()
     h = statistics.median(hub_rates)
     b = statistics.median(bare_rates)
+    hc = statistics.median(hub_cpu)
+    bc = statistics.median(bare_cpu)
     print(
         f"cpus={os.cpu_count()} clients={args.clients} conns/client={args.conns} "
         f"inflight={args.inflight} QoS1, 1 record x 5 measurepoints per message, "
         f"store.synchronous=full, medians of {args.rounds}"
     )
-    print(f"hub (whole pipeline, durable): {h:10,.0f} messages/s")
-    print(f"bare MQTT edge (no pipeline):  {b:10,.0f} messages/s   hub/bare {h / b:.0%}")
+    print(f"hub (whole pipeline, durable): {h:10,.0f} messages/s   {hc:6.1f} us hub CPU/message")
+    print(
+        f"bare MQTT edge (no pipeline):  {b:10,.0f} messages/s   {bc:6.1f} us CPU/message"
+        f"   hub/bare {h / b:.0%} (rate), {bc / hc:.0%} (CPU)"
+    )
     print(
         f"ThingsBoard CE published:      {THINGSBOARD:10,} messages/s   hub/ThingsBoard {h / THINGSBOARD:.1f}x"
         f"   (target >= {TARGET:,})"

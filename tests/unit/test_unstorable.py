@@ -164,5 +164,25 @@ async def test_requests_ready_together_share_one_write_and_stay_atomic(
         log = await store.query_log("ch", ["payload", "error"], 0, 2**62, 100, None)
         kinds = sorted(row[2] for row in log)
         assert kinds == ["error"] + ["payload"] * 8
+        # what an MQTT connection does with the requests of one socket read: the same
+        many = await pipeline.handle_many(
+            [
+                (request(n, t), "measurepoint", world.product, "t")
+                for n, t in enumerate([20, 13, 21])
+            ]
+            + [(b"{oops", "measurepoint", world.product, "t")],
+            origin,
+        )
+        assert [(r.id, r.code) for r in many] == [
+            ("r0", 200),
+            ("r1", 1005),
+            ("r2", 200),
+            (None, 1220),
+        ]
+        stored = await store.query_samples(device, ["t"], 15, 100, 100, False, None)
+        assert [(s.ts, s.value) for s in stored] == [(20, 0.5), (21, 2.5)]
+        log = await store.query_log("ch", ["payload", "error"], 0, 2**62, 100, None)
+        kinds = sorted(row[2] for row in log)
+        assert kinds == ["error"] * 3 + ["payload"] * 12
     finally:
         store.close()

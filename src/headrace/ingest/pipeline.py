@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ..errors import Refused, Unstorable
+from ..model.fast import Checked
 from ..model.validate import INT64_MAX, ValueInvalid
 from ..proto.enos import (
     METHOD_ATTRIBUTE,
@@ -194,7 +195,98 @@ class Pipeline:
             result.wire = await self._encode_raw(product_key, result, origin, topic)
         return result
 
+    async def handle_many(
+        self, requests: list[tuple[bytes, Kind, str, str]], origin: Origin
+    ) -> list[Result]:
+        """``handle`` of each of ``requests`` (payload, kind, product key, topic) of one
+        sender, in order: what one socket read of an MQTT connection brought.
+
+        The same steps and outcomes as one ``handle`` each, without a task, a future and
+        a wake-up per request: every batch goes into the same merged store write, then
+        the hooks and the refusals' log records follow in order. Raw data is not taken
+        here (its scripts are awaited per message; ``handle``). A transient store failure
+        propagates (nothing of the group is answered, the client resends).
+        """
+        results: list[Result] = []
+        pending: list[tuple[Result, asyncio.Future[None]]] = []
+        refused: list[tuple[Result, bytes, str, int, float]] = []
+        for payload, kind, product_key, topic in requests:
+            assert kind != "raw"
+            started = time.perf_counter()
+            now = int(time.time() * 1000)
+            try:
+                if product_key and product_key not in origin.products:
+                    raise Refused(REPLY_NO_PERMISSION, f"no permission for product {product_key!r}")
+                if not self.limiter.allow(origin.channel_id, origin.rate):
+                    results.append(await self._rate_limited(origin, topic, payload))
+                    continue
+                result = self._prepare(payload, METHOD_OF[kind], product_key, origin, now, None)
+            except Refused as e:
+                result = Result(self._request_id(payload, None), e.reply_code, e.message)
+            if result.batch is not None:
+                result.batch.log.append(
+                    self._payload_record(origin, topic, payload, result, now, started)
+                )
+                pending.append((result, self._submit(result.batch)))
+            else:
+                refused.append((result, payload, topic, now, started))
+            results.append(result)
+        for _, fut in pending:  # resolved together, by one commit (or a few)
+            if not fut.done():
+                try:
+                    await fut
+                except Exception:
+                    pass  # read below
+        unstorable: dict[int, Result] = {}
+        for result, fut in pending:
+            failure = fut.exception()
+            if isinstance(failure, Unstorable):
+                log.error("request not storable: %s", failure.message)
+                unstorable[id(result)] = Result(
+                    result.id, REPLY_INTERNAL, failure.message, items=result.items
+                )
+            elif failure is not None:
+                raise failure
+        records: list[tuple[str, int, str, bytes]] = []
+        for i, result in enumerate(results):
+            replaced = unstorable.get(id(result))
+            if replaced is not None:
+                results[i] = replaced
+                refused.append(
+                    (
+                        replaced,
+                        requests[i][0],
+                        requests[i][3],
+                        int(time.time() * 1000),
+                        time.perf_counter(),
+                    )
+                )
+                continue
+            if result.batch is None:
+                continue
+            self.requests += 1
+            self.points += result.points
+            for hook in self.on_stored:
+                r = hook(result, origin)
+                if r is not None:
+                    await r
+        for result, payload, topic, now, started in refused:
+            records += self._refusal_records(result, origin, topic, payload, now, started)
+        if records:
+            await self.store.append_log(records)
+        return results
+
     # -- writing: requests that become ready together share one store write ----------------
+
+    def _submit(self, batch: WriteBatch) -> asyncio.Future[None]:
+        """Queue ``batch`` for the next merged write; the future is its outcome."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pending.append((batch, fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return fut
 
     async def _write(self, batch: WriteBatch) -> None:
         """Store one request's batch; returns once it is committed.
@@ -207,13 +299,7 @@ class Pipeline:
         what writing them one after the other in one transaction does, and if the merged
         write cannot be stored, each request is written alone so only the bad one fails.
         """
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._pending.append((batch, fut))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        await fut
+        await self._submit(batch)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -342,6 +428,13 @@ class Pipeline:
         """Write the payload and error records of a refused request to the message log."""
         now = now if now is not None else int(time.time() * 1000)
         started = started if started is not None else time.perf_counter()
+        await self.store.append_log(
+            self._refusal_records(result, origin, topic, payload, now, started)
+        )
+
+    def _refusal_records(
+        self, result: Result, origin: Origin, topic: str, payload: bytes, now: int, started: float
+    ) -> list[tuple[str, int, str, bytes]]:
         error = {
             "topic": topic,
             "requestId": _str_id(result.id),
@@ -349,12 +442,10 @@ class Pipeline:
             "message": result.message,
             "errors": result.errors[:20],
         }
-        await self.store.append_log(
-            [
-                self._payload_record(origin, topic, payload, result, now, started),
-                (origin.channel_id, now, "error", json_encode(error)),
-            ]
-        )
+        return [
+            self._payload_record(origin, topic, payload, result, now, started),
+            (origin.channel_id, now, "error", json_encode(error)),
+        ]
 
     def _payload_record(
         self, origin: Origin, topic: str, payload: bytes, result: Result, now: int, started: float
@@ -401,6 +492,10 @@ class Pipeline:
             )
         if request is None and not payload.strip():
             raise Refused(REPLY_EMPTY, "payload is empty")
+        if request is None and method == METHOD_MEASUREPOINT and product_key:
+            fast = self._fast(payload, product_key, origin, now)
+            if fast is not None:
+                return fast
         try:
             if request is not None:  # already decoded (raw data scripts): params stay as they are
                 env = Envelope(
@@ -438,6 +533,29 @@ class Pipeline:
             realtime = env.isRealtimeIntegration
         return self._validate(rid, env.method, items, product_key, origin, now, realtime)
 
+    def _fast(self, payload: bytes, product_key: str, origin: Origin, now: int) -> Result | None:
+        """The topic's product's model decodes and checks the whole request in one msgspec
+        pass (``model/fast.py``); None when it is not sure (then the general path)."""
+        product = self.registry.products.get(product_key)
+        if product is None:
+            return None
+        model = self.registry.models.get((product.orgId, product.modelId))
+        fast = model[1].fast_measurepoints if model is not None else None
+        if fast is None:
+            return None
+        decoded = fast(payload)
+        if decoded is None:
+            return None
+        req, checked = decoded
+        if req.method != METHOD_MEASUREPOINT or not req.params:
+            return None
+        realtime = origin.realtime
+        if isinstance(req.isRealtimeIntegration, bool):
+            realtime = req.isRealtimeIntegration
+        return self._validate(
+            req.id, METHOD_MEASUREPOINT, req.params, product_key, origin, now, realtime, checked
+        )
+
     def _validate(
         self,
         rid: Any,
@@ -447,6 +565,7 @@ class Pipeline:
         origin: Origin,
         now: int,
         realtime: bool,
+        checked: list[Checked] | None = None,
     ) -> Result:
         reg = self.registry
         errors: list[dict[str, Any]] = []
@@ -494,7 +613,10 @@ class Pipeline:
                     ts = given
             try:
                 if method == METHOD_MEASUREPOINT:
-                    values = compiled.check_measurepoints(item.measurepoints)  # type: ignore[union-attr]
+                    if checked is not None:  # checked while decoding
+                        values = checked[index]
+                    else:
+                        values = compiled.check_measurepoints(item.measurepoints)  # type: ignore[union-attr]
                     if not values:
                         raise ValueInvalid("no measurepoints given", "measurepoints")
                     for point, (value, quality) in values.items():
@@ -508,12 +630,12 @@ class Pipeline:
                         attributes.append((dev, name, value, now))
                     points += len(values)
                 else:
-                    checked = compiled.check_events(item.events)  # type: ignore[union-attr]
-                    if not checked:
+                    outputs_of = compiled.check_events(item.events)  # type: ignore[union-attr]
+                    if not outputs_of:
                         raise ValueInvalid("no events given", "events")
-                    for event_id, outputs in checked.items():
+                    for event_id, outputs in outputs_of.items():
                         events.append((dev, event_id, ts, json_encode(outputs)))
-                    points += len(checked)
+                    points += len(outputs_of)
             except ValueInvalid as e:
                 errors.append(_item_error(index, item, REPLY_MODEL_INVALID, str(e)))
                 continue

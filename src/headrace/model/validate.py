@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from headrace.errors import ValidationFailed
+from headrace.model.fast import Checked, compile_measurepoint_request
 from headrace.model.types import (
     DEFAULT_STRING_MAX,
     MAX_ARRAY_ITEMS,
@@ -666,6 +667,9 @@ class CompiledModel:
     """fault-flagged point id -> display name"""
     alerts: dict[str, str] = field(default_factory=dict)
     """alert-flagged point id -> display name"""
+    fast_measurepoints: Callable[[bytes], tuple[Any, list[Checked]] | None] | None = None
+    """a whole measurepoint request decoded and checked in one msgspec pass (``fast.py``):
+    (request, checked values per item), or None when the general path must answer"""
 
     def check_measurepoints(self, values: Any) -> dict[str, tuple[Any, int | None]]:
         """Validate a whole ``measurepoints`` object of one sample (A.4).
@@ -726,9 +730,10 @@ def compile_model(model: ThingModel) -> CompiledModel:
     for spec in model.measurepoints:
         if spec.flag is not None:
             flagged[spec.id] = FlaggedPoint(spec.id, spec.flag, spec.name or spec.id)
+    points = {s.id: _point_validator(s) for s in model.measurepoints}
     return CompiledModel(
         model=model,
-        measurepoints={s.id: _point_validator(s) for s in model.measurepoints},
+        measurepoints=points,
         attributes={s.id: compile_spec(s) for s in model.attributes},
         events={e.id: _event_validator(e) for e in model.events},
         measurepoint_specs={s.id: s for s in model.measurepoints},
@@ -737,6 +742,7 @@ def compile_model(model: ThingModel) -> CompiledModel:
         flagged=flagged,
         faults={p.id: p.name for p in flagged.values() if p.flag == "fault"},
         alerts={p.id: p.name for p in flagged.values() if p.flag == "alert"},
+        fast_measurepoints=compile_measurepoint_request(model, points),
     )
 
 

@@ -82,6 +82,8 @@ class ScriptManager:
         self._draining: set[tuple[int, str]] = set()
         self._drains: set[asyncio.Task[None]] = set()
         self.batches = 0  # round trips to the workers of the data path
+        # (product, script version) without jsonStrToRawData: replies need no round trip
+        self._no_encoder: set[tuple[str, int]] = set()
 
     def load(self) -> None:
         dec = msgspec.json.Decoder(ProductScripts)
@@ -214,8 +216,13 @@ class ScriptManager:
         cur = self.current(product_key)
         if cur is None:
             return None
+        key = (product_key, cur.version)
+        if key in self._no_encoder:
+            return None
         out = await self._call(OP_JSON_TO_RAW, product_key, cur, reply.decode())
         assert out is None or isinstance(out, bytes)
+        if out is None:  # the version defines no jsonStrToRawData (known when it loads)
+            self._no_encoder.add(key)
         return out
 
     # -- batching: the messages of a product that arrive together, one worker round trip --

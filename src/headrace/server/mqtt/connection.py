@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,8 @@ class MQTTConnection(StreamConnection):
         self.tasks: set[asyncio.Task[Any]] = set()
         self._paused = False  # stopped for good (shutdown)
         self._origin: Origin | None = None  # who this connection's requests come from
+        # the JSON requests of the socket read being handled (None outside ``received``)
+        self._batch: list[tuple[_Slot, PublishReceived, str, Kind]] | None = None
         self._flush_handle: asyncio.Handle | None = None
 
     # -- the transport half ------------------------------------------------------------------
@@ -80,11 +83,18 @@ class MQTTConnection(StreamConnection):
         self.set_timer(self.server.connect_timeout, self._connect_timeout)
 
     def received(self, data: bytes) -> None:
-        for event in self.conn.receive_data(data):
-            self._on_event(event)
-            if self.closed:
-                return
-        self.flush()
+        self._batch = []
+        try:
+            for event in self.conn.receive_data(data):
+                self._on_event(event)
+                if self.closed:
+                    break
+        finally:
+            batch, self._batch = self._batch, None
+        if batch:  # also when the read ended with a DISCONNECT: what came before is handled
+            self._start(self._process_many(batch))
+        if not self.closed:
+            self.flush()
 
     def data_to_send(self) -> bytes:
         return self.conn.data_to_send()
@@ -202,13 +212,34 @@ class MQTTConnection(StreamConnection):
         product_key, kind = parsed
         slot = _Slot(ev.packet_id, reply_topic(ev.topic))
         self._enqueue(slot)
-        task = asyncio.get_running_loop().create_task(self._process(slot, ev, product_key, kind))
+        if kind != "raw" and self._batch is not None:
+            # the JSON requests of one socket read go through the pipeline together
+            self._batch.append((slot, ev, product_key, kind))
+            return
+        self._start(self._process(slot, ev, product_key, kind))
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _process(
-        self, slot: _Slot, ev: PublishReceived, product_key: str, kind: Kind
-    ) -> None:
+    async def _process_many(self, batch: list[tuple[_Slot, PublishReceived, str, Kind]]) -> None:
+        origin = self._origin_of()
+        try:
+            results = await self.server.pipeline.handle_many(
+                [(ev.payload, kind, pk, ev.topic) for _, ev, pk, kind in batch], origin
+            )
+        except Exception:
+            # not stored, not acknowledged: drop the connection so the client resends
+            log.exception("request failed; closing the connection unacknowledged")
+            self.close("internal error while storing", ReasonCode.UNSPECIFIED_ERROR)
+            return
+        for (slot, _, _, _), result in zip(batch, results, strict=True):
+            slot.reply = result.reply_bytes()
+            slot.done = True
+        self._release()
+
+    def _origin_of(self) -> Origin:
         origin = self._origin
         if origin is None:
             login = self.login
@@ -222,6 +253,12 @@ class MQTTConnection(StreamConnection):
                 ip=self.ip,
                 rate=login.channel.rateLimit,
             )
+        return origin
+
+    async def _process(
+        self, slot: _Slot, ev: PublishReceived, product_key: str, kind: Kind
+    ) -> None:
+        origin = self._origin_of()
         try:
             result = await self.server.pipeline.handle(
                 ev.payload, kind=kind, product_key=product_key, origin=origin, topic=ev.topic
