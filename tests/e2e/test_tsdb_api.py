@@ -330,6 +330,13 @@ def test_paging_to_the_end_of_a_large_range(env: Env, fmt: int) -> None:
     other = {**body, "pointIds": "temp"}
     assert "pointer" in env.error("/ai", {**other, "pointer": first["pointer"]}, 80400)
     assert env.error("/ai", {**body, "pointer": "not-a-pointer"}, 80400)
+    # a pointer of the right query whose cursors were tampered with
+    raw = json.loads(
+        base64.urlsafe_b64decode(first["pointer"] + "=" * (-len(first["pointer"]) % 4))
+    )
+    raw["c"] = {a: ["x", 1] for a in raw["c"]}
+    forged = base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
+    assert env.error("/ai", {**body, "pointer": forged}, 80400)
 
 
 def test_page_size_bounds_each_point(env: Env) -> None:
