@@ -387,6 +387,18 @@ def test_ai_normalized_with_logic_and_interval(env: Env) -> None:
         "items"
     ]
     assert [i["temp"] for i in minutes] == [float(i) for i in range(60)]
+    # the same minutes as the admin query API's aggregate (last value per 60 s bucket)
+    agg = env.api.get(
+        f"/api/v1/orgs/{env.org}/devices/{env.assets[0]}/measurepoints/aggregate",
+        params={
+            "points": "temp",
+            "start": DAY0,
+            "end": DAY0 + 3_600_000,
+            "interval": 60_000,
+            "fn": "last",
+        },
+    ).json()["points"]["temp"]
+    assert [(i["timestamp"], i["temp"]) for i in minutes] == [(a["time"], a["value"]) for a in agg]
     assert env.error(
         "/ai-normalized", {**body, "pointIdsWithLogic": "avg(temp)", "interval": 0}, 80400
     )
