@@ -330,6 +330,13 @@ def test_paging_to_the_end_of_a_large_range(env: Env, fmt: int) -> None:
     other = {**body, "pointIds": "temp"}
     assert "pointer" in env.error("/ai", {**other, "pointer": first["pointer"]}, 80400)
     assert env.error("/ai", {**body, "pointer": "not-a-pointer"}, 80400)
+    # a pointer of the right query whose cursors were tampered with
+    raw = json.loads(
+        base64.urlsafe_b64decode(first["pointer"] + "=" * (-len(first["pointer"]) % 4))
+    )
+    raw["c"] = {a: ["x", 1] for a in raw["c"]}
+    forged = base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
+    assert env.error("/ai", {**body, "pointer": forged}, 80400)
 
 
 def test_page_size_bounds_each_point(env: Env) -> None:
@@ -380,6 +387,18 @@ def test_ai_normalized_with_logic_and_interval(env: Env) -> None:
         "items"
     ]
     assert [i["temp"] for i in minutes] == [float(i) for i in range(60)]
+    # the same minutes as the admin query API's aggregate (last value per 60 s bucket)
+    agg = env.api.get(
+        f"/api/v1/orgs/{env.org}/devices/{env.assets[0]}/measurepoints/aggregate",
+        params={
+            "points": "temp",
+            "start": DAY0,
+            "end": DAY0 + 3_600_000,
+            "interval": 60_000,
+            "fn": "last",
+        },
+    ).json()["points"]["temp"]
+    assert [(i["timestamp"], i["temp"]) for i in minutes] == [(a["time"], a["value"]) for a in agg]
     assert env.error(
         "/ai-normalized", {**body, "pointIdsWithLogic": "avg(temp)", "interval": 0}, 80400
     )

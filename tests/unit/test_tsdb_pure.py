@@ -3,13 +3,18 @@ retention strings, the normalized aggregation."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from headrace.api.tsdb import LocalTime, TsdbError, _aggregate_minutes, _time, _value_at
-from headrace.state.policies import retention_ms
+from headrace.errors import ValidationFailed
+from headrace.model.types import ThingModel, TypeSpec
+from headrace.state.policies import Policies, PolicyCreate, PolicyModel, retention_ms
+from headrace.state.registry import DeviceCreate, OrgCreate, ProductCreate, Registry
 from headrace.store.base import Sample
+from headrace.store.sqlite.store import SQLiteStore
 
 NY = ZoneInfo("America/New_York")
 
@@ -71,3 +76,59 @@ def test_aggregate_minutes() -> None:
         ("last(t)", 120_000): 7.0,
     }
     assert [r[1] for r in rows] == sorted(r[1] for r in rows)
+
+
+async def test_policies_persist_and_plan_retention(tmp_path: Path) -> None:
+    """Policies against a real SQLite store: the retention plan by device id, reloaded."""
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    store.start()
+    try:
+        reg = Registry(store)
+        reg.load()
+        org = (await reg.create_org(OrgCreate(name="A"))).orgId
+        model = ThingModel(
+            id="m", measurepoints=[TypeSpec(id="a", type="double"), TypeSpec(id="b", type="int")]
+        )
+        await reg.create_model(org, model)
+        pk = (await reg.create_product(org, ProductCreate(name="P", modelId="m"))).productKey
+        await reg.create_devices(org, pk, [DeviceCreate(deviceKey="d0")])
+        dev = reg.devices[(pk, "d0")]
+        pol = Policies(store, reg)
+        pol.load()
+        assert pol.retention_plan() == {} and pol.retention_of(dev) == []
+        p1 = await pol.create(
+            org,
+            PolicyCreate(
+                policyName="a",
+                policyType="AI_RAW",
+                retention="30D",
+                models=[PolicyModel(modelId="m", points=["a"])],
+            ),
+        )
+        assert pol.retention_plan() == {dev.id: [(["a"], 30 * 86_400_000)]}
+        await pol.create(
+            org,
+            PolicyCreate(
+                policyName="all",
+                policyType="DI",
+                retention="NEVER",
+                models=[PolicyModel(modelId="m")],
+            ),
+        )
+        assert pol.retention_of(dev) == []  # NEVER wins for every point
+        assert pol.serves(org, "m", "b", "DI") and not pol.serves(org, "m", "b", "AI_NORM")
+        again = Policies(store, reg)
+        again.load()
+        assert again.policy(org, p1.policyId).retention == "30D"
+        assert again.retention_of(dev) == []
+        with pytest.raises(ValidationFailed):
+            await pol.create(
+                org, PolicyCreate(policyName="x", policyType="DI", retention="6 months")
+            )
+        with pytest.raises(ValidationFailed):
+            await pol.create(
+                org,
+                PolicyCreate(policyName="x", policyType="DI", models=[PolicyModel(modelId="nope")]),
+            )
+    finally:
+        store.close()

@@ -369,6 +369,16 @@ def _decode_pointer(body: dict[str, Any], fp: str) -> dict[str, Any] | None:
     if d.get("q") != fp:
         raise bad("pointer belongs to another query (its assets, points or times differ)")
     cursors: dict[str, Any] = d["c"]
+    for cur in cursors.values():  # as _page, _sampled and _normalized wrote them
+        ok = (type(cur) is int) or (
+            isinstance(cur, list)
+            and len(cur) in (2, 3)
+            and type(cur[0]) is int
+            and isinstance(cur[1], str)
+            and (len(cur) == 2 or isinstance(cur[2], dict))
+        )
+        if not ok:
+            raise bad("pointer is not one this service returned")
     return cursors
 
 
@@ -540,6 +550,8 @@ async def _raw_like(
             if d.asset_id not in prior:
                 return Series(d, []), None  # done on an earlier page
             cur = prior[d.asset_id]
+            if not isinstance(cur, list):
+                raise bad("pointer is not one this service returned")
         else:
             cur = None
         if boundary == "sample":
@@ -780,7 +792,9 @@ async def _normalized(
         if prior is not None:
             if d.asset_id not in prior:
                 return Series(d, []), None
-            cur = int(prior[d.asset_id])
+            if type(prior[d.asset_id]) is not int:
+                raise bad("pointer is not one this service returned")
+            cur = prior[d.asset_id]
         else:
             cur = s0
         rows: list[tuple[str, int, Any, str | None, str]] = []

@@ -156,6 +156,18 @@ class Policies:
                 groups.setdefault(ms, []).append(name)
         return [(sorted(names), ms) for ms, names in sorted(groups.items())]
 
+    def retention_plan(self) -> dict[int, list[tuple[list[str] | None, int]]]:
+        """``retention_of`` for every device that has a finite retention, by the device's
+        store id (what a store-side pruning pass iterates)."""
+        if not self._by_model:
+            return {}
+        plan = {}
+        for e in list(self.registry.by_asset.values()):
+            r = self.retention_of(e)
+            if r:
+                plan[e.id] = r
+        return plan
+
     # -- CRUD --------------------------------------------------------------------------
 
     def policy(self, org_id: str, policy_id: str) -> StoragePolicy:
