@@ -797,6 +797,8 @@ def user_passwd(
 @user_app.command("delete")
 def user_delete(username: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
     Api(url, token).call("DELETE", f"/users/{username}")
+
+
 # -- rules ------------------------------------------------------------------------------------
 
 

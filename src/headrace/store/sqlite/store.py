@@ -237,7 +237,7 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
                     "INSERT INTO channel_log(channel, ts, kind, doc) VALUES (?,?,?,?)",
                     batch.log,
                 )
-                last_log_id = _last_rowid(c)
+                last_log_id = _last_rowid(c)  # before the stream's rows (a rowid table too)
             if batch.stream:  # the outbound stream, in the same transaction as the data
                 self._stream_append(c, batch.stream)
             return last_log_id
