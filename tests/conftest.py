@@ -15,6 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+# the enos-subscribe SDK's generated protobuf code (protoc 2.x era) loads only with the
+# pure-Python protobuf runtime; set before anything imports google.protobuf
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+
 ADMIN_TOKEN = "test-admin-token"
 
 
