@@ -53,6 +53,7 @@ from .state.online import OnlineTracker
 from .state.registry import Registry
 from .store.blobs import BlobStore
 from .store.sqlite.store import SQLiteStore
+from .stream import Stream
 
 log = logging.getLogger("headrace")
 
@@ -99,6 +100,8 @@ class Hub:
             workers=s["script.workers"],
             isolation=s["script.isolation"],
         )
+        # the outbound stream: what was committed, in commit order, for every way out
+        self.stream = Stream(self.store, self.registry, replay_seconds=s["stream.replay_seconds"])
         # -- the one way in: every edge hands its requests to the pipeline --------------
         self.pipeline = Pipeline(
             self.registry,
@@ -128,6 +131,11 @@ class Hub:
             s, directory=self.enterprises, queues=self.fanout.queues, tls_context=self.tls_context
         )
         # -- connections --------------------------------------------------------------------
+        # a request's stream records go into its write (same transaction as the data),
+        # as do those of online changes and of files stored or deleted
+        self.pipeline.before_write.append(self.stream.on_batch)
+        self.online.outbound.append(self.stream.online_rows)
+        self.files.outbound.append(self.stream.file_rows)
         # a committed request's events go to the enterprises' queues before it is answered
         self.pipeline.on_stored.append(self.fanout.on_stored)
         # real-time data marks its devices online (after the fan-out, which announces
@@ -148,6 +156,7 @@ class Hub:
         # stops before the push fan-out, which then finishes acks; the fan-out stops before
         # MQTT, whose last requests still have their events written (its writer runs on)
         self.services: list[Service] = [
+            self.stream,
             self.mqtt,
             self.accounts,
             self.online,
@@ -167,6 +176,7 @@ class Hub:
         """Create the data dir, open the store, load the registry (no sockets yet)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store.start()
+        self.stream.load()
         self.registry.load()
         self.scripts.load()
         self.files.load()

@@ -197,6 +197,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds over which noti.login_failures are counted, and for which an address that reached it is refused.",
     ),
     Setting(
+        "stream.replay_seconds",
+        float,
+        0.0,
+        "Seconds of the outbound stream kept after every consumer is done with them, so that a rule can replay them (0: pruned as soon as every consumer is done).",
+    ),
+    Setting(
         "push.retention_seconds",
         int,
         86400,

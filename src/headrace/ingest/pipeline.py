@@ -99,6 +99,7 @@ class RawCodec(Protocol):
 
 
 StoredHook = Callable[[Result, Origin], Awaitable[None] | None]
+WriteHook = Callable[[Result, Origin], None]
 
 # a rate-limited sender's refusals are written to its message log at most this often
 _RATE_LOG_INTERVAL = 1.0
@@ -122,6 +123,9 @@ class Pipeline:
         # called in order after a request has been committed, before it is answered
         # (push events, online state); connected in app.py
         self.on_stored: list[StoredHook] = []
+        # called in order just before a request's batch is written (the outbound stream
+        # adds its records to the batch); connected in app.py
+        self.before_write: list[WriteHook] = []
         self.requests = 0
         self.points = 0
         self._rate_logged: dict[str, float] = {}
@@ -162,6 +166,8 @@ class Pipeline:
             result.batch.log.append(
                 self._payload_record(origin, topic, payload, result, now, started)
             )
+            for before in self.before_write:
+                before(result, origin)
             try:
                 # a transient failure propagates: not stored, not answered, resent
                 await self.store.write_batch(result.batch)

@@ -19,11 +19,12 @@ import secrets
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 
 import msgspec
 
 from ..errors import Conflict, NotFound
-from ..store.base import Store
+from ..store.base import Store, StreamRow
 from ..store.blobs import BlobStore
 
 log = logging.getLogger("headrace.files")
@@ -92,6 +93,9 @@ class Files:
         self._held: Counter[str] = Counter()
         self._url_key: bytes | None = None
         self._key_lock = asyncio.Lock()
+        # the outbound stream's records of files stored (True) or deleted, written with
+        # the file records; connected in app.py
+        self.outbound: list[Callable[[bool, list[FileRecord]], list[StreamRow]]] = []
 
     def load(self) -> None:
         """Load the records, clear interrupted uploads, and drop blobs no record names."""
@@ -132,7 +136,8 @@ class Files:
         if not records:
             return
         await self.store.insert_objects(
-            [(KIND, r.id, scope_of(r.orgId, r.assetId), _enc.encode(r)) for r in records]
+            [(KIND, r.id, scope_of(r.orgId, r.assetId), _enc.encode(r)) for r in records],
+            stream=[row for fn in self.outbound for row in fn(True, records)],
         )
         for r in records:
             self.records[r.id] = r
@@ -140,7 +145,9 @@ class Files:
 
     async def delete(self, rec: FileRecord) -> None:
         """Delete a record; its blob goes too when nothing else refers to it."""
-        await self.store.delete_object(KIND, rec.id)
+        await self.store.delete_object(
+            KIND, rec.id, stream=[row for fn in self.outbound for row in fn(False, [rec])]
+        )
         if self.records.pop(rec.id, None) is None:
             return
         self._refs[rec.sha256] -= 1

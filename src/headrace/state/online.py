@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ..errors import Conflict, NotFound
-from ..store.base import Store
+from ..store.base import Store, StreamRow
 from .common import cancel
 from .registry import DeviceEntry, Registry
 
@@ -106,6 +106,8 @@ class OnlineTracker:
         self.checkpoint_interval = checkpoint_interval
         self.clock = clock
         self.listeners: list[OnlineListener] = []
+        # the outbound stream's records of a change, written with it; connected in app.py
+        self.outbound: list[Callable[[DeviceEntry, bool, int, str], list[StreamRow]]] = []
         self._live: dict[str, _Live] = {}  # assetId -> state
         self._heap: list[tuple[int, str]] = []  # (deadline ms, assetId)
         # unique across restarts too: starts at the current time in microseconds
@@ -385,8 +387,14 @@ class OnlineTracker:
                 inserts.append((KIND_STATE, d.assetId, d.orgId, state))
             live.saved_seen = live.last_seen
             events.append((live, live.online, when, live.ip))
+        stream = [
+            row
+            for fn in self.outbound
+            for _live, online, when, ip in events
+            for row in fn(_live.entry, online, when, ip)
+        ]
         try:
-            await self._write(inserts, updates)
+            await self._write(inserts, updates, stream)
             for live in lives:
                 live.stored = True
         except Exception:
@@ -395,11 +403,17 @@ class OnlineTracker:
             await self._notify(live.entry, online, when, ip)
 
     async def _write(
-        self, inserts: list[tuple[str, str, str, bytes]], updates: list[tuple[str, bytes]]
+        self,
+        inserts: list[tuple[str, str, str, bytes]],
+        updates: list[tuple[str, bytes]],
+        stream: list[StreamRow],
     ) -> None:
         try:
-            await self.store.insert_objects(inserts)
+            # the changes and their stream records in one transaction
+            await self.store.insert_objects(inserts, stream=stream)
         except Conflict:
+            if stream:
+                await self.store.stream_append(stream)
             # a state object left by an earlier life of this device: insert one by one
             for row in inserts:
                 try:

@@ -8,6 +8,7 @@ written atomically in one call.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +21,10 @@ class DeviceRow:
     product_key: str
     device_key: str
     doc: bytes
+
+
+StreamRow = tuple[str, str, bytes]
+"""An outbound stream record to append: (orgId, kind, record JSON without seq and at)."""
 
 
 @dataclass(slots=True)
@@ -36,6 +41,8 @@ class WriteBatch:
     attributes: list[tuple[int, str, Any, int]] = field(default_factory=list)
     events: list[tuple[int, str, int, bytes]] = field(default_factory=list)
     log: list[tuple[str, int, str, bytes]] = field(default_factory=list)  # channel log records
+    # outbound stream records of this request, appended in the same transaction
+    stream: list[StreamRow] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -90,15 +97,42 @@ class PushStore(Protocol):
     def attribute_values(self, name: str) -> list[tuple[int, Any]]: ...
 
 
-class Store(PushStore, Protocol):
+class StreamStore(Protocol):
+    """The outbound stream (``stream.Stream``): records in commit order, consumer cursors.
+
+    Records are appended by the writes that carry them (``WriteBatch.stream``, the
+    ``stream`` argument of object writes) or on their own (``stream_append``); seqs are
+    assigned in commit order. ``stream_listener`` is called in the writer thread after a
+    commit that appended records: ``(head seq, [(seq, at ms, bytes), ...])``.
+    """
+
+    stream_listener: Callable[[int, list[tuple[int, int, int]]], None] | None
+
+    def stream_head(self) -> int: ...
+    async def stream_append(self, rows: list[StreamRow]) -> None: ...
+    async def stream_read(
+        self, after: int, limit: int, orgs: Collection[str] | None = None
+    ) -> list[tuple[int, int, bytes]]: ...
+    async def stream_count(self, after: int, through: int) -> int: ...
+    async def stream_prune(self, through: int) -> int: ...
+    async def stream_save_cursors(self, cursors: list[tuple[str, int]]) -> None: ...
+    async def stream_drop_cursor(self, name: str) -> None: ...
+    def stream_load(self) -> tuple[dict[str, int], list[tuple[int, int, int, int, int]]]: ...
+
+
+class Store(PushStore, StreamStore, Protocol):
     # lifecycle
     def start(self) -> None: ...
     def close(self) -> None: ...
 
     # registry objects
-    async def insert_objects(self, rows: list[tuple[str, str, str, bytes]]) -> None: ...
+    async def insert_objects(
+        self, rows: list[tuple[str, str, str, bytes]], *, stream: list[StreamRow] | None = None
+    ) -> None: ...
     async def update_object(self, kind: str, key: str, doc: bytes) -> None: ...
-    async def delete_object(self, kind: str, key: str) -> bool: ...
+    async def delete_object(
+        self, kind: str, key: str, *, stream: list[StreamRow] | None = None
+    ) -> bool: ...
     async def list_objects(self, kind: str, scope: str, after: str, limit: int) -> list[bytes]: ...
     def load_objects(self, kind: str) -> list[bytes]: ...
 

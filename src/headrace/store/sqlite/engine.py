@@ -72,6 +72,9 @@ class SQLiteEngine:
         self.writes = 0
         # called in the writer thread after a rollback, with the write connection
         self.on_rollback: list[Callable[[sqlite3.Connection], None]] = []
+        # called in the writer thread after each commit, before the writers' futures
+        # resolve (the outbound stream wakes its readers)
+        self.on_commit: list[Callable[[], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -185,6 +188,7 @@ class SQLiteEngine:
             conn.execute("COMMIT")
             self.commits += 1
             self.writes += len(batch)
+            self._committed()
             return results
         except Exception as e:  # the commit itself failed (disk full, I/O error)
             log.exception("store commit failed")
@@ -194,6 +198,13 @@ class SQLiteEngine:
                 pass
             self._rolled_back(conn)
             return [(True, e)] * len(batch)
+
+    def _committed(self) -> None:
+        for hook in self.on_commit:
+            try:
+                hook()
+            except Exception:  # a listener's fault: the commit stands
+                log.exception("commit hook failed")
 
     def _rolled_back(self, conn: sqlite3.Connection) -> None:
         """Let caches kept beside the database forget what a rollback undid."""

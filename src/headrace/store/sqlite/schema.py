@@ -94,4 +94,25 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (asset_id, point)
     ) WITHOUT ROWID
     """,
+    # 3: the outbound stream (store/sqlite/stream.py): one ordered log of what was
+    # committed, the durable cursors of its consumers, and the stream's high-water mark
+    """
+    CREATE TABLE stream (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        org TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        doc BLOB NOT NULL
+    );
+
+    CREATE TABLE stream_cursors (
+        name TEXT PRIMARY KEY,
+        position INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE stream_meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
 )

@@ -9,10 +9,11 @@ from typing import Any
 import msgspec
 
 from ...errors import Conflict, NotFound, Unstorable
-from ..base import DeviceRow, Sample, WriteBatch
+from ..base import DeviceRow, Sample, StreamRow, WriteBatch
 from .engine import SQLiteEngine
 from .push import PushQueueMixin
 from .schema import MIGRATIONS
+from .stream import StreamMixin
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
@@ -44,7 +45,7 @@ _AGG_SQL = {
 }
 
 
-class SQLiteStore(PushQueueMixin):
+class SQLiteStore(PushQueueMixin, StreamMixin):
     def __init__(
         self, path: str | Path, *, synchronous: str = "full", max_batch: int = 512, readers: int = 4
     ):
@@ -65,6 +66,7 @@ class SQLiteStore(PushQueueMixin):
             lambda c: c.execute("SELECT name, id FROM point_names").fetchall()
         )
         self._point_ids = dict(rows)
+        self._stream_open()
 
     def close(self) -> None:
         self.engine.close()
@@ -77,7 +79,9 @@ class SQLiteStore(PushQueueMixin):
 
     # -- registry objects ------------------------------------------------------------
 
-    async def insert_objects(self, rows: list[tuple[str, str, str, bytes]]) -> None:
+    async def insert_objects(
+        self, rows: list[tuple[str, str, str, bytes]], *, stream: list[StreamRow] | None = None
+    ) -> None:
         def fn(c: sqlite3.Connection) -> None:
             for kind, key, _scope, _doc in rows:
                 if c.execute(
@@ -85,6 +89,8 @@ class SQLiteStore(PushQueueMixin):
                 ).fetchone():
                     raise Conflict(f"{kind} {key!r} already exists")
             c.executemany("INSERT INTO objects(kind, key, scope, doc) VALUES (?,?,?,?)", rows)
+            if stream:
+                self._stream_append(c, stream)
 
         await self.engine.write(fn)
 
@@ -100,12 +106,16 @@ class SQLiteStore(PushQueueMixin):
 
         await self.engine.write(fn)
 
-    async def delete_object(self, kind: str, key: str) -> bool:
-        return await self.engine.write(
-            lambda c: (
-                c.execute("DELETE FROM objects WHERE kind=? AND key=?", (kind, key)).rowcount > 0
-            )
-        )
+    async def delete_object(
+        self, kind: str, key: str, *, stream: list[StreamRow] | None = None
+    ) -> bool:
+        def fn(c: sqlite3.Connection) -> bool:
+            gone = c.execute("DELETE FROM objects WHERE kind=? AND key=?", (kind, key)).rowcount
+            if gone and stream:
+                self._stream_append(c, stream)
+            return bool(gone)
+
+        return await self.engine.write(fn)
 
     async def list_objects(self, kind: str, scope: str, after: str, limit: int) -> list[bytes]:
         return await self.engine.read(
@@ -245,6 +255,8 @@ class SQLiteStore(PushQueueMixin):
                     "INSERT INTO channel_log(channel, ts, kind, doc) VALUES (?,?,?,?)",
                     batch.log,
                 )
+            if batch.stream:  # the outbound stream, in the same transaction as the data
+                self._stream_append(c, batch.stream)
 
         return fn
 

@@ -1,0 +1,291 @@
+"""Stream records, the filters consumers declare, and building records from what is stored.
+
+A record is one stored request item (the measurepoints of one device at one time, its
+attributes, its events, the raw payload it came in) or one derived change (online,
+offline, fault, alert, file stored or deleted). It is stored as JSON without ``seq`` and
+``at``, which the stream assigns when it commits.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from typing import Any, Final, Literal
+
+import msgspec
+
+from ..state.registry import DeviceEntry, Registry
+from ..store.base import StreamRow, WriteBatch
+
+# record kinds
+MEASUREPOINT: Final = "measurepoint"
+ATTRIBUTE: Final = "attribute"
+EVENT: Final = "event"
+RAW: Final = "raw"
+ONLINE: Final = "online"
+OFFLINE: Final = "offline"
+FAULT: Final = "fault"
+ALERT: Final = "alert"
+FILE_STORED: Final = "file_stored"
+FILE_DELETED: Final = "file_deleted"
+KINDS: Final = (
+    MEASUREPOINT,
+    ATTRIBUTE,
+    EVENT,
+    RAW,
+    ONLINE,
+    OFFLINE,
+    FAULT,
+    ALERT,
+    FILE_STORED,
+    FILE_DELETED,
+)
+Kind = Literal[
+    "measurepoint",
+    "attribute",
+    "event",
+    "raw",
+    "online",
+    "offline",
+    "fault",
+    "alert",
+    "file_stored",
+    "file_deleted",
+]
+Source = Literal["realtime", "offline"]
+REALTIME: Final = "realtime"
+HISTORY: Final = "offline"
+
+
+class Record(msgspec.Struct, kw_only=True):
+    """One record of the outbound stream (headrace's own normalized record).
+
+    ``content`` by kind: measurepoint ``{"measurepoints": {id: value}, "quality"?: {id:
+    q}}``; attribute ``{"attributes": {...}}``; event ``{"events": {id: outputs}}``; raw
+    ``{"raw": base64}``; online ``{"ip"}``; offline ``{}``; fault/alert ``{"point",
+    "name", "value", "eventId"}``; file_stored/file_deleted ``{"fileUri",
+    "originalFilename", "fileSize", "md5", "createTime"}``.
+    """
+
+    seq: int = 0  # position in the stream: commit order
+    at: int = 0  # commit time, ms
+    org: str
+    product: str
+    model: str
+    assetId: str
+    deviceKey: str
+    source: str  # "realtime" | "offline"
+    kind: str
+    time: int  # the data's own time, ms
+    content: dict[str, Any]
+
+
+class _Body(msgspec.Struct, kw_only=True):
+    """A record as it is written (the stream adds seq and at)."""
+
+    org: str
+    product: str
+    model: str
+    assetId: str
+    deviceKey: str
+    source: str
+    kind: str
+    time: int
+    content: Any
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Record).decode
+
+
+def decode(seq: int, at: int, doc: bytes) -> Record:
+    r = _decode(doc)
+    r.seq = seq
+    r.at = at
+    return r
+
+
+class Filter(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """What a consumer wants; an empty list means every value.
+
+    ``devices`` are assetIds or deviceKeys; ``points`` keeps the measurepoint records
+    that carry at least one of these points (a consumer trims the rest itself).
+    """
+
+    orgs: list[str] = []
+    products: list[str] = []
+    models: list[str] = []
+    devices: list[str] = []
+    sources: list[Source] = []
+    kinds: list[Kind] = []
+    points: list[str] = []
+
+    def coarse(self, org: str, product: str, model: str, source: str, kind: str) -> bool:
+        """Whether records of this shape may match (what decides whether one is written)."""
+        return (
+            (not self.orgs or org in self.orgs)
+            and (not self.products or product in self.products)
+            and (not self.models or model in self.models)
+            and (not self.sources or source in self.sources)
+            and (not self.kinds or kind in self.kinds)
+        )
+
+    def match(self, r: Record) -> bool:
+        if not self.coarse(r.org, r.product, r.model, r.source, r.kind):
+            return False
+        if self.devices and r.assetId not in self.devices and r.deviceKey not in self.devices:
+            return False
+        if self.points and r.kind == MEASUREPOINT:
+            mp = r.content.get("measurepoints", {})
+            return any(p in mp for p in self.points)
+        return True
+
+
+class Retention(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """How far a consumer may fall behind: older or more than this falls out (counted,
+    logged, and the consumer's cursor moves past it). None: no limit of that kind."""
+
+    seconds: float | None = None
+    bytes: int | None = None
+
+
+# -- building records ------------------------------------------------------------------
+
+
+class Builder:
+    """Encodes records of stored requests and derived changes, asking ``wants`` whether
+    any consumer may want a record of that shape before building it."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def model_of(self, product_key: str) -> str:
+        p = self.registry.products.get(product_key)
+        return p.modelId if p is not None else ""
+
+    def batch_rows(
+        self,
+        batch: WriteBatch,
+        devices: Iterable[DeviceEntry],
+        raw: bytes | None,
+        now: int,
+        wants: Any,
+    ) -> list[StreamRow]:
+        """One record per request item: consecutive samples of one (device, time) are
+        one measurepoint record; a device's attributes one record; each event item one
+        record; the raw payload one record per device."""
+        source = REALTIME if batch.source == 1 else HISTORY
+        by_id = {e.id: e for e in devices}
+        models: dict[str, str] = {}
+        out: list[StreamRow] = []
+
+        def shape(dev: int, kind: str) -> tuple[DeviceEntry, str] | None:
+            entry = by_id.get(dev)
+            if entry is None:
+                return None
+            d = entry.device
+            model = models.get(d.productKey)
+            if model is None:
+                model = models[d.productKey] = self.model_of(d.productKey)
+            if not wants(d.orgId, d.productKey, model, source, kind):
+                return None
+            return entry, model
+
+        def add(entry: DeviceEntry, model: str, kind: str, ts: int, content: Any) -> None:
+            d = entry.device
+            body = _Body(
+                org=d.orgId,
+                product=d.productKey,
+                model=model,
+                assetId=d.assetId,
+                deviceKey=d.deviceKey,
+                source=source,
+                kind=kind,
+                time=ts,
+                content=content,
+            )
+            out.append((d.orgId, kind, _encode(body)))
+
+        if raw is not None:
+            encoded = base64.b64encode(raw).decode("ascii")
+            for dev in by_id:
+                s = shape(dev, RAW)
+                if s is not None:
+                    add(s[0], s[1], RAW, now, {"raw": encoded})
+        samples = batch.samples
+        i, n = 0, len(samples)
+        while i < n:
+            dev, _point, ts, _v, _q = samples[i]
+            j = i + 1
+            while j < n and samples[j][0] == dev and samples[j][2] == ts:
+                j += 1
+            s = shape(dev, MEASUREPOINT)
+            if s is not None:
+                values: dict[str, Any] = {}
+                quality: dict[str, int] = {}
+                for _d, point, _t, value, q in samples[i:j]:
+                    values[point] = value
+                    if q is not None:
+                        quality[point] = q
+                content: dict[str, Any] = {"measurepoints": values}
+                if quality:
+                    content["quality"] = quality
+                add(s[0], s[1], MEASUREPOINT, ts, content)
+            i = j
+        attrs: dict[int, tuple[int, dict[str, Any]]] = {}
+        for dev, name, value, updated_at in batch.attributes:
+            slot = attrs.get(dev)
+            if slot is None:
+                slot = attrs[dev] = (updated_at, {})
+            slot[1][name] = value
+        for dev, (updated_at, data) in attrs.items():
+            s = shape(dev, ATTRIBUTE)
+            if s is not None:
+                add(s[0], s[1], ATTRIBUTE, updated_at, {"attributes": data})
+        events = batch.events
+        i, n = 0, len(events)
+        while i < n:
+            dev, _e, ts, _o = events[i]
+            j = i + 1
+            while j < n and events[j][0] == dev and events[j][2] == ts:
+                j += 1
+            s = shape(dev, EVENT)
+            if s is not None:
+                add(
+                    s[0],
+                    s[1],
+                    EVENT,
+                    ts,
+                    {"events": {e: msgspec.Raw(o) for _d, e, _t, o in events[i:j]}},
+                )
+            i = j
+        return out
+
+    def change_row(
+        self,
+        org: str,
+        product: str,
+        asset_id: str,
+        device_key: str,
+        kind: str,
+        ts: int,
+        content: dict[str, Any],
+        wants: Any,
+    ) -> StreamRow | None:
+        """A derived change (online, offline, fault, alert, file), or None when no
+        consumer may want it."""
+        model = self.model_of(product)
+        if not wants(org, product, model, REALTIME, kind):
+            return None
+        body = _Body(
+            org=org,
+            product=product,
+            model=model,
+            assetId=asset_id,
+            deviceKey=device_key,
+            source=REALTIME,
+            kind=kind,
+            time=ts,
+            content=content,
+        )
+        return (org, kind, _encode(body))
