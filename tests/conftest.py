@@ -38,7 +38,7 @@ class HubProcess:
     the address they know.
     """
 
-    PORTS = ("http", "mqtt", "mqtt_tls", "noti")
+    PORTS = ("http", "mqtt", "mqtt_tls", "noti", "subscription", "subscription_tls")
 
     def __init__(self, data_dir: Path, extra: list[str] | None = None):
         self.data_dir = data_dir
@@ -81,7 +81,9 @@ class HubProcess:
         ports_file.unlink(missing_ok=True)
         port_args: list[str] = []
         for name in self.PORTS:
-            key = "mqtt.tls_port" if name == "mqtt_tls" else f"{name}.port"
+            key = {"mqtt_tls": "mqtt.tls_port", "subscription_tls": "subscription.tls_port"}.get(
+                name, f"{name}.port"
+            )
             port_args += ["--set", f"{key}={self.ports.get(name, 0)}"]
         args = [
             sys.executable,

@@ -35,22 +35,26 @@ from .api.online import online_router
 from .api.query import query_router
 from .api.scripts import script_router
 from .api.services import Services, services
+from .api.subscriptions import subscriptions_router
 from .api.token import token_router
 from .config import Settings
 from .ingest.pipeline import Pipeline
 from .ingest.ratelimit import RateLimiter
 from .push.directory import EnterpriseDirectory
 from .push.fanout import Fanout
+from .push.subscriptions import Subscriptions
 from .scripts.manager import ScriptManager
 from .server.guard import raise_fd_limit
 from .server.http import HTTPEdge
 from .server.mqtt import MQTTServer
 from .server.noti import NotiServer
+from .server.subscription import SubscriptionServer
 from .server.tls import ensure_self_signed, server_context
 from .state.accounts import Accounts
 from .state.files import Files
 from .state.online import OnlineTracker
 from .state.registry import Registry
+from .state.subscriptions import SubscriptionJobs
 from .store.blobs import BlobStore
 from .store.sqlite.store import SQLiteStore
 from .stream import Stream
@@ -119,6 +123,18 @@ class Hub:
             registry=self.registry,
             online=self.online,
         )
+        # data subscription jobs: consumers of the stream that EnOS applications pull
+        self.subscription_jobs = SubscriptionJobs(
+            self.store,
+            self.registry,
+            accounts=self.accounts,
+            head=lambda: self.stream.head,
+            default_partitions=s["subscription.partitions"],
+            default_retention_days=s["subscription.retention_days"],
+        )
+        self.subscriptions = Subscriptions(
+            s, jobs=self.subscription_jobs, accounts=self.accounts, stream=self.stream
+        )
         # -- edges (the HTTP API is built in http_app) -----------------------------------
         self.mqtt = MQTTServer(
             s,
@@ -129,6 +145,9 @@ class Hub:
         )
         self.noti = NotiServer(
             s, directory=self.enterprises, queues=self.fanout.queues, tls_context=self.tls_context
+        )
+        self.subscription = SubscriptionServer(
+            s, subscriptions=self.subscriptions, tls_context=self.tls_context
         )
         # -- connections --------------------------------------------------------------------
         # a request's stream records go into its write (same transaction as the data),
@@ -152,6 +171,10 @@ class Hub:
         self.enterprises.listeners.append(self.fanout.enterprise_changed)
         # noti connections an enterprise change no longer allows are closed
         self.enterprises.listeners.append(self.noti.enterprise_changed)
+        # a subscription job's stream cursors follow it; its connections close on a
+        # change (the SDK reconnects under the new terms)
+        self.subscription_jobs.listeners.append(self.subscriptions.job_changed)
+        self.subscription_jobs.listeners.append(self.subscription.job_changed)
         # started in this order after the HTTP API, stopped in reverse: the noti server
         # stops before the push fan-out, which then finishes acks; the fan-out stops before
         # MQTT, whose last requests still have their events written (its writer runs on)
@@ -162,6 +185,8 @@ class Hub:
             self.online,
             self.fanout,
             self.noti,
+            self.subscriptions,  # stops after its listener: saves the groups' offsets
+            self.subscription,
         ]
         self.admin_token = ""
         self.ports: dict[str, int] = {}  # what each listener bound
@@ -184,6 +209,8 @@ class Hub:
         self.online.load()
         self.enterprises.load()
         self.fanout.load()  # the queues of the enterprises loaded
+        self.subscription_jobs.load()
+        self.subscriptions.load()  # the jobs' and groups' stream cursors opened
         self.admin_token = self._admin_token()
 
     def close(self) -> None:
@@ -231,6 +258,8 @@ class Hub:
             metrics=metrics_registry(HubCollector(self.fanout, self.noti, self.pipeline)),
             ports=self.ports,
             ready=lambda: self._ready,
+            subscription_jobs=self.subscription_jobs,
+            subscriptions=self.subscriptions,
         )
         return Litestar(
             route_handlers=[
@@ -245,6 +274,7 @@ class Hub:
                 integration_router,
                 files_router,
                 enterprise_router,
+                subscriptions_router,
                 metrics_route,
                 health,
             ],
@@ -305,6 +335,7 @@ class Hub:
                 started.append(svc)
             self.ports.update(self.mqtt.ports)
             self.ports.update(self.noti.ports)
+            self.ports.update(self.subscription.ports)
             _write_atomically(ports_file, json.dumps(self.ports).encode())
             log.info(
                 "headrace is serving",

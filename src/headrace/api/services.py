@@ -18,11 +18,13 @@ from ..config import Settings
 from ..ingest.pipeline import Pipeline
 from ..push.directory import EnterpriseDirectory
 from ..push.queue import EnterpriseQueue
+from ..push.subscriptions import Subscriptions
 from ..scripts.manager import ScriptManager
 from ..state.accounts import Accounts
 from ..state.files import Files
 from ..state.online import OnlineTracker
 from ..state.registry import Registry
+from ..state.subscriptions import SubscriptionJobs
 from ..store.base import Store
 from ..store.blobs import BlobStore
 
@@ -46,6 +48,8 @@ class Services:
     # as they start (the settings may say 0: pick a free port)
     ports: Mapping[str, int]
     ready: Callable[[], bool]  # every listener is up
+    subscription_jobs: SubscriptionJobs  # data subscription jobs (docs/subscription.md)
+    subscriptions: Subscriptions  # their consumer groups (offsets, members)
 
 
 def services(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:

@@ -44,6 +44,16 @@ SUB_OFFLINE: Final = 3  # OfflineClient: time series, offline channel
 SUB_EVENT: Final = 4  # EventClient
 SUB_ADVANCED_ALERT: Final = 5  # AdvancedAlertClient
 
+# -- auth_rsp / sub_rsp ack: 0 is success; EnOS documents no refusal codes, these are ours
+ACK_OK: Final = 0
+ACK_BAD_REQUEST: Final = 400  # malformed or inconsistent request
+ACK_BAD_SIGN: Final = 401  # the signature does not match the service account's secret
+ACK_FORBIDDEN: Final = 403  # the account may not read this job (or the job is stopped)
+ACK_NOT_FOUND: Final = 404  # no such job for this account
+ACK_CONFLICT: Final = 409  # subType/category does not match the job's type and channel
+ACK_THROTTLED: Final = 429  # too many failed auths from the address, or the group is full
+ACK_UNAVAILABLE: Final = 503  # the server is shutting down
+
 NOT_MATCHED: Final = "_*NMM!_"
 """A message value the SDK skips (still committing its offset): a filler for a position a
 filter left out. headrace's offsets need none (docs/protocols.md E)."""
