@@ -10,7 +10,9 @@ requests (10 records each) while no client is connected: the job keeps them. The
    messages/s = N / (subscribe -> last message);
 2. four SDK clients subscribe in one group of a second job (with the same N) and
    iterate until together they have N;
-3. the limit: the hub is stopped, and the outbound stream of a copy of its database is
+3. a lean client (websocket-client with headrace's own codec, committing after every
+   pull) on a third job: the server's delivery rate when the client costs little;
+4. the limit: the hub is stopped, and the outbound stream of a copy of its database is
    read by ``headrace.stream.Stream.read`` with the job's filter, in this process, as
    the group readers read it (records/s, decode and filter included).
 
@@ -62,7 +64,7 @@ def setup(hub: HubProcess) -> dict[str, Any]:
         sa = api.post(f"/api/v1/orgs/{ORG}/service-accounts", json={"name": "app"}).json()
         # one job per run, so that each starts with all N; "sub-hold" has no client and
         # keeps the records in the stream for the read-rate measurement
-        for sub in ("sub-one", "sub-four", "sub-hold"):
+        for sub in ("sub-one", "sub-four", "sub-lean", "sub-hold"):
             api.post(
                 f"/api/v1/orgs/{ORG}/subscriptions",
                 json={
@@ -202,6 +204,60 @@ def consume(
     return got / elapsed
 
 
+def lean_worker(port: int, cfg: dict[str, Any], sub: str, counter: Any, done: Any) -> None:
+    """A minimal client (websocket-client and headrace's own codec, no SDK): what the
+    server delivers when the client costs little."""
+    import websocket
+
+    from headrace.proto.subscription import wire
+
+    ws = websocket.create_connection(f"ws://127.0.0.1:{port}", timeout=30)
+
+    def call(cmd: int, msg: Any) -> wire.TransferPkg:
+        ws.send(wire.TransferPkg(cmd, msg.encode()).encode(), websocket.ABNF.OPCODE_BINARY)
+        return wire.TransferPkg.decode(ws.recv())
+
+    sign = wire.subscription_sign(cfg["ak"], cfg["secret"], sub)
+    assert (
+        wire.AuthRsp.decode(call(wire.AUTH_REQ, wire.AuthReq(cfg["ak"], sub, sign, 0)).data).ack
+        == 0
+    )
+    sub_req = wire.SubReq(0, "lean", sub, cfg["ak"], "g")
+    assert wire.SubRsp.decode(call(wire.SUB_REQ, sub_req).data).ack == 0
+    pull_id = 0
+    last: dict[int, int] = {}
+    while not done.is_set():
+        pull_id += 1
+        rsp = wire.PullRsp.decode(call(wire.PULL_REQ, wire.PullReq(pull_id)).data)
+        for m in rsp.messages:
+            last[m.partition] = m.offset
+        if rsp.messages:
+            with counter.get_lock():
+                counter.value += len(rsp.messages)
+            commits = wire.CommitDTO([wire.Commit(sub, p, o) for p, o in last.items()])
+            ws.send(
+                wire.TransferPkg(wire.COMMIT_REQ, commits.encode()).encode(),
+                websocket.ABNF.OPCODE_BINARY,
+            )
+    os._exit(0)
+
+
+def consume_lean(hub: HubProcess, cfg: dict[str, Any], sub: str, expect: int) -> float:
+    counter = mp.Value("q", 0)
+    done = mp.Event()
+    t0 = time.perf_counter()
+    p = mp.Process(target=lean_worker, args=(hub.ports["subscription"], cfg, sub, counter, done))
+    p.start()
+    deadline = time.monotonic() + 600
+    while counter.value < expect and time.monotonic() < deadline:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - t0
+    done.set()
+    p.kill()
+    p.join()
+    return counter.value / elapsed
+
+
 async def stream_rate(db_dir: Path) -> tuple[float, int]:
     """Read the job's records from the stream of a copy of the database, as a group
     reader does (Stream.read with the job's filter, 1000 at a time)."""
@@ -246,6 +302,8 @@ def main() -> None:
             print(f"1 SDK client:            {one:,.0f} messages/s")
             four = consume(hub, cfg, "sub-four", "g", 4, n)
             print(f"4 SDK clients, 1 group:  {four:,.0f} messages/s")
+            lean = consume_lean(hub, cfg, "sub-lean", n)
+            print(f"1 lean client (no SDK):  {lean:,.0f} messages/s (the server's side)")
         finally:
             hub.stop()
         copy = Path(tmp) / "copy"
@@ -256,7 +314,8 @@ def main() -> None:
         )
         print(
             f"ratios: 1 client {one / limit:.2f} of the stream read rate, "
-            f"4 clients {four / limit:.2f} (4 vs 1: {four / one:.2f}x)"
+            f"4 clients {four / limit:.2f} (4 vs 1: {four / one:.2f}x), "
+            f"lean client {lean / limit:.2f}"
         )
 
 

@@ -356,17 +356,19 @@ class Group:
 
     async def save(self) -> None:
         """Write the committed offsets (durable when this returns)."""
+        if self.owner.groups.get((self.job.subId, self.name)) is not self:
+            return  # the job was deleted: its cursors are being dropped, not written
         self._advance_idle()
         await asyncio.gather(*(c.commit(c.position) for c in self.consumers))
         await self.owner.save_job_cursor(self.job.subId)
 
     async def stop(self) -> None:
-        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             self._task = None
         self._room.set()
         await self.save()
+        self._stopped = True
 
     def info(self) -> dict[str, Any]:
         head = self.owner.stream.head
