@@ -5,6 +5,7 @@ SDK from PyPI (docs/subscription.md). Measurepoints go in over MQTT (paho) and H
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -329,3 +330,19 @@ def test_jobs_api(env: Env) -> None:
     assert api.delete(f"{base}/sub-api-1").status_code == 204
     assert api.get(f"{base}/sub-api-1").status_code == 404
     assert _auth(env.hub, t.app_key, t.secret, "sub-api-1", 4).ack != 0
+
+
+def test_retention_drops_what_no_group_took_in_time(env: Env) -> None:
+    t = env.t
+    sub = create_job(env.api, t.org, t.app_key, retentionDays=2 / 86400)  # two seconds
+    env.via_http("d0")  # nobody subscribed: kept for the job, then out of its retention
+    time.sleep(4)  # past the retention and a pruning pass (every second)
+    kept = env.via_http("d1")
+    c = SDKClient(env.hub, t.app_key, t.secret, sub["subId"])
+    try:
+        [v] = c.take(1)
+        assert points_of(v)[2]["temp"] == float(kept)
+        c.ask(1)
+        assert c.more(1.5) == []
+    finally:
+        c.stop()
