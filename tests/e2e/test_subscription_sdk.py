@@ -346,3 +346,22 @@ def test_retention_drops_what_no_group_took_in_time(env: Env) -> None:
         assert c.more(1.5) == []
     finally:
         c.stop()
+
+
+def test_a_rotated_secret_ends_the_subscription(env: Env) -> None:
+    t = env.t
+    sub = create_job(env.api, t.org, t.app_key)
+    c = SDKClient(env.hub, t.app_key, t.secret, sub["subId"])
+    try:
+        wait_members(env.api, t.org, sub["subId"], "DefaultConsumerGroup", 1)
+        n = env.via_http("d0")
+        assert temps(c.take(1)) == [float(n)]
+        r = env.api.post(f"/api/v1/orgs/{t.org}/service-accounts/{t.app_key}/rotate-secret")
+        assert r.status_code == 200, r.text
+        wait_members(env.api, t.org, sub["subId"], "DefaultConsumerGroup", 0)
+        env.via_mqtt("d1")  # (the rotation revoked the HTTP token too)
+        c.ask(1)
+        assert c.more(2.0) == []  # its reconnect is refused: the old secret signs no more
+        assert "Auth fail" in c.log()
+    finally:
+        c.stop()

@@ -143,12 +143,6 @@ class SubscriptionServer(StreamServer):
             if c.sub_id == job.subId:
                 c.close(f"subscription {what}")
 
-    def account_changed(self, app_key: str) -> None:
-        """A service account was disabled, deleted or given a new secret."""
-        for c in list(self.connections):
-            if c.access_key == app_key:
-                c.close("service account changed")
-
 
 class SubscriptionConnection(StreamConnection):
     server: SubscriptionServer
@@ -166,6 +160,7 @@ class SubscriptionConnection(StreamConnection):
         self._pull_timer: asyncio.TimerHandle | None = None
         self._eof = False
         self._authed = False
+        self._account: object = None  # the service account as it was at the auth
 
     # -- the transport half ------------------------------------------------------------------
 
@@ -299,6 +294,7 @@ class SubscriptionConnection(StreamConnection):
             self.close(f"auth refused: {e.message}")  # the SDK closes on a non-zero ack
             return
         server.auths += 1
+        self._account = server.subscriptions.accounts.accounts.get(ev.access_key)
         self.session.accept_auth(channel_id=f"{ev.sub_id}:{id(self):x}")
         self._authed = True
         self.authenticated()
@@ -324,6 +320,11 @@ class SubscriptionConnection(StreamConnection):
         self.session.accept_sub(channel_id=self.member.name)
 
     def _pull(self) -> None:
+        # an account changed since the auth (deleted, disabled, a new secret: every
+        # change replaces its record) ends the connection; the SDK authenticates again
+        if self.server.subscriptions.accounts.accounts.get(self.access_key) is not self._account:
+            self.close("service account changed")
+            return
         if self._pull_timer is None:
             self._answer_pulls(wait=True)
 
