@@ -15,6 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+# the enos-subscribe SDK's generated protobuf code (protoc 2.x era) loads only with the
+# pure-Python protobuf runtime; set before anything imports google.protobuf
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+
 ADMIN_TOKEN = "test-admin-token"
 
 
@@ -34,7 +38,7 @@ class HubProcess:
     the address they know.
     """
 
-    PORTS = ("http", "mqtt", "mqtt_tls", "noti")
+    PORTS = ("http", "mqtt", "mqtt_tls", "noti", "subscription", "subscription_tls")
 
     def __init__(self, data_dir: Path, extra: list[str] | None = None, *, https: bool = False):
         self.data_dir = data_dir
@@ -78,7 +82,9 @@ class HubProcess:
         ports_file.unlink(missing_ok=True)
         port_args: list[str] = []
         for name in self.PORTS:
-            key = "mqtt.tls_port" if name == "mqtt_tls" else f"{name}.port"
+            key = {"mqtt_tls": "mqtt.tls_port", "subscription_tls": "subscription.tls_port"}.get(
+                name, f"{name}.port"
+            )
             port_args += ["--set", f"{key}={self.ports.get(name, 0)}"]
         args = [
             sys.executable,

@@ -39,6 +39,7 @@ from .api.query import query_router
 from .api.rules import rule_router
 from .api.scripts import script_router
 from .api.services import Services, services
+from .api.subscriptions import subscriptions_router
 from .api.token import token_router
 from .api.tsdb import tsdb_policy_router, tsdb_router
 from .api.users import users_router
@@ -49,11 +50,13 @@ from .push.directory import EnterpriseDirectory
 from .push.fanout import Fanout
 from .rules.engine import RuleEngine
 from .rules.transform import Transformer
+from .push.subscriptions import Subscriptions
 from .scripts.manager import ScriptManager
 from .server.guard import LoginGuard, raise_fd_limit
 from .server.http import HTTPEdge
 from .server.mqtt import MQTTServer
 from .server.noti import NotiServer
+from .server.subscription import SubscriptionServer
 from .server.tls import ensure_self_signed, server_context
 from .state.accounts import Accounts
 from .state.files import Files
@@ -63,6 +66,7 @@ from .state.online import OnlineTracker
 from .state.policies import Policies
 from .state.registry import Registry
 from .state.users import Users
+from .state.subscriptions import SubscriptionJobs
 from .store.blobs import BlobStore
 from .store.retention import Retention as SamplePruner
 from .store.sqlite.store import SQLiteStore
@@ -155,6 +159,18 @@ class Hub:
             batch=s["rules.batch_size"],
             max_dead_letters=s["rules.max_dead_letters"],
         )
+        # data subscription jobs: consumers of the stream that EnOS applications pull
+        self.subscription_jobs = SubscriptionJobs(
+            self.store,
+            self.registry,
+            accounts=self.accounts,
+            head=lambda: self.stream.head,
+            default_partitions=s["subscription.partitions"],
+            default_retention_days=s["subscription.retention_days"],
+        )
+        self.subscriptions = Subscriptions(
+            s, jobs=self.subscription_jobs, accounts=self.accounts, stream=self.stream
+        )
         # -- edges (the HTTP API is built in http_app) -----------------------------------
         self.mqtt = MQTTServer(
             s,
@@ -173,6 +189,9 @@ class Hub:
             self._retention_devices,
             self._retention_ms,
             interval=s["store.retention_interval"],
+        )
+        self.subscription = SubscriptionServer(
+            s, subscriptions=self.subscriptions, tls_context=self.tls_context
         )
         # -- connections --------------------------------------------------------------------
         # a request's stream records go into its write (same transaction as the data),
@@ -200,6 +219,10 @@ class Hub:
         self.enterprises.listeners.append(self.noti.enterprise_changed)
         # every committed message-log record goes to the live tails following its channel
         self.store.log_listeners.append(self.logfeed.publish)
+        # a subscription job's stream cursors follow it; its connections close on a
+        # change (the SDK reconnects under the new terms)
+        self.subscription_jobs.listeners.append(self.subscriptions.job_changed)
+        self.subscription_jobs.listeners.append(self.subscription.job_changed)
         # started in this order after the HTTP API, stopped in reverse: the noti server
         # stops before the push fan-out, which then finishes acks; the fan-out stops before
         # MQTT, whose last requests still have their events written (its writer runs on)
@@ -214,6 +237,8 @@ class Hub:
             self.fanout,
             self.noti,
             self.retention,
+            self.subscriptions,  # stops after its listener: saves the groups' offsets
+            self.subscription,
         ]
         self.admin_token = ""
         self.ports: dict[str, int] = {}  # what each listener bound
@@ -240,6 +265,8 @@ class Hub:
         self.enterprises.load()
         self.fanout.load()  # the queues of the enterprises loaded
         self.rules.load()  # the rules' stream consumers, before anything is stored
+        self.subscription_jobs.load()
+        self.subscriptions.load()  # the jobs' and groups' stream cursors opened
         self.admin_token = self._admin_token()
 
     async def first_admin(self) -> None:
@@ -332,6 +359,8 @@ class Hub:
                 ),
             ),
             logfeed=self.logfeed,
+            subscription_jobs=self.subscription_jobs,
+            subscriptions=self.subscriptions,
         )
         return Litestar(
             route_handlers=[
@@ -352,6 +381,7 @@ class Hub:
                 policies_router,
                 enterprise_router,
                 rule_router,
+                subscriptions_router,
                 metrics_route,
                 health,
             ],
@@ -419,6 +449,7 @@ class Hub:
                 started.append(svc)
             self.ports.update(self.mqtt.ports)
             self.ports.update(self.noti.ports)
+            self.ports.update(self.subscription.ports)
             _write_atomically(ports_file, json.dumps(self.ports).encode())
             log.info(
                 "headrace is serving",

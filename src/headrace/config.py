@@ -267,6 +267,104 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         10_000,
         "Dead letters kept per rule; the oldest are deleted beyond it.",
+        "subscription.host", str, "127.0.0.1", "Address the data subscription service listens on."
+    ),
+    Setting(
+        "subscription.enabled",
+        bool,
+        True,
+        "Serve the EnOS data subscription service over plain WebSocket (on subscription.port).",
+    ),
+    Setting(
+        "subscription.port",
+        int,
+        9001,
+        "WebSocket port of the data subscription service (EnOS SDKs' default); 0 picks a free port.",
+    ),
+    Setting(
+        "subscription.tls_enabled",
+        bool,
+        True,
+        "Serve the data subscription service over WebSocket on TLS (on subscription.tls_port).",
+    ),
+    Setting(
+        "subscription.tls_port",
+        int,
+        9002,
+        "WebSocket-over-TLS port of the data subscription service; 0 picks a free port.",
+    ),
+    Setting(
+        "subscription.retention_days",
+        float,
+        3.0,
+        "Default days a subscription job keeps messages its consumer groups have not committed (per job: retentionDays).",
+    ),
+    Setting(
+        "subscription.partitions",
+        int,
+        8,
+        "Default partitions of a new subscription job (per job: partitions): the most connections one consumer group can share it among.",
+    ),
+    Setting(
+        "subscription.pull_wait",
+        float,
+        1.0,
+        "Seconds a pull with no message waiting is held before it is answered empty (a long poll).",
+    ),
+    Setting("subscription.pull_batch", int, 500, "Most messages in one pull reply."),
+    Setting(
+        "subscription.buffer",
+        int,
+        20000,
+        "Messages each consumer group reads ahead of its connections' pulls.",
+    ),
+    Setting(
+        "subscription.max_message",
+        int,
+        64 * 1024,
+        "Largest WebSocket message a subscription client may send (larger ones close the connection, 1009).",
+    ),
+    Setting(
+        "subscription.idle_timeout",
+        float,
+        30.0,
+        "Seconds of client silence after which a subscription connection is closed (the SDKs ping every 10 s).",
+    ),
+    Setting(
+        "subscription.login_timeout",
+        float,
+        10.0,
+        "Seconds a new subscription connection has to complete its WebSocket handshake and auth; then it is closed.",
+    ),
+    Setting(
+        "subscription.handshake_timeout",
+        float,
+        10.0,
+        "Seconds a new subscription connection on TLS has to complete its TLS handshake.",
+    ),
+    Setting(
+        "subscription.max_connections",
+        int,
+        1000,
+        "Concurrent subscription connections; a new one beyond it closes the oldest not authenticated yet, or is closed at once (0 = no cap).",
+    ),
+    Setting(
+        "subscription.max_pending",
+        int,
+        100,
+        "Subscription connections not authenticated yet; a new one beyond it closes the oldest of them (0 = no cap).",
+    ),
+    Setting(
+        "subscription.login_failures",
+        int,
+        10,
+        "Failed subscription auths (unknown job or wrong sign) from one address (IPv6: its /64) within subscription.login_window after which its auths are refused unchecked (0 = no limit).",
+    ),
+    Setting(
+        "subscription.login_window",
+        float,
+        60.0,
+        "Seconds over which subscription.login_failures are counted, and for which an address that reached it is refused.",
     ),
     Setting(
         "push.retention_seconds",
@@ -504,7 +602,14 @@ def _split_overrides(pairs: list[str]) -> list[tuple[str, str]]:
 
 
 def _check(values: dict[str, Any]) -> None:
-    for name in ("http.port", "mqtt.port", "mqtt.tls_port", "noti.port"):
+    for name in (
+        "http.port",
+        "mqtt.port",
+        "mqtt.tls_port",
+        "noti.port",
+        "subscription.port",
+        "subscription.tls_port",
+    ):
         if not 0 <= values[name] <= 65535:
             raise ConfigError(f"setting {name!r} must be a port number 0..65535", field=name)
     for name in (
@@ -514,6 +619,16 @@ def _check(values: dict[str, Any]) -> None:
         "push.memory_bytes",
     ):
         if values[name] < 1:
+            raise ConfigError(f"setting {name!r} must be positive", field=name)
+    for name in ("subscription.partitions", "subscription.pull_batch", "subscription.buffer"):
+        if values[name] < 1:
+            raise ConfigError(f"setting {name!r} must be positive", field=name)
+    if not 1 <= values["subscription.partitions"] <= 64:
+        raise ConfigError(
+            "setting 'subscription.partitions' must be 1..64", field="subscription.partitions"
+        )
+    for name in ("subscription.retention_days", "subscription.idle_timeout"):
+        if values[name] <= 0:
             raise ConfigError(f"setting {name!r} must be positive", field=name)
     if values["noti.idle_timeout"] <= 0:
         raise ConfigError("setting 'noti.idle_timeout' must be positive", field="noti.idle_timeout")

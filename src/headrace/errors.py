@@ -153,6 +153,17 @@ class TokenRejected(Unauthorized):
         self.expired = expired
 
 
+class SubscriptionRefused(LoginRefused):
+    """A data subscription ``auth_req`` or ``sub_req`` refused (docs/protocols.md E):
+    ``ack`` is the non-zero code of the ``auth_rsp``/``sub_rsp``, the message its ``msg``."""
+
+    code = "subscription_refused"
+
+    def __init__(self, ack: int, message: str):
+        super().__init__(message)
+        self.ack = ack
+
+
 # -- our fault -----------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from ..ingest.pipeline import Pipeline
 from ..push.directory import EnterpriseDirectory
 from ..push.queue import EnterpriseQueue
 from ..rules.engine import RuleEngine
+from ..push.subscriptions import Subscriptions
 from ..scripts.manager import ScriptManager
 from ..server.guard import LoginGuard
 from ..state.accounts import Accounts
@@ -29,6 +30,7 @@ from ..state.online import OnlineTracker
 from ..state.policies import Policies
 from ..state.registry import Registry
 from ..state.users import Users
+from ..state.subscriptions import SubscriptionJobs
 from ..store.base import Store
 from ..store.blobs import BlobStore
 
@@ -58,6 +60,8 @@ class Services:
     users: Users  # operator accounts, sessions, the audit log
     login_limits: tuple[LoginGuard, LoginGuard]  # failed logins by address, by username
     logfeed: LogFeed  # the live tail of the channel logs
+    subscription_jobs: SubscriptionJobs  # data subscription jobs (docs/subscription.md)
+    subscriptions: Subscriptions  # their consumer groups (offsets, members)
 
 
 def services(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:
