@@ -26,6 +26,7 @@ from .api.accounts import accounts_router
 from .api.admin import registry_router
 from .api.channels import channel_router
 from .api.common import EXCEPTION_HANDLERS
+from .api.console import console_router
 from .api.enterprises import enterprise_router
 from .api.files import files_admin_router, files_router
 from .api.integration import integration_router
@@ -236,6 +237,7 @@ class Hub:
                 files_router,
                 enterprise_router,
                 metrics_route,
+                console_router,  # the web console's static files (docs/console.md)
                 health,
             ],
             exception_handlers=EXCEPTION_HANDLERS,
