@@ -106,7 +106,11 @@ async function render() {
 }
 
 function navLink(href, text, path) {
-  const active = path === href.slice(1) || (href.length > 2 && path.startsWith(href.slice(1) + "/"));
+  // a device's page is under its product's path but belongs to Devices
+  const p = /\/products\/[^/]+\/devices\//.test(path) ? path.replace(/\/products\/.*/, "/devices") : path;
+  const target = href.slice(1);
+  const active =
+    target === "/orgs" ? p === "/" || p === "/orgs" || /^\/orgs\/[^/]+$/.test(p) : p === target || p.startsWith(target + "/");
   return h("li", {}, h("a", { href, "aria-current": active ? "page" : null }, text));
 }
 
@@ -127,7 +131,7 @@ function renderNav(org, path = "") {
   if (org) {
     const o = encodeURIComponent(org);
     groups.push(
-      h("p", { class: "nav-title" }, org),
+      h("p", { class: "nav-title org" }, org),
       h(
         "ul",
         {},

@@ -159,7 +159,10 @@ export function field(f) {
   } else {
     input = h("input", { ...common, type: f.type || "text", value: f.value ?? "" });
   }
-  const label = h("label", { for: id }, f.label, f.required ? h("span", { class: "req", "aria-hidden": "true" }, " *") : null);
+  // the required mark stays outside the label: the label is the input's whole name
+  const label = f.required
+    ? h("span", { class: "label-row" }, h("label", { for: id }, f.label), h("span", { class: "req", "aria-hidden": "true" }, " *"))
+    : h("label", { for: id }, f.label);
   return h(
     "div",
     { class: `field ${f.type === "checkbox" ? "check" : ""}` },

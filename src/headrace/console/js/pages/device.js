@@ -62,6 +62,7 @@ export async function devicePage(main, { org, pk, dk }) {
   );
 
   // latest values
+  model.measurepoints = model.measurepoints || [];
   const specs = new Map(model.measurepoints.map((m) => [m.id, m]));
   const latestRows = Object.entries(latest.points);
   main.append(

@@ -9,7 +9,7 @@ const TYPES = ["int", "float", "double", "bool", "string", "enum", "date", "time
 
 export async function modelsPage(main, { org }) {
   const base = `/orgs/${encodeURIComponent(org)}`;
-  const items = await api.all(base + "/models");
+  const items = (await api.all(base + "/models")).map(withLists);
   const write = api.canWrite(org);
   main.append(
     pageHead("Thing models", "What a product's devices send: measurepoints, attributes and events, each with a type.", write ? h("a", { class: "button primary", href: `#${base}/models/new` }, "New model") : null),
@@ -31,6 +31,11 @@ export async function modelsPage(main, { org }) {
         : empty("No models yet." + (write ? " Create one to describe your devices' data." : "")),
     ),
   );
+}
+
+// the API leaves empty lists out
+function withLists(m) {
+  return { name: "", description: "", ...m, attributes: m.attributes || [], measurepoints: m.measurepoints || [], events: m.events || [] };
 }
 
 // the spec keys the row's own inputs hold; the rest go to the row's "more" JSON
@@ -135,7 +140,7 @@ function collect(form, kind) {
 export async function modelPage(main, { org, model }) {
   const base = `/orgs/${encodeURIComponent(org)}/models`;
   const isNew = model === undefined;
-  const m = isNew ? { id: "", name: "", description: "", attributes: [], measurepoints: [{ id: "temp", type: "double", unit: "°C" }], events: [] } : await api.get(`${base}/${encodeURIComponent(model)}`);
+  const m = isNew ? { id: "", name: "", description: "", attributes: [], measurepoints: [{ id: "temp", type: "double", unit: "°C" }], events: [] } : withLists(await api.get(`${base}/${encodeURIComponent(model)}`));
   const write = api.canWrite(org);
   const f = h(
     "form",
