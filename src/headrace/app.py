@@ -24,12 +24,14 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from . import __version__
 from .api.accounts import accounts_router
 from .api.admin import registry_router
+from .api.auth import audit_middleware
 from .api.channels import channel_router
 from .api.common import EXCEPTION_HANDLERS
 from .api.console import console_router
 from .api.enterprises import enterprise_router
 from .api.files import files_admin_router, files_router
 from .api.integration import integration_router
+from .api.logtail import logtail_router
 from .api.metrics import HubCollector, metrics_registry
 from .api.metrics import metrics as metrics_route
 from .api.online import online_router
@@ -37,21 +39,24 @@ from .api.query import query_router
 from .api.scripts import script_router
 from .api.services import Services, services
 from .api.token import token_router
+from .api.users import users_router
 from .config import Settings
 from .ingest.pipeline import Pipeline
 from .ingest.ratelimit import RateLimiter
 from .push.directory import EnterpriseDirectory
 from .push.fanout import Fanout
 from .scripts.manager import ScriptManager
-from .server.guard import raise_fd_limit
+from .server.guard import LoginGuard, raise_fd_limit
 from .server.http import HTTPEdge
 from .server.mqtt import MQTTServer
 from .server.noti import NotiServer
 from .server.tls import ensure_self_signed, server_context
 from .state.accounts import Accounts
 from .state.files import Files
+from .state.logfeed import LogFeed
 from .state.online import OnlineTracker
 from .state.registry import Registry
+from .state.users import Users
 from .store.blobs import BlobStore
 from .store.sqlite.store import SQLiteStore
 
@@ -89,6 +94,13 @@ class Hub:
             self.store, self.registry, ttl=s["token.ttl"], skew=s["token.skew"]
         )
         self.files = Files(self.store, self.blobs)
+        self.users = Users(
+            self.store,
+            self.registry,
+            idle_timeout=s["session.idle_timeout"],
+            max_age=s["session.max_age"],
+        )
+        self.logfeed = LogFeed(capacity=s["log.tail_buffer"])
         self.online = OnlineTracker(
             self.registry, self.store, checkpoint_interval=s["online.checkpoint_interval"]
         )
@@ -145,12 +157,16 @@ class Hub:
         self.enterprises.listeners.append(self.fanout.enterprise_changed)
         # noti connections an enterprise change no longer allows are closed
         self.enterprises.listeners.append(self.noti.enterprise_changed)
+        # every committed message-log record goes to the live tails following its channel
+        self.store.log_listeners.append(self.logfeed.publish)
         # started in this order after the HTTP API, stopped in reverse: the noti server
         # stops before the push fan-out, which then finishes acks; the fan-out stops before
         # MQTT, whose last requests still have their events written (its writer runs on)
         self.services: list[Service] = [
+            self.logfeed,  # stopped last: ends the live tails' streams
             self.mqtt,
             self.accounts,
+            self.users,
             self.online,
             self.fanout,
             self.noti,
@@ -172,10 +188,22 @@ class Hub:
         self.scripts.load()
         self.files.load()
         self.accounts.load()
+        self.users.load()
         self.online.load()
         self.enterprises.load()
         self.fanout.load()  # the queues of the enterprises loaded
         self.admin_token = self._admin_token()
+
+    async def first_admin(self) -> None:
+        """With no user at all, create ``admin`` with a random password, written to
+        <data_dir>/admin-password (like the admin token) and logged once."""
+        path = self.data_dir / "admin-password"
+        password = await self.users.ensure_admin(path)
+        if password is not None:
+            log.warning(
+                "created the first operator: user admin (platform-admin); its password is in the file (and here, once)",
+                extra={"path": str(path), "username": "admin", "password": password},
+            )
 
     def close(self) -> None:
         self.scripts.close()
@@ -199,13 +227,19 @@ class Hub:
         """The TLS listeners' context (made once): the configured pair, or a self-signed
         pair created in the data dir on first use."""
         if self._tls is None:
-            cert, key = self.settings["tls.cert_file"], self.settings["tls.key_file"]
-            if not cert:
-                cert, key = ensure_self_signed(self.data_dir / "tls")
-            self._tls = server_context(Path(cert), Path(key))
+            cert, key = self.tls_files()
+            self._tls = server_context(cert, key)
         return self._tls
 
+    def tls_files(self) -> tuple[Path, Path]:
+        """The TLS certificate and key files: configured, or the self-signed pair."""
+        cert, key = self.settings["tls.cert_file"], self.settings["tls.key_file"]
+        if not cert:
+            cert, key = ensure_self_signed(self.data_dir / "tls")
+        return Path(cert), Path(key)
+
     def http_app(self) -> Litestar:
+        s = self.settings
         api = Services(
             settings=self.settings,
             admin_token=self.admin_token,
@@ -222,11 +256,21 @@ class Hub:
             metrics=metrics_registry(HubCollector(self.fanout, self.noti, self.pipeline)),
             ports=self.ports,
             ready=lambda: self._ready,
+            users=self.users,
+            login_limits=(
+                LoginGuard("HTTP", log, s["session.login_failures"], s["session.login_window"]),
+                LoginGuard(
+                    "HTTP user", log, s["session.login_user_failures"], s["session.login_window"]
+                ),
+            ),
+            logfeed=self.logfeed,
         )
         return Litestar(
             route_handlers=[
+                users_router,
                 registry_router,
                 channel_router,
+                logtail_router,
                 query_router,
                 script_router,
                 accounts_router,
@@ -241,6 +285,7 @@ class Hub:
                 health,
             ],
             exception_handlers=EXCEPTION_HANDLERS,
+            middleware=[audit_middleware],  # every change through the admin API
             state=State({"services": api}),
             request_max_body_size=self.settings["http.max_body"],
             openapi_config=OpenAPIConfig(
@@ -268,7 +313,12 @@ class Hub:
         raise_fd_limit()  # every connection is a descriptor: the soft limit up to the hard one
         ports_file = self.data_dir / "ports.json"
         ports_file.unlink(missing_ok=True)  # a stale one would point to another process
+        await self.first_admin()
         host = self.settings["http.host"]
+        https: dict[str, Any] = {}
+        if self.settings["http.tls_enabled"]:
+            cert, key = self.tls_files()
+            https = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
         config = uvicorn.Config(
             self.http_app(),
             host=host,
@@ -281,6 +331,7 @@ class Hub:
             http=HTTPEdge.from_settings(self.settings).protocol(),
             ws="none",  # no WebSocket routes (an upgraded connection would leave our caps)
             timeout_graceful_shutdown=10,
+            **https,
         )
         config.load()
         self._http = uvicorn.Server(config)

@@ -64,6 +64,10 @@ enterprise_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(enterprise_app, name="enterprise")
+user_app = typer.Typer(
+    help="Operator accounts (console users) and their roles.", no_args_is_help=True
+)
+app.add_typer(user_app, name="user")
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -717,6 +721,77 @@ def enterprise_delete(
 ) -> None:
     """Delete an enterprise, its queue, and drop its connections."""
     Api(url, token).call("DELETE", f"/orgs/{org}/enterprises/{enterprise_id}")
+
+
+# -- operator accounts (through the admin API) -------------------------------------------
+
+PasswordStdinOpt = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read the password from stdin (else one is generated)."),
+]
+
+
+def _stdin_password() -> str:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        err.print("[red]error:[/red] no password on stdin")
+        raise typer.Exit(2)
+    return password
+
+
+def _roles(admin: bool, roles: list[str] | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"role": "platform-admin", "orgId": None}] if admin else []
+    for text in roles or []:
+        role, sep, org = text.partition(":")
+        if not sep or not org:
+            err.print(f"[red]error:[/red] --role wants ROLE:ORG_ID (org-admin:o1), not {text!r}")
+            raise typer.Exit(2)
+        out.append({"role": role, "orgId": org})
+    return out
+
+
+@user_app.command("create")
+def user_create(
+    username: str,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user a platform-admin.")] = False,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--role", help="ROLE:ORG_ID, e.g. org-admin:o1 or org-viewer:o2 (repeatable)."
+        ),
+    ] = None,
+    password_stdin: PasswordStdinOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Create an operator; prints it, with its password when one was generated."""
+    body: dict[str, Any] = {"username": username, "roles": _roles(admin, role)}
+    if password_stdin:
+        body["password"] = _stdin_password()
+    _out(Api(url, token).call("POST", "/users", body))
+
+
+@user_app.command("list")
+def user_list(url: UrlOpt = None, token: TokenOpt = None) -> None:
+    _out(Api(url, token).call("GET", "/users?limit=1000"))
+
+
+@user_app.command("passwd")
+def user_passwd(
+    username: str,
+    password_stdin: PasswordStdinOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Set an operator's password (generated and printed unless --password-stdin); its
+    sessions end."""
+    body: dict[str, Any] = {"password": _stdin_password()} if password_stdin else {}
+    _out(Api(url, token).call("POST", f"/users/{username}/password", body))
+
+
+@user_app.command("delete")
+def user_delete(username: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    Api(url, token).call("DELETE", f"/users/{username}")
 
 
 def main() -> None:

@@ -80,6 +80,48 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "http.max_files", int, 32, "Most enos-file parts in one real-time integration request."
     ),
+    Setting(
+        "http.tls_enabled",
+        bool,
+        False,
+        "Serve the HTTP API over TLS (HTTPS) with tls.cert_file, or the self-signed pair in the data dir.",
+    ),
+    Setting(
+        "session.idle_timeout",
+        float,
+        3600.0,
+        "Seconds an operator's login session lasts without a request.",
+    ),
+    Setting(
+        "session.max_age",
+        float,
+        43200.0,
+        "Seconds an operator's login session lasts at most from the login (also the cookie's Max-Age).",
+    ),
+    Setting(
+        "session.cookie_secure",
+        bool,
+        False,
+        "Mark the session cookie Secure even over plain HTTP (behind a TLS-terminating proxy); it is Secure anyway when the request came over TLS.",
+    ),
+    Setting(
+        "session.login_failures",
+        int,
+        10,
+        "Failed operator logins from one address (IPv6: its /64) within session.login_window after which its logins are answered 429 without checking the password (0 = no limit).",
+    ),
+    Setting(
+        "session.login_user_failures",
+        int,
+        5,
+        "Failed logins of one username within session.login_window after which its logins are answered 429 without checking the password (0 = no limit).",
+    ),
+    Setting(
+        "session.login_window",
+        float,
+        300.0,
+        "Seconds over which failed operator logins are counted, and for which an address or username that reached its limit is refused.",
+    ),
     Setting("token.ttl", int, 7200, "Lifetime of an EnOS access token in seconds."),
     Setting(
         "token.skew",
@@ -270,6 +312,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log.level", str, "info", "Log level: debug, info, warning, error."),
     Setting("log.format", str, "text", "Log format: text or json (one JSON object per line)."),
     Setting("log.retention_days", float, 7.0, "Days channel message-log records are kept."),
+    Setting(
+        "log.tail_buffer",
+        int,
+        1000,
+        "Message-log records queued for one live-tail reader (SSE) that does not keep up; beyond it records are dropped and the reader gets a gap event.",
+    ),
+    Setting(
+        "log.tail_heartbeat",
+        float,
+        15.0,
+        "Seconds between heartbeats (SSE comments) on an idle live tail of a message log.",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -59,6 +59,8 @@ MISDOCUMENTED = {
     "GET /api/v1/orgs/{org_id}/devices/{asset_id}" + CONTENT,
     "GET /api/v1/orgs/{org_id}/products/{product_key}/devices/{device_key}" + CONTENT,
 }
+# operations whose answer never ends (server-sent events): tested in test_log_tail.py
+STREAMING = {"GET /api/v1/orgs/{org_id}/channels/{channel_id}/logs/stream"}
 MEASUREPOINTS = {
     "Power": {"value": 1.5, "quality": 9},
     "temp": 20.25,
@@ -172,6 +174,7 @@ def test_no_operation_answers_5xx(shared_hub: HubProcess, seeded: list[Context])
     url = shared_hub.url + "/api/docs/openapi.json"
     schema = schemathesis.openapi.from_url(url, config=schemathesis.Config())  # no toml
     operations = [r.ok() for r in schema.get_all_operations()]
+    operations = [op for op in operations if op.label not in STREAMING]
     # the deletes last, so that every other operation sees the seeded data
     operations.sort(key=lambda op: op.method.upper() == "DELETE")
     statuses: dict[str, Counter[int]] = {op.label: Counter() for op in operations}

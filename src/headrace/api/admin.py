@@ -18,6 +18,7 @@ from ..state.registry import (
     ProductCreate,
     ProductUpdate,
 )
+from .auth import principal
 from .common import admin_guard, page, page_limit
 from .services import services
 
@@ -39,11 +40,15 @@ async def create_org(request: Req, data: OrgCreate) -> Organization:
     return await services(request).registry.create_org(data)
 
 
-@get("/orgs")
+@get("/orgs", opt={"access": "user"})
 async def list_orgs(request: Req, limit: int = Limit, cursor: str = Cursor) -> dict[str, Any]:
-    return page(
-        await services(request).registry.list_orgs(cursor, page_limit(limit)), limit, "orgId"
-    )
+    """The organizations the caller may see (a user: those it holds a role in)."""
+    registry = services(request).registry
+    visible = principal(request).orgs()
+    if visible is None:
+        return page(await registry.list_orgs(cursor, page_limit(limit)), limit, "orgId")
+    ids = sorted(o for o in visible if o > cursor and o in registry.orgs)[: page_limit(limit)]
+    return page([registry.org(o) for o in ids], limit, "orgId")
 
 
 @get("/orgs/{org_id:str}")

@@ -1,20 +1,18 @@
-"""What every HTTP route shares: the error shape, admin auth, paging."""
+"""What every HTTP route shares: the error shape, admin auth (``auth.admin_guard``), paging."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.handlers.base import BaseRouteHandler
 
-from ..errors import HeadraceError, Unauthorized, ValidationFailed, status_names
-from .services import Services, services
+from ..errors import HeadraceError, ValidationFailed, status_names
+from .auth import admin_guard as admin_guard  # every admin route's guard
+from .services import Services
 
 log = logging.getLogger("headrace.api")
 
@@ -96,16 +94,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: on_http_exception,
     Exception: on_unexpected,
 }
-
-
-def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    token = services(connection).admin_token
-    header = connection.headers.get("authorization", "")
-    scheme, _sep, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise Unauthorized("missing admin token: send 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise Unauthorized("invalid admin token")
 
 
 def page_limit(limit: int) -> int:

@@ -19,10 +19,13 @@ from ..ingest.pipeline import Pipeline
 from ..push.directory import EnterpriseDirectory
 from ..push.queue import EnterpriseQueue
 from ..scripts.manager import ScriptManager
+from ..server.guard import LoginGuard
 from ..state.accounts import Accounts
 from ..state.files import Files
+from ..state.logfeed import LogFeed
 from ..state.online import OnlineTracker
 from ..state.registry import Registry
+from ..state.users import Users
 from ..store.base import Store
 from ..store.blobs import BlobStore
 
@@ -46,6 +49,9 @@ class Services:
     # as they start (the settings may say 0: pick a free port)
     ports: Mapping[str, int]
     ready: Callable[[], bool]  # every listener is up
+    users: Users  # operator accounts, sessions, the audit log
+    login_limits: tuple[LoginGuard, LoginGuard]  # failed logins by address, by username
+    logfeed: LogFeed  # the live tail of the channel logs
 
 
 def services(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:

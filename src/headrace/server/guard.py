@@ -199,6 +199,12 @@ class LoginGuard:
         del self._blocked[key]
         return False
 
+    def retry_after(self, ip: str) -> float:
+        """Seconds until ``ip`` may try again (0: now)."""
+        if not self.blocked(ip):
+            return 0.0
+        return max(0.0, self._blocked[source_key(ip)] - self.clock())
+
     def failed(self, ip: str) -> bool:
         """Count a failed login from ``ip``; True when that blocks the address."""
         if self.limit <= 0:

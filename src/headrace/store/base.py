@@ -8,6 +8,7 @@ written atomically in one call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -90,7 +91,29 @@ class PushStore(Protocol):
     def attribute_values(self, name: str) -> list[tuple[int, Any]]: ...
 
 
-class Store(PushStore, Protocol):
+AuditRow = tuple[int, int, str | None, str | None, bytes]
+"""An audit record: (id, ts ms, user or None for the admin token, org or None, doc JSON)."""
+
+LogRow = tuple[int, str, int, str, bytes]
+"""A committed message-log record: (id, channel, ts ms, kind, doc JSON)."""
+
+
+class AuditStore(Protocol):
+    """The audit log: append-only, read newest first (``orgs`` None: all orgs)."""
+
+    async def audit_append(self, rows: list[tuple[int, str | None, str | None, bytes]]) -> int: ...
+    async def audit_query(
+        self,
+        orgs: list[str] | None,
+        user: str | None,
+        start: int,
+        end: int,
+        limit: int,
+        before_id: int | None,
+    ) -> list[AuditRow]: ...
+
+
+class Store(PushStore, AuditStore, Protocol):
     # lifecycle
     def start(self) -> None: ...
     def close(self) -> None: ...
@@ -150,5 +173,8 @@ class Store(PushStore, Protocol):
         before_id: int | None,
     ) -> list[tuple[int, int, str, bytes]]: ...
     async def prune_log(self, older_than: int) -> int: ...
+
+    # called on the event loop with the records of each committed write, ids assigned
+    log_listeners: list[Callable[[list[LogRow]], None]]
 
     def stats(self) -> dict[str, Any]: ...

@@ -94,4 +94,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (asset_id, point)
     ) WITHOUT ROWID
     """,
+    # 3: the audit log of changes made through the admin API (user NULL: the admin token)
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        user TEXT,
+        org TEXT,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX audit_time ON audit (ts);
+    CREATE INDEX audit_org ON audit (org, id);
+    CREATE INDEX audit_user ON audit (user, id)
+    """,
 )

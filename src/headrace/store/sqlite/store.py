@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from ...errors import Conflict, NotFound, Unstorable
-from ..base import DeviceRow, Sample, WriteBatch
+from ..base import DeviceRow, LogRow, Sample, WriteBatch
+from .audit import AuditMixin
 from .engine import SQLiteEngine
 from .push import PushQueueMixin
 from .schema import MIGRATIONS
@@ -44,7 +46,7 @@ _AGG_SQL = {
 }
 
 
-class SQLiteStore(PushQueueMixin):
+class SQLiteStore(PushQueueMixin, AuditMixin):
     def __init__(
         self, path: str | Path, *, synchronous: str = "full", max_batch: int = 512, readers: int = 4
     ):
@@ -58,6 +60,9 @@ class SQLiteStore(PushQueueMixin):
         # point name -> id; touched by the writer thread only (readers query the table)
         self._point_ids: dict[str, int] = {}
         self.engine.on_rollback.append(self._reload_point_ids)
+        # called with every committed message-log write's records, ids assigned (the
+        # live tail of the channel logs); only app.py appends to it
+        self.log_listeners: list[Callable[[list[LogRow]], None]] = []
 
     def start(self) -> None:
         self.engine.start()
@@ -197,16 +202,17 @@ class SQLiteStore(PushQueueMixin):
 
     async def write_batch(self, batch: WriteBatch) -> None:
         try:
-            await self.engine.write(self.batch_writer(batch))
+            last_id = await self.engine.write(self.batch_writer(batch))
         except (sqlite3.OperationalError, OSError):
             raise  # the disk or the database: a retry may pass
         except Exception as e:  # the batch's own content: every retry would fail too
             raise Unstorable(f"the store cannot hold this request ({type(e).__name__}: {e})") from e
+        self._log_committed(batch.log, last_id)
 
     def batch_writer(self, batch: WriteBatch) -> Any:
         """The write function for one batch (also used by the bare-store benchmark)."""
 
-        def fn(c: sqlite3.Connection) -> None:
+        def fn(c: sqlite3.Connection) -> int:
             if batch.samples:
                 ids = self._intern_points(c, {s[1] for s in batch.samples})
                 src = batch.source
@@ -245,6 +251,8 @@ class SQLiteStore(PushQueueMixin):
                     "INSERT INTO channel_log(channel, ts, kind, doc) VALUES (?,?,?,?)",
                     batch.log,
                 )
+                return _last_rowid(c)
+            return 0
 
         return fn
 
@@ -355,11 +363,22 @@ class SQLiteStore(PushQueueMixin):
     # -- message log -----------------------------------------------------------------
 
     async def append_log(self, records: list[tuple[str, int, str, bytes]]) -> None:
-        await self.engine.write(
-            lambda c: c.executemany(
+        def fn(c: sqlite3.Connection) -> int:
+            c.executemany(
                 "INSERT INTO channel_log(channel, ts, kind, doc) VALUES (?,?,?,?)", records
             )
-        )
+            return _last_rowid(c)
+
+        self._log_committed(records, await self.engine.write(fn))
+
+    def _log_committed(self, records: list[tuple[str, int, str, bytes]], last_id: int) -> None:
+        """One write's records, committed: their ids are consecutive (one statement in
+        one transaction of the one writer; a rowid is the table's largest + 1)."""
+        if self.log_listeners and records:
+            first = last_id - len(records) + 1
+            rows = [(first + i, *r) for i, r in enumerate(records)]
+            for listener in self.log_listeners:
+                listener(rows)
 
     async def query_log(
         self,
@@ -389,3 +408,7 @@ class SQLiteStore(PushQueueMixin):
         return await self.engine.write(
             lambda c: c.execute("DELETE FROM channel_log WHERE ts < ?", (older_than,)).rowcount
         )
+
+
+def _last_rowid(c: sqlite3.Connection) -> int:
+    return int(c.execute("SELECT last_insert_rowid()").fetchone()[0])
