@@ -46,9 +46,9 @@ class Watch:
             return
         url = (msg.location or {}).get("url", "")
         m = re.search(r"status of (\d+)", msg.text)
-        if msg.text.startswith("Failed to load resource") and m:
-            if any(int(m.group(1)) == st and part in url for st, part in self.expected):
-                return
+        failed = msg.text.startswith("Failed to load resource") and m is not None
+        if failed and any(int(m.group(1)) == st and part in url for st, part in self.expected):  # type: ignore[union-attr]
+            return
         self.errors.append(f"console error: {msg.text} ({url})")
 
     def check(self) -> None:
@@ -80,7 +80,9 @@ class Console:
         self.page.get_by_text("Log in with the admin token instead").click()
         self.page.get_by_label("Admin token").fill(ADMIN_TOKEN)
         self.page.get_by_role("button", name="Use admin token").click()
-        sync_api.expect(self.page.get_by_role("heading", name="Organizations", level=1)).to_be_visible()
+        sync_api.expect(
+            self.page.get_by_role("heading", name="Organizations", level=1)
+        ).to_be_visible()
 
     def login(self, username: str, password: str) -> None:
         self.open("/login")
@@ -153,5 +155,3 @@ def has_accounts(hub: HubProcess) -> bool:
     """Does this hub have operator accounts (the session API)?"""
     r = httpx.get(hub.url + "/api/v1/session")
     return r.status_code != 404
-
-

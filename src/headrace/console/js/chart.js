@@ -10,7 +10,7 @@
 
 import uPlot from "/console/vendor/uPlot.esm.js";
 import * as api from "./api.js";
-import { h, fmtTime, saveBlob, errorText } from "./ui.js";
+import { h, fmtTime, saveBlob, errorText, fill } from "./ui.js";
 
 export const NUMERIC = new Set(["int", "float", "double", "timestamp", "enum", "bool"]);
 const RAW_AUTO_MAX = 20000; // auto mode reads raw samples up to this many in the range
@@ -205,7 +205,7 @@ export function historyChart({ basePath, points, range }) {
     showRange();
     if (!state.points.length) {
       destroy();
-      chartBox.replaceChildren(h("p", { class: "empty" }, "Choose a point to chart."));
+      fill(chartBox, h("p", { class: "empty" }, "Choose a point to chart."));
       info.textContent = "";
       return;
     }
@@ -290,14 +290,14 @@ export function historyChart({ basePath, points, range }) {
       },
     ];
     destroy();
-    chartBox.replaceChildren();
+    fill(chartBox);
     plot = new uPlot(opts, data, chartBox);
   }
 
   function renderTable() {
     const d = state.data;
     if (!d || !d[0].length) {
-      tableBox.replaceChildren(h("p", { class: "empty" }, "Nothing loaded."));
+      fill(tableBox, h("p", { class: "empty" }, "Nothing loaded."));
       return;
     }
     const n = d[0].length;
@@ -305,7 +305,7 @@ export function historyChart({ basePath, points, range }) {
     const rows = [];
     // newest first
     for (let i = n - 1; i >= n - show; i--) rows.push(h("tr", {}, h("td", { class: "nowrap" }, fmtTime(d[0][i])), state.points.map((_, j) => h("td", {}, d[j + 1][i] === null ? "" : String(d[j + 1][i])))));
-    tableBox.replaceChildren(
+    fill(tableBox, 
       h("p", { class: "muted" }, show < n ? `The newest ${show} of ${n} rows; Export CSV has them all.` : `${n} rows.`),
       h("div", { class: "table-wrap" }, h("table", {}, h("caption", { class: "sr-only" }, "Loaded history"), h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Time"), state.points.map((p) => h("th", { scope: "col" }, p)))), h("tbody", {}, rows))),
     );

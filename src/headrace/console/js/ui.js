@@ -353,3 +353,10 @@ export function go(path) {
 export function reload() {
   window.dispatchEvent(new HashChangeEvent("hashchange"));
 }
+
+// replace el's children with these (arrays flattened, null/false skipped)
+export function fill(el, ...children) {
+  clear(el);
+  append(el, children);
+  return el;
+}

@@ -2,7 +2,7 @@
 // secret shown once), enable/disable, rotate the secret, delete.
 
 import * as api from "../api.js";
-import { h, table, form, toast, empty, pageHead, section, fmtTime, confirmDialog, secretBox, badge, errorText } from "../ui.js";
+import { h, table, form, toast, empty, pageHead, section, fmtTime, confirmDialog, secretBox, badge, errorText, fill } from "../ui.js";
 
 export async function accountsPage(main, { org }) {
   const base = `/orgs/${encodeURIComponent(org)}/service-accounts`;
@@ -28,7 +28,7 @@ export async function accountsPage(main, { org }) {
             if (v.rateLimit) body.rateLimit = v.rateLimit;
             const a = await api.post(base, body);
             f.reset();
-            out.replaceChildren(secretBox(`Service account ${a.name} created`, [["appKey", a.appKey], ["appSecret", a.appSecret]]));
+            fill(out, secretBox(`Service account ${a.name} created`, [["appKey", a.appKey], ["appSecret", a.appSecret]]));
             toast("Service account created");
             draw();
           },
@@ -48,7 +48,7 @@ export async function accountsPage(main, { org }) {
   }
   async function draw() {
     const items = await api.all(base);
-    listBox.replaceChildren(
+    fill(listBox, 
       items.length
         ? table(
             [
@@ -73,7 +73,7 @@ export async function accountsPage(main, { org }) {
                               if (!(await confirmDialog(`Rotate the secret of ${a.name}? The old secret and the current token stop working.`, "Rotate secret"))) return;
                               act(async () => {
                                 const r = await api.post(`${base}/${encodeURIComponent(a.appKey)}/rotate-secret`);
-                                out.replaceChildren(secretBox(`New secret of ${a.name}`, [["appKey", r.appKey], ["appSecret", r.appSecret]]));
+                                fill(out, secretBox(`New secret of ${a.name}`, [["appKey", r.appKey], ["appSecret", r.appSecret]]));
                               });
                             },
                           }, "Rotate secret"),

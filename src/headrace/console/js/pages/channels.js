@@ -3,7 +3,7 @@
 // password reset) and its message log with a live tail.
 
 import * as api from "../api.js";
-import { h, table, link, form, toast, empty, pageHead, section, kv, fmtTime, confirmDialog, secretBox, go, badge, copyButton, reload } from "../ui.js";
+import { h, table, link, form, toast, empty, pageHead, section, kv, fmtTime, confirmDialog, secretBox, go, badge, copyButton, reload, fill } from "../ui.js";
 import { messageLog } from "./log.js";
 
 export async function channelsPage(main, { org }) {
@@ -33,9 +33,9 @@ export async function channelsPage(main, { org }) {
                 if (v.rateLimit) body.rateLimit = v.rateLimit;
                 const c = await api.post(base + "/channels", body);
                 f.reset();
-                out.replaceChildren(connectionBox(c, `Channel ${c.name} created`), h("p", {}, link(`#${base}/channels/${encodeURIComponent(c.channelId)}`, "Open the channel and its message log")));
+                fill(out, connectionBox(c, `Channel ${c.name} created`), h("p", {}, link(`#${base}/channels/${encodeURIComponent(c.channelId)}`, "Open the channel and its message log")));
                 toast(`Channel ${c.channelId} created`);
-                listBox.replaceChildren(channelTable(base, await api.all(base + "/channels")));
+                fill(listBox, channelTable(base, await api.all(base + "/channels")));
               },
             })
           : empty("Create a product first: a channel sends data of products."),
@@ -95,7 +95,7 @@ export async function channelPage(main, { org, ch, search }) {
             if (!(await confirmDialog("Reset the channel's password? Clients using the old one can no longer log in.", "Reset password"))) return;
             try {
               const r = await api.post(path + "/reset-password");
-              out.replaceChildren(connectionBox(r, "New password"));
+              fill(out, connectionBox(r, "New password"));
               out.querySelector("code")?.scrollIntoView({ block: "nearest" });
             } catch (e) {
               toast(e.message, "error");

@@ -2,7 +2,7 @@
 // and its files (list, preview of images and text, download, delete).
 
 import * as api from "../api.js";
-import { h, table, toast, empty, pageHead, section, kv, fmtTime, fmtValue, fmtBytes, confirmDialog, badge, form, reload, errorText, saveBlob } from "../ui.js";
+import { h, table, toast, empty, pageHead, section, kv, fmtTime, fmtValue, fmtBytes, confirmDialog, badge, form, reload, errorText, saveBlob, fill } from "../ui.js";
 import { historyChart, NUMERIC } from "../chart.js";
 
 const TEXT_TYPES = /^(text\/|application\/(json|xml|csv|x-ndjson))/;
@@ -138,7 +138,7 @@ export async function devicePage(main, { org, pk, dk }) {
   main.append(section("Events", null, eventsBox), section("Online history", null, onlineBox), section("Files", null, filesBox));
   api.get(path + "/events", { start: 0, limit: 200 }).then(
     (r) =>
-      eventsBox.replaceChildren(
+      fill(eventsBox, 
         r.items.length
           ? table(
               [
@@ -151,11 +151,11 @@ export async function devicePage(main, { org, pk, dk }) {
             )
           : empty("No events."),
       ),
-    (e) => eventsBox.replaceChildren(h("p", { class: "alert error" }, errorText(e))),
+    (e) => fill(eventsBox, h("p", { class: "alert error" }, errorText(e))),
   );
   api.get(path + "/online/changes", { start: 0, limit: 1000 }).then(
     (r) =>
-      onlineBox.replaceChildren(
+      fill(onlineBox, 
         r.items.length
           ? table(
               [
@@ -168,7 +168,7 @@ export async function devicePage(main, { org, pk, dk }) {
             )
           : empty("No online changes: the device has sent no real-time data."),
       ),
-    (e) => onlineBox.replaceChildren(h("p", { class: "alert error" }, errorText(e))),
+    (e) => fill(onlineBox, h("p", { class: "alert error" }, errorText(e))),
   );
   const files = filesSection(path, filesBox, write);
   files.load();
@@ -192,21 +192,21 @@ function filesSection(path, box, write) {
     try {
       const kind = IMAGE_NAMES.test(f.originalFilename) || (f.contentType || "").startsWith("image/") ? "image" : TEXT_TYPES.test(f.contentType || "") || TEXT_NAMES.test(f.originalFilename) ? "text" : null;
       if (!kind) {
-        cell.replaceChildren(h("p", { class: "muted" }, "No preview for this kind of file; download it."));
+        fill(cell, h("p", { class: "muted" }, "No preview for this kind of file; download it."));
         return;
       }
       if (kind === "image") {
         const blob = await fetchContent(f);
         const url = URL.createObjectURL(blob.type.startsWith("image/") ? blob : new Blob([blob], { type: "image/" + (f.originalFilename.split(".").pop().toLowerCase().replace("jpg", "jpeg").replace("svg", "svg+xml")) }));
         urls.push(url);
-        cell.replaceChildren(h("img", { src: url, alt: `Preview of ${f.originalFilename}`, class: "preview" }));
+        fill(cell, h("img", { src: url, alt: `Preview of ${f.originalFilename}`, class: "preview" }));
       } else {
         const blob = await fetchContent(f, `bytes=0-${PREVIEW_BYTES - 1}`);
         const text = await blob.text();
-        cell.replaceChildren(h("pre", { class: "preview", tabindex: "0", "aria-label": `Preview of ${f.originalFilename}` }, text), f.fileSize > PREVIEW_BYTES ? h("p", { class: "muted" }, `The first ${fmtBytes(PREVIEW_BYTES)} of ${fmtBytes(f.fileSize)}.`) : null);
+        fill(cell, h("pre", { class: "preview", tabindex: "0", "aria-label": `Preview of ${f.originalFilename}` }, text), f.fileSize > PREVIEW_BYTES ? h("p", { class: "muted" }, `The first ${fmtBytes(PREVIEW_BYTES)} of ${fmtBytes(f.fileSize)}.`) : null);
       }
     } catch (e) {
-      cell.replaceChildren(h("p", { class: "alert error" }, errorText(e)));
+      fill(cell, h("p", { class: "alert error" }, errorText(e)));
     } finally {
       btn.disabled = false;
     }
@@ -216,11 +216,11 @@ function filesSection(path, box, write) {
     try {
       items = await api.all(path + "/files");
     } catch (e) {
-      box.replaceChildren(h("p", { class: "alert error" }, errorText(e)));
+      fill(box, h("p", { class: "alert error" }, errorText(e)));
       return;
     }
     if (!items.length) {
-      box.replaceChildren(empty("No files. Files arrive with real-time data over the HTTP integration (multipart uploads)."));
+      fill(box, empty("No files. Files arrive with real-time data over the HTTP integration (multipart uploads)."));
       return;
     }
     const previews = new Map();
@@ -264,7 +264,7 @@ function filesSection(path, box, write) {
       items,
       { caption: "Files", rowAttrs: (f) => ({ "data-file": f.originalFilename }) },
     );
-    box.replaceChildren(t);
+    fill(box, t);
   }
   return { load, stop };
 }

@@ -2,7 +2,7 @@
 // JSON file (all or nothing, as the API creates them), delete.
 
 import * as api from "../api.js";
-import { h, table, link, form, toast, empty, pageHead, section, field, fmtTime, confirmDialog, badge, saveBlob, go, clearErrors, showError } from "../ui.js";
+import { h, table, link, form, toast, empty, pageHead, section, field, fmtTime, confirmDialog, badge, saveBlob, go, clearErrors, showError, fill } from "../ui.js";
 
 const FIELDS = ["deviceKey", "name", "group", "assetId", "deviceSecret"];
 
@@ -103,7 +103,7 @@ export async function devicesPage(main, { org, search }) {
     const needle = q.querySelector("input").value.trim().toLowerCase();
     const rows = needle ? devices.filter((d) => [d.deviceKey, d.name, d.group, d.assetId].some((x) => (x || "").toLowerCase().includes(needle))) : devices;
     count.textContent = needle ? `${rows.length} of ${devices.length} devices match` : `${devices.length} devices`;
-    listBox.replaceChildren(
+    fill(listBox, 
       rows.length
         ? table(
             [
@@ -176,7 +176,7 @@ function createCard(path, devices, draw, out) {
         const d = await api.post(path, body);
         devices.push(d);
         f.reset();
-        out.replaceChildren(h("div", { class: "alert ok" }, `Device ${d.deviceKey} created (asset id ${d.assetId}).`));
+        fill(out, h("div", { class: "alert ok" }, `Device ${d.deviceKey} created (asset id ${d.assetId}).`));
         toast(`Device ${d.deviceKey} created`);
         draw();
       },
@@ -220,7 +220,7 @@ function importCard(path, devices, draw, out) {
       devices.push(...created);
       f.reset();
       const csv = ["deviceKey,assetId,deviceSecret", ...created.map((d) => [d.deviceKey, d.assetId, d.deviceSecret].join(","))].join("\n");
-      out.replaceChildren(
+      fill(out, 
         h(
           "div",
           { class: "alert ok", role: "status" },

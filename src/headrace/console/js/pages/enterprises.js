@@ -2,7 +2,7 @@
 // with credentials, allow-list, products and event types, and the live queue figures.
 
 import * as api from "../api.js";
-import { h, table, link, form, toast, empty, pageHead, section, kv, fmtTime, confirmDialog, secretBox, go, errorText, copyButton, reload } from "../ui.js";
+import { h, table, link, form, toast, empty, pageHead, section, kv, fmtTime, confirmDialog, secretBox, go, errorText, copyButton, reload, fill } from "../ui.js";
 
 const EVENT_TYPES = ["device_online", "device_offline", "attr_fault", "attr_alert", "device_status_raw", "device_status_kv"];
 
@@ -55,9 +55,9 @@ export async function enterprisesPage(main, { org }) {
       onSubmit: async (v, f) => {
         const e = await api.post(base + "/enterprises", bodyOf(v, f));
         f.reset();
-        out.replaceChildren(secretBox(`Enterprise ${e.name} created`, [["endpoint", e.endpoint || "noti is off on this hub"], ["enterprise_id", e.enterpriseId], ["enterprise_secret", e.enterpriseSecret]]));
+        fill(out, secretBox(`Enterprise ${e.name} created`, [["endpoint", e.endpoint || "noti is off on this hub"], ["enterprise_id", e.enterpriseId], ["enterprise_secret", e.enterpriseSecret]]));
         toast("Enterprise created");
-        listBox.replaceChildren(entTable(base, await api.all(base + "/enterprises")));
+        fill(listBox, entTable(base, await api.all(base + "/enterprises")));
       },
     });
     selectAll(f, "eventTypes", ["device_online", "device_offline", "device_status_kv"]);
@@ -94,7 +94,7 @@ export async function enterprisePage(main, { org, ent }) {
             if (!(await confirmDialog("Reset the enterprise secret? Connections logged in with the old one are closed.", "Reset secret"))) return;
             try {
               const r = await api.post(path + "/reset-secret");
-              out.replaceChildren(secretBox("New enterprise secret", [["enterprise_id", r.enterpriseId], ["enterprise_secret", r.enterpriseSecret]]));
+              fill(out, secretBox("New enterprise secret", [["enterprise_id", r.enterpriseId], ["enterprise_secret", r.enterpriseSecret]]));
             } catch (err) {
               toast(errorText(err), "error");
             }
@@ -139,7 +139,7 @@ export async function enterprisePage(main, { org, ent }) {
   async function loadStats() {
     try {
       const s = await api.get(path + "/stats");
-      stats.replaceChildren(
+      fill(stats, 
         h(
           "div",
           { class: "figures" },
@@ -158,7 +158,7 @@ export async function enterprisePage(main, { org, ent }) {
         h("p", { class: "muted" }, `Counters since the hub started. Retention ${s.retentionSeconds} s, queue limit ${s.maxQueue} events.`),
       );
     } catch (err) {
-      stats.replaceChildren(h("p", { class: "alert error" }, errorText(err)));
+      fill(stats, h("p", { class: "alert error" }, errorText(err)));
     }
   }
   loadStats();

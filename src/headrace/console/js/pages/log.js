@@ -4,7 +4,7 @@
 // freezes the page.
 
 import * as api from "../api.js";
-import { h, section, field, fmtTime, fromLocalInput, toLocalInput, errorText } from "../ui.js";
+import { h, section, field, fmtTime, fromLocalInput, toLocalInput, errorText, fill } from "../ui.js";
 
 const MAX_ROWS = 300; // rows kept on screen while tailing (older ones scroll away)
 
@@ -89,7 +89,7 @@ export function messageLog({ logPath, streamPath, kinds, search }) {
 
   async function load(older = false) {
     if (!older) {
-      tbody.replaceChildren();
+      fill(tbody);
       shown = 0;
       cursor = null;
     }

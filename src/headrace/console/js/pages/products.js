@@ -1,7 +1,7 @@
 // Products: the list, create (its key and secret shown once), details, edit, delete.
 
 import * as api from "../api.js";
-import { h, table, link, form, toast, empty, pageHead, section, kv, fmtTime, confirmDialog, secretBox, go, alertBox, reload } from "../ui.js";
+import { h, table, link, form, toast, empty, pageHead, section, kv, fmtTime, confirmDialog, secretBox, go, alertBox, reload, fill } from "../ui.js";
 
 export async function productsPage(main, { org }) {
   const base = `/orgs/${encodeURIComponent(org)}`;
@@ -31,10 +31,10 @@ export async function productsPage(main, { org }) {
                 if (v.productKey) body.productKey = v.productKey;
                 const p = await api.post(base + "/products", body);
                 f.reset();
-                out.replaceChildren(secretBox(`Product ${p.name} created`, [["productKey", p.productKey], ["productSecret", p.productSecret]]));
+                fill(out, secretBox(`Product ${p.name} created`, [["productKey", p.productKey], ["productSecret", p.productSecret]]));
                 toast(`Product ${p.productKey} created`);
                 const list = await api.all(base + "/products");
-                listBox.replaceChildren(productTable(base, list));
+                fill(listBox, productTable(base, list));
               },
             })
           : empty("Create a thing model first: a product needs one.", h("a", { class: "button", href: `#${base}/models/new` }, "New model")),

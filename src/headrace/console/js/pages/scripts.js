@@ -3,7 +3,7 @@
 // base64 sample bytes (output, the hub's reply, errors with line and column, duration).
 
 import * as api from "../api.js";
-import { h, toast, empty, pageHead, section, fmtTime, confirmDialog, errorText, field, reload } from "../ui.js";
+import { h, toast, empty, pageHead, section, fmtTime, confirmDialog, errorText, field, reload, fill } from "../ui.js";
 import { highlight, diffLines } from "../highlight.js";
 
 const TEMPLATE = `// rawDataToJsonStr: raw bytes (an array of numbers) -> an integration request (JSON text)
@@ -30,12 +30,12 @@ export function editor(source, { readOnly = false, label = "Script source" } = {
   ta.value = source;
   let marked = 0;
   const paint = () => {
-    code.replaceChildren(highlight(ta.value + (ta.value.endsWith("\n") ? " " : "")));
+    fill(code, highlight(ta.value + (ta.value.endsWith("\n") ? " " : "")));
     const n = ta.value.split("\n").length;
     if (gutter.children.length !== n) {
       const frag = document.createDocumentFragment();
       for (let i = 1; i <= n; i++) frag.append(h("div", { class: i === marked ? "err" : "" }, String(i)));
-      gutter.replaceChildren(frag);
+      fill(gutter, frag);
     }
   };
   ta.addEventListener("input", paint);
@@ -95,7 +95,7 @@ export async function scriptPage(main, { org, pk }) {
   const problem = h("div", { "aria-live": "assertive" });
   const showProblem = (message, loc) => {
     ed.mark(loc?.line);
-    problem.replaceChildren(
+    fill(problem, 
       h(
         "div",
         { class: "alert error", role: "alert" },
@@ -107,14 +107,15 @@ export async function scriptPage(main, { org, pk }) {
   };
   const clearProblem = () => {
     ed.mark(0);
-    problem.replaceChildren();
+    fill(problem);
   };
   const save = write
     ? h("button", {
         type: "button",
         class: "primary",
         onclick: async (ev) => {
-          ev.currentTarget.disabled = true;
+          const btn = ev.currentTarget;
+          btn.disabled = true;
           clearProblem();
           try {
             const r = await api.put(base + "/script", ed.value, { headers: { "content-type": "text/plain; charset=utf-8" } });
@@ -123,7 +124,7 @@ export async function scriptPage(main, { org, pk }) {
           } catch (e) {
             showProblem(errorText(e), where(e));
           } finally {
-            ev.currentTarget.disabled = false;
+            btn.disabled = false;
           }
         },
       }, script ? "Save as new version" : "Save script")
@@ -149,23 +150,25 @@ export async function scriptPage(main, { org, pk }) {
       const btn = ev.currentTarget;
       btn.disabled = true;
       clearProblem();
-      out.replaceChildren(h("p", { class: "muted" }, "Running…"));
+      fill(out, h("p", { class: "muted" }, "Running…"));
       const fmt = formatSel.querySelector("select").value;
       const text = sample.querySelector("textarea").value.trim();
       const body = { [fmt]: fmt === "hex" ? text.replace(/[\s:]/g, "").replace(/^0x/i, "") : text, source: ed.value };
       try {
         const r = await api.post(base + "/script/debug", body);
-        const loc = r.line ? { line: r.line, column: r.column } : null;
+        // a syntax error says where in its fields; a runtime error in its message
+        const said = /\bline (\d+)(?:,? column (\d+))?/i.exec(r.error || "");
+        const loc = r.line ? { line: r.line, column: r.column } : said ? { line: Number(said[1]), column: said[2] ? Number(said[2]) : null } : null;
         if (!r.ok) showProblem(r.error || "the script failed", loc);
-        out.replaceChildren(
-          h("p", {}, r.ok ? h("span", { class: "badge ok" }, "ok") : h("span", { class: "badge err" }, "failed"), r.durationMs !== undefined ? ` in ${r.durationMs} ms` : "", r.kind ? ` · ${r.kind}` : ""),
-          r.error ? h("p", { class: "alert error" }, loc ? `Line ${loc.line}, column ${loc.column}: ` : "", r.error) : null,
+        fill(out, 
+          h("p", {}, r.ok ? h("span", { class: "badge ok" }, "ok") : h("span", { class: "badge err" }, "failed"), r.durationMs !== undefined ? ` in ${Number(r.durationMs).toFixed(2)} ms` : "", r.kind ? ` · ${r.kind}` : ""),
+          r.error ? h("p", { class: "alert error" }, loc ? `Line ${loc.line}${loc.column ? `, column ${loc.column}` : ""}: ` : "", r.error) : null,
           r.output !== undefined ? [h("h3", {}, "Output"), h("pre", { class: "json", tabindex: "0", "aria-label": "Script output" }, JSON.stringify(r.output, null, 2))] : null,
           r.reply !== undefined ? [h("h3", {}, "The hub would answer"), h("pre", { class: "json", tabindex: "0", "aria-label": "Reply" }, JSON.stringify(r.reply, null, 2))] : null,
           r.raw !== undefined || r.replyRaw !== undefined ? [h("h3", {}, "Reply bytes"), h("pre", { class: "json" }, JSON.stringify(r.raw ?? r.replyRaw))] : null,
         );
       } catch (e) {
-        out.replaceChildren(h("p", { class: "alert error" }, errorText(e)));
+        fill(out, h("p", { class: "alert error" }, errorText(e)));
         if (where(e)) showProblem(e.message, where(e));
       } finally {
         btn.disabled = false;
@@ -193,12 +196,12 @@ export async function scriptPage(main, { org, pk }) {
         const [sa, sb] = await Promise.all([source(a), source(b)]);
         const d = diffLines(sa, sb);
         const changed = d.filter(([t]) => t !== "same").length;
-        diffBox.replaceChildren(
+        fill(diffBox, 
           h("p", { class: "muted" }, changed ? `${d.filter(([t]) => t === "add").length} lines added, ${d.filter(([t]) => t === "del").length} removed` : "The two versions are the same."),
           h("pre", { class: "diff", tabindex: "0", "aria-label": `Diff of version ${a} to ${b}` }, d.map(([t, l]) => h("div", { class: `d-${t}` }, h("span", { class: "sign", "aria-label": t === "add" ? "added" : t === "del" ? "removed" : null }, t === "add" ? "+" : t === "del" ? "-" : " "), l))),
         );
       } catch (e) {
-        diffBox.replaceChildren(h("p", { class: "alert error" }, errorText(e)));
+        fill(diffBox, h("p", { class: "alert error" }, errorText(e)));
       }
     };
     fromSel.querySelector("select").addEventListener("change", showDiff);

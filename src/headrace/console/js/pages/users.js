@@ -3,7 +3,7 @@
 // admins: their organizations).
 
 import * as api from "../api.js";
-import { h, table, form, toast, empty, pageHead, section, fmtTime, confirmDialog, secretBox, errorText, field, dialog, badge } from "../ui.js";
+import { h, table, form, toast, empty, pageHead, section, fmtTime, confirmDialog, secretBox, errorText, field, dialog, badge, fill } from "../ui.js";
 
 const ROLES = ["platform-admin", "org-admin", "org-viewer"];
 
@@ -43,7 +43,7 @@ export async function usersPage(main) {
           if (v.password) body.password = v.password;
           const u = await api.post("/users", body);
           f.reset();
-          out.replaceChildren(u.password ? secretBox(`User ${u.username} created`, [["username", u.username], ["password", u.password]]) : h("div", { class: "alert ok" }, `User ${u.username} created.`));
+          fill(out, u.password ? secretBox(`User ${u.username} created`, [["username", u.username], ["password", u.password]]) : h("div", { class: "alert ok" }, `User ${u.username} created.`));
           toast("User created");
           draw();
         },
@@ -57,10 +57,10 @@ export async function usersPage(main) {
     try {
       items = await api.all("/users");
     } catch (e) {
-      listBox.replaceChildren(h("p", { class: "alert error" }, errorText(e)));
+      fill(listBox, h("p", { class: "alert error" }, errorText(e)));
       return;
     }
-    listBox.replaceChildren(
+    fill(listBox, 
       items.length
         ? table(
             [
@@ -81,7 +81,7 @@ export async function usersPage(main) {
                         if (!(await confirmDialog(`Give ${u.username} a new random password? Their sessions end.`, "Reset password"))) return;
                         try {
                           const r = await api.post(`/users/${encodeURIComponent(u.username)}/password`, {});
-                          out.replaceChildren(secretBox(`New password of ${u.username}`, [["password", r.password]]));
+                          fill(out, secretBox(`New password of ${u.username}`, [["password", r.password]]));
                         } catch (e) {
                           toast(errorText(e), "error");
                         }
@@ -154,7 +154,7 @@ export async function auditPage(main, { search }) {
       rows = older ? [...rows, ...page.items] : page.items;
       cursor = page.nextCursor;
       more.hidden = !cursor;
-      box.replaceChildren(
+      fill(box, 
         rows.length
           ? table(
               [
@@ -171,7 +171,7 @@ export async function auditPage(main, { search }) {
           : empty("No changes recorded for these filters."),
       );
     } catch (e) {
-      box.replaceChildren(h("p", { class: "alert error", role: "alert" }, errorText(e)));
+      fill(box, h("p", { class: "alert error", role: "alert" }, errorText(e)));
     }
   }
   filters.addEventListener("submit", (ev) => {
