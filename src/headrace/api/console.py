@@ -12,9 +12,10 @@ admin token); these routes only hand out files, so they need no authentication.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from litestar import Request, Response, Router, get
+from litestar import Response, Router, get
+from litestar.params import PathParameter
 
 from ..errors import NotFound
 
@@ -76,7 +77,7 @@ def console_index() -> Response[Any]:
 
 
 @get("/console/{path:path}", include_in_schema=False, sync_to_thread=False)
-def console_file(request: Request[Any, Any, Any], path: str) -> Response[Any]:
+def console_file(path: Annotated[str, PathParameter()]) -> Response[Any]:
     rel = path.lstrip("/")
     if rel.startswith("vendor/"):
         target = VENDOR.get(rel[len("vendor/") :])
