@@ -210,10 +210,12 @@ export async function stream(path, q, onEvent, signal) {
     const { value, done } = await reader.read();
     if (done) return;
     buf += decoder.decode(value, { stream: true });
+    // lines are cut from a moving start (no copy of the rest per line)
+    let start = 0;
     let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      let line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
+    while ((nl = buf.indexOf("\n", start)) >= 0) {
+      let line = buf.slice(start, nl);
+      start = nl + 1;
       if (line.endsWith("\r")) line = line.slice(0, -1);
       if (line === "") {
         if (ev.data.length || ev.event !== "message") onEvent({ event: ev.event, id: ev.id, data: ev.data.join("\n") });
@@ -229,5 +231,6 @@ export async function stream(path, q, onEvent, signal) {
       else if (name === "event") ev.event = val;
       else if (name === "id") ev.id = val;
     }
+    buf = buf.slice(start);
   }
 }
