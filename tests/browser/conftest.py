@@ -36,6 +36,20 @@ class Watch:
         self.expected: list[tuple[int, str]] = []  # (status, part of the URL)
         page.on("console", self._console)
         page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        page.on("request", self._request)
+        self.changes = 0  # state-changing API requests seen
+
+    def _request(self, req: Any) -> None:
+        """Every state change the console sends carries the CSRF token (or the admin
+        token); the login itself is the one exception."""
+        if req.method in ("GET", "HEAD") or "/api/v1/" not in req.url:
+            return
+        self.changes += 1
+        if req.method == "POST" and req.url.split("?")[0].endswith("/api/v1/session"):
+            return
+        h = req.headers
+        if not h.get("x-csrf-token") and not h.get("authorization"):
+            self.errors.append(f"{req.method} {req.url} without X-CSRF-Token")
 
     def expect(self, status: int, url_part: str) -> None:
         """A response the test provokes on purpose (Chromium logs each failed one)."""
@@ -72,7 +86,12 @@ class Console:
         """Navigate inside the running console (no reload)."""
         self.page.evaluate("r => { location.hash = '#' + r; }", route)
 
-    def shot(self, name: str) -> None:
+    def shot(self, name: str, top: Any = None) -> None:
+        """A screenshot of the viewport (``top``: a locator scrolled to the top first);
+        the notices of the moment are left out."""
+        self.page.evaluate("() => document.getElementById('toasts').replaceChildren()")
+        if top is not None:
+            top.evaluate("e => e.scrollIntoView({block: 'start'})")
         self.page.screenshot(path=str(self.shots / f"{name}.png"))
 
     def login_token(self) -> None:

@@ -242,6 +242,7 @@ def test_operator_journey(console: Console, admin: httpx.Client) -> None:
     expect(chart).to_have_attribute("data-mode", "raw")
     expect(chart).to_have_attribute("data-samples", "120")  # 60 of temp, 60 of mode
     expect(chart.locator("canvas")).to_be_visible()
+    c.shot("device", top=page.get_by_role("heading", name="Latest values"))
     page.get_by_role("button", name="Table view").click()
     expect(page.locator(".chart-table")).to_contain_text("60 rows")
     with page.expect_download() as dl:
@@ -287,7 +288,7 @@ def test_operator_journey(console: Console, admin: httpx.Client) -> None:
     page.wait_for_function(
         "img => img.complete && img.naturalWidth === 1", arg=img.element_handle()
     )
-    c.shot("device")
+    c.shot("device-files", top=files)
     with page.expect_download() as dl:
         notes.get_by_text("Download", exact=True).click()
     assert dl.value.suggested_filename == "notes.txt"
