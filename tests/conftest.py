@@ -36,8 +36,9 @@ class HubProcess:
 
     PORTS = ("http", "mqtt", "mqtt_tls", "noti")
 
-    def __init__(self, data_dir: Path, extra: list[str] | None = None):
+    def __init__(self, data_dir: Path, extra: list[str] | None = None, *, https: bool = False):
         self.data_dir = data_dir
+        self.scheme = "https" if https else "http"  # https: started with http.tls_enabled
         self.ports: dict[str, int] = {}
         self.extra = extra or []
         self.proc: subprocess.Popen[bytes] | None = None
@@ -61,7 +62,7 @@ class HubProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     def start(self) -> None:
         # a restart binds the same ports again; one taken meanwhile by another process
@@ -91,6 +92,7 @@ class HubProcess:
             f"admin.token={ADMIN_TOKEN}",
             "--set",
             "log.level=debug",
+            *(["--set", "http.tls_enabled=true"] if self.scheme == "https" else []),
             *self.extra,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
@@ -113,7 +115,7 @@ class HubProcess:
             raise RuntimeError(f"hub did not write ports.json:\n{self.log()}")
         while time.monotonic() < deadline:
             try:
-                if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=0.5, verify=False).status_code == 200:
                     return True
             except httpx.HTTPError:
                 pass

@@ -58,11 +58,11 @@ def _validation_response(exc: ValidationException) -> Response[Any]:
         for w in ("malformed", "truncated", "invalid json", "unexpected character")
     ):
         return error_response(400, "bad_request", f"request body is not valid JSON: {message}")
-    field = _field_from_message(message) or (str(key) if key and key != "body" else None)
+    field = field_from_message(message) or (str(key) if key and key != "body" else None)
     return error_response(422, "validation_failed", message, field)
 
 
-def _field_from_message(message: str) -> str | None:
+def field_from_message(message: str) -> str | None:
     # msgspec: "Expected `int`, got `str` - at `$.measurepoints[0].id`"; unknown field: "Object contains unknown field `x` - at `$`"
     at = message.rfind("- at `$")
     path = message[at + 7 : message.rfind("`")] if at >= 0 else ""

@@ -21,7 +21,15 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from ..errors import Forbidden, NotFound, RateLimited, Unauthorized, UnsupportedMediaType
+from ..errors import (
+    ClientError,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from ..model.validate import INT64_MAX, INT64_MIN
 from ..state.users import (
     ORG_ADMIN,
@@ -35,7 +43,7 @@ from ..state.users import (
     UserUpdate,
 )
 from .auth import COOKIE, admin_guard, principal
-from .common import error_response, page_limit
+from .common import error_response, field_from_message, page_limit
 from .services import Services, services
 
 Req = Request[Any, Any, Any]
@@ -92,13 +100,18 @@ def _cookie(request: Req, svc: Services, value: str, max_age: int) -> str:
 
 
 @post("/session", status_code=200, request_max_body_size=16 * 1024, opt={"access": "public"})
-async def login(request: Req, data: Credentials) -> Response[Any]:
-    """Log in: the user, its roles and the session's CSRF token; sets the session cookie."""
+async def login(request: Req) -> Response[Any]:
+    """Log in: the user, its roles and the session's CSRF token; sets the session cookie.
+    The body must be ``application/json`` (a cross-site form cannot send that)."""
     svc = services(request)
     if not request.headers.get("content-type", "").lower().startswith("application/json"):
-        # a cross-site form cannot send JSON: no login CSRF
         raise UnsupportedMediaType("send the credentials as application/json")
-    body = data
+    try:
+        body = msgspec.json.decode(await request.body(), type=Credentials)
+    except msgspec.ValidationError as e:
+        raise ValidationFailed(str(e), field=field_from_message(str(e))) from None
+    except msgspec.DecodeError as e:
+        raise ClientError(f"request body is not valid JSON: {e}") from None
     ip = request.client.host if request.client else ""
     by_address, by_username = svc.login_limits
     wait = max(by_address.retry_after(ip), by_username.retry_after(body.username))
