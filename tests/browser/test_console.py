@@ -586,3 +586,31 @@ def test_phone_width_and_keyboard(
         c.watch.check()
     finally:
         page.context.close()
+
+
+def test_own_password_logout_and_login_again(console: Console, admin: httpx.Client) -> None:
+    c, page = console, console.page
+    if not has_accounts(c.hub):
+        pytest.fail("this hub has no operator accounts (the session API answers 404)")
+    name = "pw" + uuid.uuid4().hex[:4]
+    admin.post(
+        "/api/v1/users",
+        json={"username": name, "password": "first pass 42", "roles": [{"role": "platform-admin"}]},
+    ).raise_for_status()
+    c.login(name, "first pass 42")
+    page.get_by_role("button", name="Password").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Current password").fill("first pass 42")
+    dialog.get_by_label("New password").fill("second pass 42")
+    dialog.get_by_role("button", name="Change password").click()
+    expect(dialog).to_have_count(0)
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in to headrace")).to_be_visible()
+    # the old password is refused, with the reason shown
+    c.watch.expect(401, "/api/v1/session")
+    page.get_by_label("Username").fill(name)
+    page.get_by_label("Password").fill("first pass 42")
+    page.get_by_role("button", name="Log in", exact=True).click()
+    expect(page.get_by_role("alert").filter(has_text="Wrong username or password")).to_be_visible()
+    c.login(name, "second pass 42")
+    expect(page.get_by_role("heading", name="Organizations", level=1)).to_be_visible()

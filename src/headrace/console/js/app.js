@@ -4,7 +4,7 @@
 // route. Routes are hashes (#/orgs/o1/channels/c1) so the hub serves one index.html.
 
 import * as api from "./api.js";
-import { h, clear, alertBox, form, toast, go } from "./ui.js";
+import { h, clear, alertBox, form, toast, go, dialog } from "./ui.js";
 import { orgsPage, orgHome } from "./pages/orgs.js";
 import { modelsPage, modelPage } from "./pages/models.js";
 import { productsPage, productPage } from "./pages/products.js";
@@ -126,7 +126,11 @@ function renderNav(org, path = "") {
   toggle.hidden = false;
   const u = api.session.user;
   const roles = (u.roles || []).map((r) => (r.orgId ? `${r.role} (${r.orgId})` : r.role)).join(", ");
-  who.append(h("span", { class: "muted" }, u.username, roles ? ` · ${roles}` : ""), h("button", { type: "button", class: "small", onclick: logout }, "Log out"));
+  who.append(
+    h("span", { class: "muted" }, u.username, roles ? ` · ${roles}` : ""),
+    api.session.token ? null : h("button", { type: "button", class: "small", onclick: changePassword }, "Password"),
+    h("button", { type: "button", class: "small", onclick: logout }, "Log out"),
+  );
   const groups = [h("ul", {}, navLink("#/orgs", "Organizations", path))];
   if (org) {
     const o = encodeURIComponent(org);
@@ -146,9 +150,29 @@ function renderNav(org, path = "") {
   }
   const adminLinks = [];
   if (api.isPlatformAdmin() && !api.session.token) adminLinks.push(navLink("#/users", "Users", path));
-  if (!api.session.token) adminLinks.push(navLink("#/audit", "Audit log", path));
+  // the audit log is for platform admins and org admins (the hub answers 403 otherwise)
+  const auditor = api.isPlatformAdmin() || (u.roles || []).some((r) => r.role === "org-admin");
+  if (!api.session.token && auditor) adminLinks.push(navLink("#/audit", "Audit log", path));
   if (adminLinks.length) groups.push(h("p", { class: "nav-title" }, "Administration"), h("ul", {}, adminLinks));
   nav.append(...groups);
+}
+
+function changePassword() {
+  const d = dialog(
+    "Change your password",
+    form({
+      fields: [
+        { name: "currentPassword", label: "Current password", type: "password", required: true, attrs: { autocomplete: "current-password" } },
+        { name: "newPassword", label: "New password", type: "password", required: true, attrs: { autocomplete: "new-password" } },
+      ],
+      submit: "Change password",
+      onSubmit: async (v) => {
+        await api.post("/session/password", v);
+        d.close();
+        toast("Password changed");
+      },
+    }),
+  );
 }
 
 async function logout() {
