@@ -614,3 +614,60 @@ def test_own_password_logout_and_login_again(console: Console, admin: httpx.Clie
     expect(page.get_by_role("alert").filter(has_text="Wrong username or password")).to_be_visible()
     c.login(name, "second pass 42")
     expect(page.get_by_role("heading", name="Organizations", level=1)).to_be_visible()
+
+
+def test_users_enterprise_channel_controls_and_audit(console: Console, admin: httpx.Client) -> None:
+    c, page = console, console.page
+    if not has_accounts(c.hub):
+        pytest.fail("this hub has no operator accounts (the session API answers 404)")
+    o = populated_org(admin)
+    org, pk = o["org"], o["pk"]
+    login_operator(c, admin)
+    # a user with a generated password and a role in one organization
+    c.route("/users")
+    alice = "alice" + uuid.uuid4().hex[:4]
+    page.get_by_label("Username").fill(alice)
+    page.get_by_label("Roles").fill(f"org-viewer:{org}")
+    page.get_by_role("button", name="Create user").click()
+    expect(page.locator(".alert.secret")).to_contain_text(f"User {alice} created")
+    generated = secret(c, "password")
+    assert len(generated) >= 12
+    assert admin.get(f"/api/v1/users/{alice}").json()["roles"] == [
+        {"role": "org-viewer", "orgId": org}
+    ]
+    expect(page.locator("table").get_by_text(alice, exact=True)).to_be_visible()
+    # an enterprise: its secret shown once
+    c.route(f"/orgs/{org}/enterprises")
+    page.get_by_label("Name", exact=True).fill("SCADA push")
+    page.locator("select[name=products]").select_option(pk)
+    page.get_by_label("IP allow-list").fill("127.0.0.1\n10.0.0.0/8")
+    page.get_by_role("button", name="Create enterprise").click()
+    expect(page.locator(".alert.secret")).to_contain_text("Enterprise SCADA push created")
+    ent = secret(c, "enterprise_id")
+    got = admin.get(f"/api/v1/orgs/{org}/enterprises/{ent}").json()
+    assert got["products"] == [pk] and got["ipAllowList"] == ["127.0.0.1/32", "10.0.0.0/8"]
+    assert got["eventTypes"] == ["device_online", "device_offline", "device_status_kv"]
+    # a channel disabled, enabled, its password reset
+    c.route(f"/orgs/{org}/channels/{o['ch']}")
+    page.get_by_role("button", name="Disable").click()
+    expect(page.get_by_role("button", name="Enable")).to_be_visible()
+    assert admin.get(f"/api/v1/orgs/{org}/channels/{o['ch']}").json()["enabled"] is False
+    page.get_by_role("button", name="Enable").click()
+    expect(page.get_by_role("button", name="Disable")).to_be_visible()
+    page.get_by_role("button", name="Reset password").click()
+    page.get_by_role("dialog").get_by_role("button", name="Reset password").click()
+    expect(page.locator(".alert.secret")).to_contain_text("New password")
+    user, password = secret(c, "username"), secret(c, "password")
+    pub(
+        c.hub,
+        user,
+        password,
+        f"/sys/{pk}/integration/measurepoint/post",
+        '{"id":"1","version":"1.0","method":"integration.measurepoint.post","params":[]}',
+    )
+    # the audit log names the changes and who made them
+    c.route("/audit")
+    audit = page.locator("main table")
+    expect(audit).to_contain_text("POST /users")
+    expect(audit).to_contain_text("/reset-password")
+    expect(audit.locator("tr").filter(has_text="/enterprises").first).to_contain_text("session")
