@@ -233,6 +233,25 @@ def test_operator_journey(console: Console, admin: httpx.Client) -> None:
     expect(detail).to_contain_text('"requestId": "bad1"')
     expect(detail).to_contain_text("measurepoints.temp")
     c.shot("channel")
+    # by device: the error names its item's device
+    page.get_by_label("Device key").fill("m2")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page.locator(".log-status")).to_have_text("No records match the filters.")
+    page.get_by_label("Device key").fill("m1")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(errors.first).to_contain_text("code 1204")
+    # by time: nothing before the records were written
+    page.get_by_label("Device key").fill("")
+    page.get_by_label("Error code").fill("")
+    page.get_by_label("Until").fill("2020-01-01T00:00")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page.locator(".log-status")).to_have_text("No records match the filters.")
+    page.get_by_label("Until").fill("")
+    page.get_by_role("checkbox", name="payload").uncheck()
+    page.get_by_role("checkbox", name="connection").uncheck()
+    page.get_by_role("button", name="Apply filters").click()
+    expect(errors.first).to_contain_text("1204")
+    assert all("error" in t for t in errors.all_inner_texts())
 
     # -- the device: latest values and the chart of the history ---------------------------------
     c.route(f"/orgs/{org}/products/{pk}/devices/m1")

@@ -29,6 +29,16 @@ export function codesOf(r) {
   return out;
 }
 
+// the devices a record names, as the hub's live-tail filter reads them: its deviceKey,
+// its devices list, the deviceKey of each item error
+export function devicesOf(r) {
+  const out = new Set();
+  if (typeof r.deviceKey === "string") out.add(r.deviceKey);
+  for (const d of Array.isArray(r.devices) ? r.devices : []) out.add(String(d));
+  for (const e of Array.isArray(r.errors) ? r.errors : []) if (e && typeof e.deviceKey === "string") out.add(e.deviceKey);
+  return out;
+}
+
 export function messageLog({ logPath, streamPath, kinds, search }) {
   const f = {
     kinds: new Set((search?.get("kind") || kinds.join(",")).split(",").filter((k) => kinds.includes(k))),
@@ -40,7 +50,7 @@ export function messageLog({ logPath, streamPath, kinds, search }) {
   const matches = (r) =>
     f.kinds.has(r.kind) &&
     (!f.code || codesOf(r).has(f.code)) &&
-    (!f.device || JSON.stringify(r).includes(f.device)) &&
+    (!f.device || devicesOf(r).has(f.device)) &&
     (f.start === null || r.time >= f.start) &&
     (f.end === null || r.time < f.end);
 
