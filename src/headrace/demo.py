@@ -73,6 +73,7 @@ def demo_summary(
         f"[bold]demo data ready[/bold]: organization {DEMO_ORG}, model inverter, product {DEMO_PRODUCT}, "
         f"devices inv001..inv003\n"
         f"  admin token: {data_dir / 'admin-token'}\n"
+        f"  operator login: admin, password in {data_dir / 'admin-password'} (until changed)\n"
         f'  try: curl -H "Authorization: Bearer $(cat {data_dir / "admin-token"})" '
         f"{base}/api/v1/orgs/{DEMO_ORG}/products/{DEMO_PRODUCT}/devices\n"
         f"  API docs: {base}/api/docs" + extra

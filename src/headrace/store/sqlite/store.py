@@ -202,7 +202,7 @@ class SQLiteStore(PushQueueMixin, AuditMixin):
 
     async def write_batch(self, batch: WriteBatch) -> None:
         try:
-            last_id = await self.engine.write(self.batch_writer(batch))
+            last_id = await self.engine.write(_with_log_id(self.batch_writer(batch), batch.log))
         except (sqlite3.OperationalError, OSError):
             raise  # the disk or the database: a retry may pass
         except Exception as e:  # the batch's own content: every retry would fail too
@@ -212,7 +212,7 @@ class SQLiteStore(PushQueueMixin, AuditMixin):
     def batch_writer(self, batch: WriteBatch) -> Any:
         """The write function for one batch (also used by the bare-store benchmark)."""
 
-        def fn(c: sqlite3.Connection) -> int:
+        def fn(c: sqlite3.Connection) -> None:
             if batch.samples:
                 ids = self._intern_points(c, {s[1] for s in batch.samples})
                 src = batch.source
@@ -251,8 +251,6 @@ class SQLiteStore(PushQueueMixin, AuditMixin):
                     "INSERT INTO channel_log(channel, ts, kind, doc) VALUES (?,?,?,?)",
                     batch.log,
                 )
-                return _last_rowid(c)
-            return 0
 
         return fn
 
@@ -412,3 +410,14 @@ class SQLiteStore(PushQueueMixin, AuditMixin):
 
 def _last_rowid(c: sqlite3.Connection) -> int:
     return int(c.execute("SELECT last_insert_rowid()").fetchone()[0])
+
+
+def _with_log_id(fn: Callable[[sqlite3.Connection], None], log: list[Any]) -> Any:
+    """``fn``, then the rowid of its last message-log record (its only insert into a rowid
+    table: the time-series tables are WITHOUT ROWID), 0 without one."""
+
+    def run(c: sqlite3.Connection) -> int:
+        fn(c)
+        return _last_rowid(c) if log else 0
+
+    return run
