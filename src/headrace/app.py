@@ -27,6 +27,7 @@ from .api.admin import registry_router
 from .api.auth import audit_middleware
 from .api.channels import channel_router
 from .api.common import EXCEPTION_HANDLERS
+from .api.console import console_router
 from .api.enterprises import enterprise_router
 from .api.files import files_admin_router, files_router
 from .api.integration import integration_router
@@ -383,6 +384,7 @@ class Hub:
                 rule_router,
                 subscriptions_router,
                 metrics_route,
+                console_router,  # the web console's static files (docs/console.md)
                 health,
             ],
             exception_handlers=EXCEPTION_HANDLERS,

@@ -10,7 +10,7 @@ import msgspec
 from litestar import Request, Router, delete, get, post, put
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from ..errors import ValidationFailed
+from ..errors import NotFound, ValidationFailed
 from ..proto.enos import REPLY_DEVICE_NOT_FOUND, REPLY_NO_PERMISSION, REPLY_OK
 from ..scripts.manager import ProductScripts
 from .common import admin_guard
@@ -54,6 +54,24 @@ async def put_script(request: Req, org_id: str, product_key: str) -> dict[str, A
 @get(_BASE)
 async def get_script(request: Req, org_id: str, product_key: str) -> dict[str, Any]:
     return _view(services(request).scripts.get(org_id, product_key))
+
+
+@get(_BASE + "/versions/{version:int}")
+async def get_script_version(
+    request: Req, org_id: str, product_key: str, version: int
+) -> dict[str, Any]:
+    """One saved version's source (the console's diff between versions)."""
+    ps = services(request).scripts.get(org_id, product_key)
+    v = next((v for v in ps.versions if v.version == version), None)
+    if v is None:
+        raise NotFound(f"product {product_key!r} has no script version {version}")
+    return {
+        "productKey": ps.productKey,
+        "version": v.version,
+        "createdAt": v.createdAt,
+        "source": v.source,
+        "current": v.version == ps.current,
+    }
 
 
 @delete(_BASE, status_code=HTTP_204_NO_CONTENT)
@@ -108,5 +126,12 @@ script_router = Router(
     path="/api/v1",
     guards=[admin_guard],
     tags=["scripts"],
-    route_handlers=[put_script, get_script, delete_script, rollback_script, debug_script],
+    route_handlers=[
+        put_script,
+        get_script,
+        get_script_version,
+        delete_script,
+        rollback_script,
+        debug_script,
+    ],
 )
