@@ -49,9 +49,9 @@ from .ingest.pipeline import Pipeline
 from .ingest.ratelimit import RateLimiter
 from .push.directory import EnterpriseDirectory
 from .push.fanout import Fanout
+from .push.subscriptions import Subscriptions
 from .rules.engine import RuleEngine
 from .rules.transform import Transformer
-from .push.subscriptions import Subscriptions
 from .scripts.manager import ScriptManager
 from .server.guard import LoginGuard, raise_fd_limit
 from .server.http import HTTPEdge
@@ -66,8 +66,8 @@ from .state.logfeed import LogFeed
 from .state.online import OnlineTracker
 from .state.policies import Policies
 from .state.registry import Registry
-from .state.users import Users
 from .state.subscriptions import SubscriptionJobs
+from .state.users import Users
 from .store.blobs import BlobStore
 from .store.retention import Retention as SamplePruner
 from .store.sqlite.store import SQLiteStore

@@ -267,6 +267,8 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         10_000,
         "Dead letters kept per rule; the oldest are deleted beyond it.",
+    ),
+    Setting(
         "subscription.host", str, "127.0.0.1", "Address the data subscription service listens on."
     ),
     Setting(

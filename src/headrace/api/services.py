@@ -18,8 +18,8 @@ from ..config import Settings
 from ..ingest.pipeline import Pipeline
 from ..push.directory import EnterpriseDirectory
 from ..push.queue import EnterpriseQueue
-from ..rules.engine import RuleEngine
 from ..push.subscriptions import Subscriptions
+from ..rules.engine import RuleEngine
 from ..scripts.manager import ScriptManager
 from ..server.guard import LoginGuard
 from ..state.accounts import Accounts
@@ -29,8 +29,8 @@ from ..state.logfeed import LogFeed
 from ..state.online import OnlineTracker
 from ..state.policies import Policies
 from ..state.registry import Registry
-from ..state.users import Users
 from ..state.subscriptions import SubscriptionJobs
+from ..state.users import Users
 from ..store.base import Store
 from ..store.blobs import BlobStore
 
