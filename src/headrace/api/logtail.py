@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Router, get
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from ..errors import ValidationFailed
@@ -85,9 +85,9 @@ async def channel_log_stream(
     kinds: str = "",
     device: str | None = None,
     code: int | None = None,
-    last_event_id: int | None = Parameter(
-        query="lastEventId", default=None, ge=INT64_MIN, le=INT64_MAX
-    ),
+    last_event_id: Annotated[
+        int | None, QueryParameter(name="lastEventId", ge=INT64_MIN, le=INT64_MAX)
+    ] = None,
 ) -> Stream:
     """Live message-log records as server-sent events (``text/event-stream``)."""
     svc = services(request)
