@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar import Request, Router, get
-from litestar.params import QueryParameter
+from litestar.params import Parameter
 from litestar.response import Stream
 
 from ..errors import ValidationFailed
@@ -85,9 +85,7 @@ async def channel_log_stream(
     kinds: str = "",
     device: str | None = None,
     code: int | None = None,
-    last_event_id: Annotated[
-        int | None, QueryParameter(name="lastEventId", ge=INT64_MIN, le=INT64_MAX)
-    ] = None,
+    lastEventId: int | None = Parameter(default=None, ge=INT64_MIN, le=INT64_MAX),
 ) -> Stream:
     """Live message-log records as server-sent events (``text/event-stream``)."""
     svc = services(request)
@@ -96,6 +94,7 @@ async def channel_log_stream(
     for k in wanted:
         if k not in LOG_KINDS:
             raise ValidationFailed(f"kinds must be among {', '.join(LOG_KINDS)}", field="kinds")
+    last_event_id = lastEventId
     header = request.headers.get("last-event-id")
     if header is not None and header.strip():
         try:
