@@ -17,7 +17,15 @@ from headrace.config import Settings
 from tests.conftest import HubProcess
 from tests.e2e.mqtt_support import provision
 
-ALL_FREE = ["http.port=0", "mqtt.port=0", "mqtt.tls_port=0", "noti.port=0"]
+ALL_FREE = [
+    "http.port=0",
+    "mqtt.port=0",
+    "mqtt.tls_port=0",
+    "noti.port=0",
+    "subscription.port=0",
+    "subscription.tls_port=0",
+]
+LISTENERS = {"http", "mqtt", "mqtt_tls", "noti", "subscription", "subscription_tls"}
 
 
 def _connectable(port: int) -> bool:
@@ -28,20 +36,20 @@ def _connectable(port: int) -> bool:
         return False
 
 
-def test_port_zero_binds_four_free_ports_and_writes_them(tmp_path: Path) -> None:
+def test_port_zero_binds_free_ports_and_writes_them(tmp_path: Path) -> None:
     hub = HubProcess(tmp_path / "data")
     hub.start()
     try:
         ports = json.loads((tmp_path / "data" / "ports.json").read_text())
-        assert set(ports) == {"http", "mqtt", "mqtt_tls", "noti"}
-        assert len(set(ports.values())) == 4 and all(p > 0 for p in ports.values())
+        assert set(ports) == LISTENERS
+        assert len(set(ports.values())) == len(LISTENERS) and all(p > 0 for p in ports.values())
         for port in ports.values():
             assert _connectable(port)
         # TLS really is TLS on the TLS ports
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        for name in ("mqtt_tls", "noti"):
+        for name in ("mqtt_tls", "noti", "subscription_tls"):
             with (
                 socket.create_connection(("127.0.0.1", ports[name])) as raw,
                 ctx.wrap_socket(raw) as tls,
@@ -76,7 +84,7 @@ def test_harness_starts_hubs_while_ports_are_held(tmp_path: Path) -> None:
         for h in hubs:
             h.start()
         bound = [p for h in hubs for p in h.ports.values()]
-        assert len(bound) == 12 and len(set(bound)) == 12
+        assert len(bound) == 3 * len(LISTENERS) and len(set(bound)) == len(bound)
         assert not held & set(bound)
         for h in hubs:
             assert httpx.get(h.url + "/healthz").status_code == 200
@@ -101,7 +109,17 @@ def test_restart_keeps_the_ports(tmp_path: Path) -> None:
 
 def test_a_disabled_listener_binds_nothing(tmp_path: Path) -> None:
     hub = HubProcess(
-        tmp_path / "data", ["--set", "noti.enabled=false", "--set", "mqtt.tls_enabled=false"]
+        tmp_path / "data",
+        [
+            "--set",
+            "noti.enabled=false",
+            "--set",
+            "mqtt.tls_enabled=false",
+            "--set",
+            "subscription.enabled=false",
+            "--set",
+            "subscription.tls_enabled=false",
+        ],
     )
     hub.start()
     try:
@@ -148,7 +166,7 @@ async def test_healthz_answers_503_until_every_listener_is_up(tmp_path: Path) ->
                 await asyncio.sleep(0.01)
             assert r.status_code == 200
             ports = json.loads((tmp_path / "data" / "ports.json").read_text())
-            assert set(ports) == {"http", "mqtt", "mqtt_tls", "noti"}
+            assert set(ports) == LISTENERS
     finally:
         hub.request_stop()
         await asyncio.wait_for(serving, 30)
