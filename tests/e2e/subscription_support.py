@@ -96,7 +96,7 @@ class SDKClient:
         self.subscribed = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        assert self.subscribed.wait(60), self.log()
+        assert self.subscribed.wait(60), self.log()[-4000:]
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -134,8 +134,9 @@ class SDKClient:
                 return out
 
     def log(self) -> str:
+        """The client's whole log (the SDK logs its refusals at INFO)."""
         self._log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -17,7 +17,15 @@ from headrace.config import Settings
 from tests.conftest import HubProcess
 from tests.e2e.mqtt_support import provision
 
-ALL_FREE = ["http.port=0", "mqtt.port=0", "mqtt.tls_port=0", "noti.port=0"]
+ALL_FREE = [
+    "http.port=0",
+    "mqtt.port=0",
+    "mqtt.tls_port=0",
+    "noti.port=0",
+    "subscription.port=0",
+    "subscription.tls_port=0",
+]
+LISTENERS = {"http", "mqtt", "mqtt_tls", "noti", "subscription", "subscription_tls"}
 
 
 def _connectable(port: int) -> bool:
@@ -33,15 +41,8 @@ def test_port_zero_binds_free_ports_and_writes_them(tmp_path: Path) -> None:
     hub.start()
     try:
         ports = json.loads((tmp_path / "data" / "ports.json").read_text())
-        assert set(ports) == {
-            "http",
-            "mqtt",
-            "mqtt_tls",
-            "noti",
-            "subscription",
-            "subscription_tls",
-        }
-        assert len(set(ports.values())) == 6 and all(p > 0 for p in ports.values())
+        assert set(ports) == LISTENERS
+        assert len(set(ports.values())) == len(LISTENERS) and all(p > 0 for p in ports.values())
         for port in ports.values():
             assert _connectable(port)
         # TLS really is TLS on the TLS ports
@@ -83,7 +84,7 @@ def test_harness_starts_hubs_while_ports_are_held(tmp_path: Path) -> None:
         for h in hubs:
             h.start()
         bound = [p for h in hubs for p in h.ports.values()]
-        assert len(bound) == 18 and len(set(bound)) == 18
+        assert len(bound) == 3 * len(LISTENERS) and len(set(bound)) == len(bound)
         assert not held & set(bound)
         for h in hubs:
             assert httpx.get(h.url + "/healthz").status_code == 200
@@ -110,8 +111,14 @@ def test_a_disabled_listener_binds_nothing(tmp_path: Path) -> None:
     hub = HubProcess(
         tmp_path / "data",
         [
-            *("--set", "noti.enabled=false", "--set", "mqtt.tls_enabled=false"),
-            *("--set", "subscription.enabled=false", "--set", "subscription.tls_enabled=false"),
+            "--set",
+            "noti.enabled=false",
+            "--set",
+            "mqtt.tls_enabled=false",
+            "--set",
+            "subscription.enabled=false",
+            "--set",
+            "subscription.tls_enabled=false",
         ],
     )
     hub.start()
@@ -159,14 +166,7 @@ async def test_healthz_answers_503_until_every_listener_is_up(tmp_path: Path) ->
                 await asyncio.sleep(0.01)
             assert r.status_code == 200
             ports = json.loads((tmp_path / "data" / "ports.json").read_text())
-            assert set(ports) == {
-                "http",
-                "mqtt",
-                "mqtt_tls",
-                "noti",
-                "subscription",
-                "subscription_tls",
-            }
+            assert set(ports) == LISTENERS
     finally:
         hub.request_stop()
         await asyncio.wait_for(serving, 30)

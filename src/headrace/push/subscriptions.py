@@ -182,6 +182,7 @@ class Group:
         self.ignored_commits = 0
         self._room = asyncio.Event()
         self._room.set()
+        self._kick = asyncio.Event()
         self._dirty = False
         self._task: asyncio.Task[None] | None = None
         self._saver: asyncio.Task[None] | None = None
@@ -224,6 +225,7 @@ class Group:
         self.read_pos = min(self.delivered)
         self.epoch += 1
         self._room.set()
+        self._kick.set()
         for m in members:
             m.wake()
 
@@ -237,6 +239,8 @@ class Group:
         try:
             while not self._stopped and self.members:
                 if self.pending_count >= cap:
+                    # read on once the members took some (a member that does not pull
+                    # holds its group here: docs/subscription.md, Delivery)
                     self._room.clear()
                     await self._room.wait()
                     continue
@@ -250,11 +254,25 @@ class Group:
                     self._add(records)
                 self.read_pos = max(upto, after)
                 if upto <= after:
-                    await stream.wait(after, 5.0)
+                    await self._idle(stream, after)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("subscription group reader failed", extra={"sub_id": self.job.subId})
+
+    async def _idle(self, stream: Stream, after: int) -> None:
+        """At the head: until a commit appends after it, or a rebalance moves the reader
+        back (``_kick``)."""
+        self._kick.clear()
+        waits = [
+            asyncio.ensure_future(stream.wait(after, 5.0)),
+            asyncio.ensure_future(self._kick.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     def _add(self, records: list[Record]) -> None:
         job = self.job
@@ -359,7 +377,9 @@ class Group:
         if self.owner.groups.get((self.job.subId, self.name)) is not self:
             return  # the job was deleted: its cursors are being dropped, not written
         self._advance_idle()
-        await asyncio.gather(*(c.commit(c.position) for c in self.consumers))
+        # one write of the positions as they are now (Consumer.commit would set each
+        # position again when it runs, undoing a commit that arrived meanwhile)
+        await self.owner.save_cursors(self.consumers)
         await self.owner.save_job_cursor(self.job.subId)
 
     async def stop(self) -> None:
@@ -489,7 +509,16 @@ class Subscriptions:
             cc.position for (s, _), g in self.groups.items() if s == sub_id for cc in g.consumers
         ]
         if c is not None and positions and min(positions) > c.position:
-            await c.commit(min(positions))
+            c.position = min(positions)
+            await self.save_cursors([c])
+
+    async def save_cursors(self, consumers: list[Consumer]) -> None:
+        """Write the consumers' current positions in one store write (durable when this
+        returns)."""
+        rows = [(c.name, c.position) for c in consumers]
+        await self.stream.store.stream_save_cursors(rows)
+        for c, (_name, pos) in zip(consumers, rows, strict=True):
+            c.saved = pos
 
     def job_changed(self, job: SubscriptionJob, what: str) -> None:
         """A job's listener (``SubscriptionJobs.listeners``): cursors follow the job."""
