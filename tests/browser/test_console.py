@@ -131,6 +131,16 @@ def test_operator_journey(console: Console, admin: httpx.Client) -> None:
         c, "productSecret"
     )
 
+    old_secret = secret(c, "productSecret")
+    # its secret reset on its page: a new one, shown once
+    c.route(f"/orgs/{org}/products/{pk}")
+    page.get_by_role("button", name="Reset secret").click()
+    page.get_by_role("dialog").get_by_role("button", name="Reset secret").click()
+    expect(page.locator(".alert.secret")).to_contain_text("New product secret")
+    new_secret = secret(c, "productSecret")
+    assert new_secret != old_secret
+    assert admin.get(f"/api/v1/orgs/{org}/products/{pk}").json()["productSecret"] == new_secret
+
     # -- devices: one by hand, two from a file (a refused file imports nothing) ------------
     c.route(f"/orgs/{org}/devices?product={pk}")
     page.get_by_label("Device key").fill("m1")
