@@ -395,7 +395,7 @@ def test_script_edit_and_debug(console: Console, admin: httpx.Client) -> None:
     expect(out.locator(".badge.ok")).to_have_text("ok")
     expect(out).to_contain_text('"a": 280')  # 0x0117 + 1
     expect(out).to_contain_text(" ms")
-    c.shot("script")
+    c.shot("script", top=page.get_by_role("heading", name="Debug run"))
     # base64, and a script that throws: the error with its line
     page.get_by_label("Script source").fill(THROWS)
     page.get_by_label("Sample format").select_option("base64")
