@@ -85,9 +85,7 @@ async def channel_log_stream(
     kinds: str = "",
     device: str | None = None,
     code: int | None = None,
-    last_event_id: int | None = Parameter(
-        query="lastEventId", default=None, ge=INT64_MIN, le=INT64_MAX
-    ),
+    lastEventId: int | None = Parameter(default=None, ge=INT64_MIN, le=INT64_MAX),
 ) -> Stream:
     """Live message-log records as server-sent events (``text/event-stream``)."""
     svc = services(request)
@@ -96,6 +94,7 @@ async def channel_log_stream(
     for k in wanted:
         if k not in LOG_KINDS:
             raise ValidationFailed(f"kinds must be among {', '.join(LOG_KINDS)}", field="kinds")
+    last_event_id = lastEventId
     header = request.headers.get("last-event-id")
     if header is not None and header.strip():
         try:

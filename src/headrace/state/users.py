@@ -212,6 +212,8 @@ class Users:
         self.sessions: dict[str, Session] = {}  # key -> session
         self._stored_seen: dict[str, int] = {}  # key -> lastSeenAt as stored
         self._lock = asyncio.Lock()
+        # hashes at once: a flood of logins queues here instead of taking every core
+        self._hashing = asyncio.Semaphore(max(1, (os.cpu_count() or 2) // 2))
         self._task: asyncio.Task[None] | None = None
 
     def _ms(self) -> int:
@@ -225,6 +227,18 @@ class Users:
             s = msgspec.json.decode(doc, type=Session)
             self.sessions[s.key] = s
             self._stored_seen[s.key] = s.lastSeenAt
+
+    async def _hash(self, password: str) -> str:
+        async with self._hashing:
+            return await asyncio.to_thread(hash_secret, password)
+
+    async def _verify(self, password: str, stored: str | None) -> bool:
+        """None: check against a dummy hash (as long as a real check), answer False."""
+        async with self._hashing:
+            if stored is None:
+                await asyncio.to_thread(verify_secret, password, _dummy_hash())
+                return False
+            return await asyncio.to_thread(verify_secret, password, stored)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._prune_loop())
@@ -310,7 +324,7 @@ class Users:
             generated = password = new_password()
         else:
             password = check_password(body.password)
-        digest = await asyncio.to_thread(hash_secret, password)
+        digest = await self._hash(password)
         async with self._lock:
             if username in self.users:
                 raise Conflict(f"user {username!r} already exists", field="username")
@@ -351,7 +365,7 @@ class Users:
             generated = password = new_password()
         else:
             check_password(password)
-        digest = await asyncio.to_thread(hash_secret, password)
+        digest = await self._hash(password)
         async with self._lock:
             u = self.user(username)
             now = self._ms()
@@ -373,7 +387,7 @@ class Users:
         """A user's own change: the current password must match; other sessions end."""
         u = self.user(session.username)
         check_password(body.newPassword, "newPassword")
-        if not await asyncio.to_thread(verify_secret, body.currentPassword, u.passwordHash):
+        if not await self._verify(body.currentPassword, u.passwordHash):
             raise Unauthorized("the current password is wrong")
         await self.set_password(u.username, body.newPassword, keep_session=session.key)
 
@@ -391,9 +405,7 @@ class Users:
     async def check_login(self, username: str, password: str) -> User | None:
         """The user if the password is right (as long for an unknown user)."""
         u = self.users.get(username)
-        ok = await asyncio.to_thread(
-            verify_secret, password, u.passwordHash if u is not None else _dummy_hash()
-        )
+        ok = await self._verify(password, u.passwordHash if u is not None else None)
         return u if ok and u is not None and self.users.get(username) is u else None
 
     async def open_session(self, user: User) -> tuple[Session, str]:
