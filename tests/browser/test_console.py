@@ -131,6 +131,16 @@ def test_operator_journey(console: Console, admin: httpx.Client) -> None:
         c, "productSecret"
     )
 
+    old_secret = secret(c, "productSecret")
+    # its secret reset on its page: a new one, shown once
+    c.route(f"/orgs/{org}/products/{pk}")
+    page.get_by_role("button", name="Reset secret").click()
+    page.get_by_role("dialog").get_by_role("button", name="Reset secret").click()
+    expect(page.locator(".alert.secret")).to_contain_text("New product secret")
+    new_secret = secret(c, "productSecret")
+    assert new_secret != old_secret
+    assert admin.get(f"/api/v1/orgs/{org}/products/{pk}").json()["productSecret"] == new_secret
+
     # -- devices: one by hand, two from a file (a refused file imports nothing) ------------
     c.route(f"/orgs/{org}/devices?product={pk}")
     page.get_by_label("Device key").fill("m1")
@@ -385,7 +395,7 @@ def test_script_edit_and_debug(console: Console, admin: httpx.Client) -> None:
     expect(out.locator(".badge.ok")).to_have_text("ok")
     expect(out).to_contain_text('"a": 280')  # 0x0117 + 1
     expect(out).to_contain_text(" ms")
-    c.shot("script")
+    c.shot("script", top=page.get_by_role("heading", name="Debug run"))
     # base64, and a script that throws: the error with its line
     page.get_by_label("Script source").fill(THROWS)
     page.get_by_label("Sample format").select_option("base64")

@@ -126,6 +126,12 @@ async def update_product(
     return await services(request).registry.update_product(org_id, product_key, data)
 
 
+@post("/orgs/{org_id:str}/products/{product_key:str}/reset-secret", status_code=200)
+async def reset_product_secret(request: Req, org_id: str, product_key: str) -> Product:
+    """A new random productSecret (shown in the answer); the old one stops working."""
+    return await services(request).registry.reset_product_secret(org_id, product_key)
+
+
 @delete("/orgs/{org_id:str}/products/{product_key:str}", status_code=HTTP_204_NO_CONTENT)
 async def delete_product(request: Req, org_id: str, product_key: str) -> None:
     await services(request).registry.delete_product(org_id, product_key)
@@ -197,6 +203,7 @@ registry_router = Router(
         list_products,
         get_product,
         update_product,
+        reset_product_secret,
         delete_product,
         create_devices,
         list_devices,

@@ -298,6 +298,13 @@ class Registry:
         self.products[product_key] = p
         return p
 
+    async def reset_product_secret(self, org_id: str, product_key: str) -> Product:
+        """A new random productSecret: signed logins with the old one fail from now on."""
+        p = msgspec.structs.replace(self.product(org_id, product_key), productSecret=random_key(16))
+        await self.store.update_object("product", product_key, _enc.encode(p))
+        self.products[product_key] = p
+        return p
+
     async def delete_product(self, org_id: str, product_key: str) -> None:
         self.product(org_id, product_key)
         if any(k[0] == product_key for k in self.devices):

@@ -181,7 +181,7 @@ export function messageLog({ logPath, streamPath, kinds, search }) {
       try {
         await api.stream(
           streamPath,
-          { kinds: [...f.kinds].join(","), device: f.device || undefined, code: f.code || undefined, after: lastId ?? undefined },
+          { kinds: [...f.kinds].join(","), device: f.device || undefined, code: f.code || undefined, lastEventId: lastId ?? undefined },
           (ev) => {
             if (ev.event === "gap") {
               dropped++;
@@ -285,7 +285,12 @@ export function messageLog({ logPath, streamPath, kinds, search }) {
     ev.preventDefault();
     f.kinds = new Set([...filterForm.querySelectorAll("input[name=kind]")].filter((x) => x.checked).map((x) => x.value));
     f.device = filterForm.querySelector("[name=device]").value.trim();
-    f.code = filterForm.querySelector("[name=code]").value.trim();
+    const code = filterForm.querySelector("[name=code]").value.trim();
+    if (code && !/^\d+$/.test(code)) {
+      status.textContent = "The error code is a number, such as 1204.";
+      return;
+    }
+    f.code = code;
     f.start = fromLocalInput(filterForm.querySelector("[name=start]").value);
     f.end = fromLocalInput(filterForm.querySelector("[name=end]").value);
     const live = !!ctrl;

@@ -70,6 +70,20 @@ export async function productPage(main, { org, pk }) {
     write
       ? h("button", {
           type: "button",
+          onclick: async () => {
+            if (!(await confirmDialog(`Give product ${pk} a new productSecret? Signed logins with the old one are refused from now on.`, "Reset secret"))) return;
+            try {
+              const r = await api.post(path + "/reset-secret");
+              out.replaceChildren(secretBox("New product secret", [["productKey", r.productKey], ["productSecret", r.productSecret]]));
+            } catch (e) {
+              main.prepend(alertBox(e));
+            }
+          },
+        }, "Reset secret")
+      : null,
+    write
+      ? h("button", {
+          type: "button",
           class: "danger",
           onclick: async () => {
             if (!(await confirmDialog(`Delete product ${pk}? It must have no devices.`))) return;
@@ -84,13 +98,16 @@ export async function productPage(main, { org, pk }) {
         }, "Delete")
       : null,
   ];
+  const out = h("div", {});
   main.append(
     pageHead(p.name, `Product ${p.productKey}`, actions),
+    out,
     section(
       "Details",
       null,
       kv([
         ["Product key", h("code", {}, p.productKey)],
+        ["Product secret", h("span", { class: "muted" }, "shown when created or reset")],
         ["Thing model", link(`#${base}/models/${encodeURIComponent(p.modelId)}`, p.modelId)],
         ["Data format", p.dataFormat],
         ["Offline after", `${p.inactivityTimeout} s`],
