@@ -65,7 +65,7 @@ from .state.latest_marks import LatestMarks
 from .state.logfeed import LogFeed
 from .state.online import OnlineTracker
 from .state.policies import Policies
-from .state.registry import Registry
+from .state.registry import DeviceEntry, Registry
 from .state.subscriptions import SubscriptionJobs
 from .state.users import Users
 from .store.blobs import BlobStore
@@ -184,11 +184,11 @@ class Hub:
             s, directory=self.enterprises, queues=self.fanout.queues, tls_context=self.tls_context
         )
         # samples older than their product's retention are dropped in the background
-        self._device_products: dict[int, str] = {}
+        self._retention_entries: dict[int, DeviceEntry] = {}
         self.retention = SamplePruner(
             self.store,
             self._retention_devices,
-            self._retention_ms,
+            self._retention_of,
             interval=s["store.retention_interval"],
         )
         self.subscription = SubscriptionServer(
@@ -287,18 +287,22 @@ class Hub:
         self.store.close()
 
     def _retention_devices(self) -> list[int]:
-        """Every device id (for a retention pass), noting each one's product."""
-        self._device_products = {e.id: e.device.productKey for e in self.registry.devices.values()}
-        return list(self._device_products)
+        """Every device id (for a retention pass), noting each one's entry."""
+        self._retention_entries = {e.id: e for e in self.registry.devices.values()}
+        return list(self._retention_entries)
 
-    def _retention_ms(self, device: int) -> int | None:
-        """How long a device's samples are kept: its product's retentionDays, else the
-        store.retention_days setting; None (0 days) keeps them forever."""
-        product = self.registry.products.get(self._device_products.get(device, ""))
+    def _retention_of(self, device: int) -> list[tuple[list[str] | None, int]]:
+        """How long a device's samples are kept, per group of points: the storage
+        policies that list its points (state/policies.py), and for the others its
+        product's retentionDays, else the store.retention_days setting (0: forever)."""
+        entry = self._retention_entries.get(device)
+        if entry is None:
+            return []
+        product = self.registry.products.get(entry.device.productKey)
         days = (product.retentionDays if product is not None else 0) or self.settings[
             "store.retention_days"
         ]
-        return int(days * 86_400_000) if days > 0 else None
+        return self.policies.retention_of(entry, int(days * 86_400_000) if days > 0 else None)
 
     def _admin_token(self) -> str:
         configured = self.settings["admin.token"]

@@ -446,8 +446,13 @@ async def test_retention_prunes_each_device_by_its_own_retention(store: SQLiteSt
         await store.write_batch(
             WriteBatch(samples=[(d, "x", t * 1000, float(t), None) for t in range(100)])
         )
-    keep = {1: 30_000, 2: None, 3: 0}  # 2: forever; 3: 0 means forever too
-    retention = Retention(store, lambda: [1, 2, 3], keep.get, clock=lambda: 100.0)
+    # 2: forever (no cut); 3: a keep of 0 means forever too
+    keep: dict[int, list[tuple[list[str] | None, int]]] = {
+        1: [(None, 30_000)],
+        2: [],
+        3: [(None, 0)],
+    }
+    retention = Retention(store, lambda: [1, 2, 3], keep.__getitem__, clock=lambda: 100.0)
     assert await retention.run_once() == 70  # device 1: times before 70 s
     assert retention.pruned == 70 and retention.passes == 1
     rows = await store.query_samples(1, ["x"], 0, 10**9, 1000, False, None)
@@ -457,7 +462,7 @@ async def test_retention_prunes_each_device_by_its_own_retention(store: SQLiteSt
     assert await retention.run_once() == 0  # nothing more to drop
     # the background task runs passes until stopped
     retention.interval = 0.01
-    keep[2] = 1000
+    keep[2] = [(["x"], 1000)]  # a cut of named points
     await retention.start()
     for _ in range(200):
         if retention.pruned == 70 + 99:

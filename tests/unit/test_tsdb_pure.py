@@ -96,6 +96,7 @@ async def test_policies_persist_and_plan_retention(tmp_path: Path) -> None:
         pol = Policies(store, reg)
         pol.load()
         assert pol.retention_plan() == {} and pol.retention_of(dev) == []
+        assert pol.retention_of(dev, 5) == [(None, 5)]  # no policy: every point
         p1 = await pol.create(
             org,
             PolicyCreate(
@@ -106,6 +107,9 @@ async def test_policies_persist_and_plan_retention(tmp_path: Path) -> None:
             ),
         )
         assert pol.retention_plan() == {dev.id: [(["a"], 30 * 86_400_000)]}
+        # the product's (or the store's) retention covers the points no policy lists
+        day = 86_400_000
+        assert pol.retention_of(dev, 7 * day) == [(["b"], 7 * day), (["a"], 30 * day)]
         await pol.create(
             org,
             PolicyCreate(
@@ -116,6 +120,7 @@ async def test_policies_persist_and_plan_retention(tmp_path: Path) -> None:
             ),
         )
         assert pol.retention_of(dev) == []  # NEVER wins for every point
+        assert pol.retention_of(dev, 5) == []  # over the product's retention too
         assert pol.serves(org, "m", "b", "DI") and not pol.serves(org, "m", "b", "AI_NORM")
         again = Policies(store, reg)
         again.load()

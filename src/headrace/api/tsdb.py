@@ -870,8 +870,10 @@ async def _latest_rows(
     marks = svc.latest_marks
     since = int(time.time() * 1000) - window * MINUTE if window is not None else None
 
-    async def one(d: Dev) -> Series:
-        got = await svc.store.latest(d.entry.id, points)
+    latest = await svc.store.latest_many([d.entry.id for d in devs], points)
+
+    def one(d: Dev) -> Series:
+        got = latest.get(d.entry.id, {})
         rows = []
         for p in points:
             s = got.get(p)
@@ -885,7 +887,7 @@ async def _latest_rows(
         rows.sort(key=lambda r: r[1])
         return Series(d, rows)
 
-    return list(await asyncio.gather(*(one(d) for d in devs)))
+    return [one(d) for d in devs]
 
 
 async def _latest(
@@ -896,8 +898,9 @@ async def _latest(
     _check_points(svc, devs, points, "raw")
     _check_limits(len(devs), len(points), None)
     if request.query_params.get("action", "") == "delete":
+        latest = await svc.store.latest_many([d.entry.id for d in devs], points)
         for d in devs:
-            got = await svc.store.latest(d.entry.id, points)
+            got = latest.get(d.entry.id, {})
             await svc.latest_marks.mark(acc.orgId, d.asset_id, {p: s.ts for p, s in got.items()})
         return None
     if request.query_params.get("action", ""):

@@ -122,7 +122,9 @@ class Policies:
                 return True
         return False
 
-    def retention_of(self, device: DeviceEntry) -> list[tuple[list[str] | None, int]]:
+    def retention_of(
+        self, device: DeviceEntry, default_ms: int | None = None
+    ) -> list[tuple[list[str] | None, int]]:
         """How long the store keeps the device's samples: ``[(points, keep_ms)]``.
 
         The store's background retention task calls this per device and deletes the
@@ -130,15 +132,18 @@ class Policies:
         finite retention lists is not in the answer: kept forever. A point listed by
         several policies is kept for the longest of their retentions (``NEVER`` wins).
         A policy listing a model with no points covers every measurepoint of the model;
-        the answer always names the points (``None`` is reserved for "every point" and
-        not produced today).
+        the answer always names the points (``None``: every point).
+
+        ``default_ms`` (the product's or the store's retention) applies to the points no
+        policy lists: every point (``None``) when no policy covers the device's model,
+        else the model's other measurepoints by name.
         """
         product = self.registry.products.get(device.device.productKey)
         if product is None:
             return []
         entries = self._by_model.get((product.orgId, product.modelId), ())
         if not entries:
-            return []
+            return [] if default_ms is None else [(None, default_ms)]
         model = self.registry.models.get((product.orgId, product.modelId))
         every = list(model[1].measurepoints) if model is not None else []
         keep: dict[str, int | None] = {}  # point -> longest retention (None: forever)
@@ -150,6 +155,9 @@ class Policies:
                 else:
                     old = keep[name]
                     keep[name] = None if old is None or ms is None else max(old, ms)
+        if default_ms is not None:
+            for name in every:
+                keep.setdefault(name, default_ms)
         groups: dict[int, list[str]] = {}
         for name, ms in keep.items():
             if ms is not None:

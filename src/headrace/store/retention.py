@@ -1,8 +1,9 @@
 """Retention: a background task that drops samples older than each device's retention
 (and then has the store merge the small chunks written since the last pass).
 
-It asks ``retention(device)`` for the milliseconds a device's samples are kept (``None``:
-forever) and calls ``Store.prune_before`` per device, which drops whole chunks and trims
+It asks ``retention(device)`` how long a device's samples are kept: ``[(points, keep_ms)]``
+(``points`` None: every point; an empty list keeps everything) and calls
+``Store.prune_before`` per device and group of points, which drops whole chunks and trims
 the chunk the cut falls in, in writes of bounded size: ingest writes queue between them,
 so a pass never holds the writer for long. A pass runs every ``interval`` seconds;
 failures are logged and the next pass tries again.
@@ -25,7 +26,7 @@ class Retention:
         self,
         store: Store,
         devices: Callable[[], Iterable[int]],
-        retention: Callable[[int], int | None],
+        retention: Callable[[int], list[tuple[list[str] | None, int]]],
         *,
         interval: float = 600.0,
         clock: Callable[[], float] = time.time,
@@ -46,10 +47,10 @@ class Retention:
         dropped = 0
         devices = 0
         for device in list(self.devices()):
-            keep = self.retention(device)
-            if keep is None or keep <= 0:
-                continue
-            n = await self.store.prune_before(device, None, now - keep)
+            n = 0
+            for points, keep in self.retention(device):
+                if keep > 0:
+                    n += await self.store.prune_before(device, points, now - keep)
             if n:
                 dropped += n
                 devices += 1
