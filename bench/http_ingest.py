@@ -39,6 +39,7 @@ import msgspec
 from litestar import Litestar, Request, Response, post
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.procstat import cpu_seconds
 from tests.conftest import HubProcess, free_port
 from tests.e2e.http_support import get_token
 
@@ -51,24 +52,6 @@ MODEL = {
     "measurepoints": [{"id": f"p{i}", "type": "double"} for i in range(POINTS)]
     + [{"id": "blob", "type": "file"}],
 }
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, every thread) of a process and its child processes so far:
-    on a shared machine the CPU a message costs is steadier than the wall-clock rate."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 # -- the bare peer -------------------------------------------------------------------------

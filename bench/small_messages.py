@@ -44,29 +44,12 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.procstat import cpu_seconds
 from tests.conftest import ADMIN_TOKEN, HubProcess, free_port
 
 DEVICES = 50
 THINGSBOARD = 5_000
 TARGET = 15_000
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, every thread) of a process and its child processes so far:
-    on a shared machine the CPU a message costs is steadier than the wall-clock rate."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 # -- the lean client -------------------------------------------------------------------------
