@@ -111,7 +111,9 @@ class Console:
         sync_api.expect(self.page.get_by_role("button", name="Log out")).to_be_visible()
 
 
-@pytest.fixture(scope="session")
+# module scope, not session: Playwright's sync API runs an event loop on this thread while
+# it is open, and the asyncio tests collected after these would find it running
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: bash scripts/setup.sh installs Debian's chromium")
