@@ -210,6 +210,10 @@ class Pipeline:
         results: list[Result] = []
         pending: list[tuple[Result, asyncio.Future[None]]] = []
         refused: list[tuple[Result, bytes, str, int, float]] = []
+        # a refusal's log records go into the same merged write, in arrival order, so the
+        # message log reads as the requests came (not every refusal after the group)
+        logged: list[asyncio.Future[None]] = []
+        source = 1 if origin.realtime else 0
         for payload, kind, product_key, topic in requests:
             assert kind != "raw"
             started = time.perf_counter()
@@ -228,15 +232,21 @@ class Pipeline:
                     self._payload_record(origin, topic, payload, result, now, started)
                 )
                 pending.append((result, self._submit(result.batch)))
+                source = result.batch.source
             else:
-                refused.append((result, payload, topic, now, started))
+                refusal = self._refusal_records(result, origin, topic, payload, now, started)
+                logged.append(self._submit(WriteBatch(source=source, log=refusal)))
             results.append(result)
-        for _, fut in pending:  # resolved together, by one commit (or a few)
+        for fut in [f for _, f in pending] + logged:  # resolved together, by one commit
             if not fut.done():
                 try:
                     await fut
                 except Exception:
                     pass  # read below
+        for fut in logged:
+            failure = fut.exception()
+            if failure is not None:
+                raise failure  # the log could not be written: a transient failure
         unstorable: dict[int, Result] = {}
         for result, fut in pending:
             failure = fut.exception()
