@@ -231,6 +231,8 @@ class Pipeline:
                 result.batch.log.append(
                     self._payload_record(origin, topic, payload, result, now, started)
                 )
+                for before in self.before_write:  # the outbound stream's records
+                    before(result, origin)
                 pending.append((result, self._submit(result.batch)))
                 source = result.batch.source
             else:
