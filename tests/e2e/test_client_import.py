@@ -84,7 +84,7 @@ def test_import_interrupted_again_and_again(
 ) -> None:
     env = provision(api, devices=DEVICES)
     src = tmp_path / "history.csv"
-    expected, bad = write_history(src, 6000)
+    expected, bad = write_history(src, 12000)
     total_rows = len(src.read_text().splitlines()) - 1
     cp_path = tmp_path / "import.checkpoint"
     rej_path = tmp_path / "import.rejects"
