@@ -26,7 +26,7 @@ from tests.e2e.client_support import checkpoint, run_import, start_import, wait_
 from tests.e2e.mqtt_support import provision
 from tests.e2e.test_client_import import DEVICES, rows_done, stored, write_history
 
-TIMES = 10_000  # x DEVICES rows x 3 points: 300,000 points (and 44 bad rows)
+TIMES = 20_000  # x DEVICES rows x 3 points: 600,000 points (and the bad rows)
 KILLS = 6
 # the client's ConnectError on its first attempt (refused, or reset before CONNACK)
 FIRST_CONNECT_FAILED = ("error: cannot connect to ", "error: connection closed before CONNACK")
