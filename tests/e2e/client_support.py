@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -81,7 +82,15 @@ def start_import(
     hub: HubProcess, env: Provisioned, file: Path, log: Path, *extra: str
 ) -> subprocess.Popen[bytes]:
     with open(log, "ab") as f:
-        return subprocess.Popen(import_args(hub, env, file, *extra), stdout=f, stderr=f)
+        return subprocess.Popen(
+            import_args(hub, env, file, *extra), stdout=f, stderr=f, preexec_fn=_default_sigint
+        )
+
+
+def _default_sigint() -> None:
+    """The importer takes Ctrl-C as a person's: a test runner started in the background
+    of a shell ignores SIGINT, and an ignored signal is inherited across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def checkpoint(path: Path) -> dict[str, Any] | None:
