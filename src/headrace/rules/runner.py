@@ -16,8 +16,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..state.common import cancel
 from ..stream import Consumer, Record
+from ..tasks import cancel
 from .deadletters import DeadLetter, DeadLetters
 from .formats import Formatter, Message
 from .kafka import KafkaDelivery, _Batch
