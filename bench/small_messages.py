@@ -1,7 +1,11 @@
 """Small messages over MQTT: single-record JSON requests/s through the whole hub, beside
 the hub's own MQTT edge with no pipeline (the limit), same run, same client.
 
-Each message is one record of 5 measurepoints on the measurepoint topic, QoS 1. The load
+Each message is one record of 5 measurepoints on the measurepoint topic, QoS 1, live data:
+each connection sends for its own 50 devices, every device's times one second apart and
+never repeated (``--shared-devices``: the shape of the bench before, every connection for
+the same 50 devices, each with its own range of times, so that most merged writes overlap
+stored chunks and the store merges them: a backfill, not live data). The load
 comes from client processes using a lean raw-socket MQTT 3.1.1 client (pre-encoded
 PUBLISH packets, a window of ``--inflight`` unacknowledged messages per connection), so
 that the clients cost as little CPU as possible on this shared machine. Every client
@@ -80,16 +84,22 @@ def connect_packet(client_id: str, user: str, password: str) -> bytes:
     return _packet(0x10, body)
 
 
-def message(seq: int) -> bytes:
-    return json.dumps(
+_TIME0 = 1_600_000_000_000
+_MARK = 9_999_999_999_999  # 13 digits, as every time the bench sends
+
+
+def message(seq: int, devices: list[str]) -> tuple[bytes, bytes]:
+    """The payload of message ``seq`` around its time: (before, after) the time's digits,
+    so that a pool of them sends ever later times without encoding JSON per message."""
+    text = json.dumps(
         {
             "id": str(seq),
             "version": "1.0",
             "method": "integration.measurepoint.post",
             "params": [
                 {
-                    "deviceKey": f"dev{seq % DEVICES}",
-                    "time": 1_600_000_000_000 + seq * 1000,
+                    "deviceKey": devices[seq % len(devices)],
+                    "time": _MARK,
                     "measurepoints": {
                         "voltage": 230.1,
                         "current": 12.34,
@@ -102,6 +112,14 @@ def message(seq: int) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
+    before, _, after = text.partition(str(_MARK).encode())
+    return before, after
+
+
+def device_keys(slot: int, shared: bool) -> list[str]:
+    """The devices connection ``slot`` sends for: its own (live data: each device has one
+    connection), or with ``shared`` the same ``DEVICES`` for every connection."""
+    return [f"dev{i}" if shared else f"dev{slot}-{i}" for i in range(DEVICES)]
 
 
 def client_main(
@@ -115,8 +133,12 @@ def client_main(
     seconds: float,
     start_at: float,
     out: Any,
+    shared: bool,
 ) -> None:
-    """``conns`` connections, each keeping ``inflight`` QoS 1 PUBLISHes unacknowledged."""
+    """``conns`` connections, each keeping ``inflight`` QoS 1 PUBLISHes unacknowledged.
+    The times of a device's messages increase by one second per message and never repeat
+    (with ``shared``: every connection sends its own range of times for the same devices,
+    so that a group of messages of several connections overlaps what is stored)."""
     sel = selectors.DefaultSelector()
     state = []
     t = _str(topic)
@@ -130,10 +152,14 @@ def client_main(
         sub = _packet(0x82, (1).to_bytes(2, "big") + _str(topic + "_reply") + b"\x00")
         s.sendall(sub)
         s.recv(5)
-        base = (index * conns + c) * 10_000_000
+        slot = index * conns + c
+        base = slot * 10_000_000 if shared else 0
         # packets of id 1..65535 for a pool of messages
-        pool = [message(base + i) for i in range(4096)]
-        state.append({"sock": s, "pool": pool, "next": 0, "open": 0, "buf": b"", "acks": 0})
+        devices = device_keys(slot, shared)
+        pool = [message(i, devices) for i in range(4096)]
+        state.append(
+            {"sock": s, "pool": pool, "base": base, "next": 0, "open": 0, "buf": b"", "acks": 0}
+        )
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ, len(state) - 1)
     bad = 0
@@ -145,7 +171,9 @@ def client_main(
             seq = st["next"]
             st["next"] = seq + 1
             pid = seq % 65535 + 1
-            payload = st["pool"][seq % 4096]
+            before, after = st["pool"][seq % 4096]
+            when = _TIME0 + (st["base"] + seq) * 1000
+            payload = b"%b%d%b" % (before, when, after)
             parts.append(
                 b"\x32" + _varint(len(t) + 2 + len(payload)) + t + pid.to_bytes(2, "big") + payload
             )
@@ -234,6 +262,7 @@ def load(
                 args.seconds,
                 start_at,
                 q,
+                args.shared_devices,
             ),
         )
         for i in range(args.clients)
@@ -308,7 +337,7 @@ def bare_server(port: int) -> None:
 # -- setup -----------------------------------------------------------------------------------
 
 
-def setup(hub: HubProcess) -> tuple[str, str, str]:
+def setup(hub: HubProcess, args: argparse.Namespace) -> tuple[str, str, str]:
     with httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as api:
         api.post("/api/v1/orgs", json={"orgId": "small", "name": "small"}).raise_for_status()
         points = [{"id": p, "type": "double"} for p in ("voltage", "current", "power", "temp")]
@@ -323,7 +352,11 @@ def setup(hub: HubProcess) -> tuple[str, str, str]:
         p.raise_for_status()
         api.post(
             "/api/v1/orgs/small/products/smallpk/devices",
-            json=[{"deviceKey": f"dev{i}"} for i in range(DEVICES)],
+            json=[
+                {"deviceKey": key}
+                for slot in range(1 if args.shared_devices else args.clients * args.conns)
+                for key in device_keys(slot, args.shared_devices)
+            ],
         ).raise_for_status()
         ch = api.post(
             "/api/v1/orgs/small/channels", json={"name": "b", "products": ["smallpk"]}
@@ -338,6 +371,11 @@ def main() -> None:
     ap.add_argument("--inflight", type=int, default=64, help="unacked messages per connection")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=1, help="alternating hub/bare rounds")
+    ap.add_argument(
+        "--shared-devices",
+        action="store_true",
+        help="every connection sends for the same 50 devices, each its own range of times",
+    )
     ap.add_argument("--profile", default="", help="py-spy output of the hub's first round")
     ap.add_argument("--bare-server", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -352,7 +390,7 @@ def main() -> None:
         bare_port = free_port()
         bare = subprocess.Popen([sys.executable, __file__, "--bare-server", str(bare_port)])
         try:
-            pk, user, password = setup(hub)
+            pk, user, password = setup(hub, args)
             topic = f"/sys/{pk}/integration/measurepoint/post"
             deadline = time.monotonic() + 20
             while True:

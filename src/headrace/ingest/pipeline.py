@@ -152,93 +152,70 @@ class Pipeline:
         ``product_key`` (the topic's; "" when the items name their products).
 
         ``admitted``: the edge called ``admit`` already (before reading a large body).
+        ``handle_many`` of this one request: the steps and hooks live there.
         """
-        started = time.perf_counter()
-        now = int(time.time() * 1000)
-        request: dict[str, Any] | None = None
-        try:
-            if product_key and product_key not in origin.products:
-                raise Refused(REPLY_NO_PERMISSION, f"no permission for product {product_key!r}")
-            if not admitted and not self.limiter.allow(origin.channel_id, origin.rate):
-                return await self._rate_limited(origin, topic, payload)
-            if kind == "raw":
-                request = await self._decode_raw(product_key, payload)
-            result = self._prepare(payload, METHOD_OF[kind], product_key, origin, now, request)
-        except Refused as e:
-            raw_undecoded = kind == "raw" and request is None
-            rid = "unknown" if raw_undecoded else self._request_id(payload, request)
-            result = Result(rid, e.reply_code, e.message)
-        if request is not None:
-            result.raw = payload
-        if result.batch is not None:
-            result.batch.log.append(
-                self._payload_record(origin, topic, payload, result, now, started)
-            )
-            for before in self.before_write:
-                before(result, origin)
-            try:
-                # a transient failure propagates: not stored, not answered, resent
-                await self._write(result.batch)
-            except Unstorable as e:  # would fail again: answer it, or it loops forever
-                log.error("request not storable: %s", e.message, extra={"topic": topic})
-                result = Result(result.id, REPLY_INTERNAL, e.message, items=result.items)
-        if result.batch is not None:
-            self.requests += 1
-            self.points += result.points
-            for hook in self.on_stored:
-                r = hook(result, origin)
-                if r is not None:
-                    await r
-        else:
-            await self.log_refusal(result, origin, topic, payload, now, started)
-        if request is not None:
-            result.wire = await self._encode_raw(product_key, result, origin, topic)
-        return result
+        requests = [(payload, kind, product_key, topic)]
+        return (await self.handle_many(requests, origin, admitted=admitted))[0]
 
     async def handle_many(
-        self, requests: list[tuple[bytes, Kind, str, str]], origin: Origin
+        self,
+        requests: list[tuple[bytes, Kind, str, str]],
+        origin: Origin,
+        *,
+        admitted: bool = False,
     ) -> list[Result]:
-        """``handle`` of each of ``requests`` (payload, kind, product key, topic) of one
-        sender, in order: what one socket read of an MQTT connection brought.
+        """Process each of ``requests`` (payload, kind, product key, topic) of one sender,
+        in order (one HTTP request; what one socket read of an MQTT connection brought).
 
-        The same steps and outcomes as one ``handle`` each, without a task, a future and
-        a wake-up per request: every batch goes into the same merged store write, then
-        the hooks and the refusals' log records follow in order. Raw data is not taken
-        here (its scripts are awaited per message; ``handle``). A transient store failure
-        propagates (nothing of the group is answered, the client resends).
+        Each request goes through the steps of the module's docstring and is stored whole
+        or not at all; the batches of all of them go into the same merged store write, with
+        the refusals' log records in arrival order, then the hooks run in order, and the
+        replies are built. A transient store failure propagates (nothing of the group is
+        answered, the client resends). Raw data is decoded here one message after the
+        other: the MQTT edge gives each raw message its own call, so that the script
+        manager batches the concurrent ones into one worker round trip.
+        ``admitted``: the edge called ``admit`` for these already.
         """
         results: list[Result] = []
-        pending: list[tuple[Result, asyncio.Future[None]]] = []
-        refused: list[tuple[Result, bytes, str, int, float]] = []
+        decoded: list[bool] = []  # raw data its script decoded: the script encodes the reply
+        pending: list[tuple[int, asyncio.Future[None]]] = []
         # a refusal's log records go into the same merged write, in arrival order, so the
         # message log reads as the requests came (not every refusal after the group)
         logged: list[asyncio.Future[None]] = []
         source = 1 if origin.realtime else 0
         for payload, kind, product_key, topic in requests:
-            assert kind != "raw"
             started = time.perf_counter()
             now = int(time.time() * 1000)
+            request: dict[str, Any] | None = None
             try:
                 if product_key and product_key not in origin.products:
                     raise Refused(REPLY_NO_PERMISSION, f"no permission for product {product_key!r}")
-                if not self.limiter.allow(origin.channel_id, origin.rate):
+                if not admitted and not self.limiter.allow(origin.channel_id, origin.rate):
                     results.append(await self._rate_limited(origin, topic, payload))
+                    decoded.append(False)
                     continue
-                result = self._prepare(payload, METHOD_OF[kind], product_key, origin, now, None)
+                if kind == "raw":
+                    request = await self._decode_raw(product_key, payload)
+                result = self._prepare(payload, METHOD_OF[kind], product_key, origin, now, request)
             except Refused as e:
-                result = Result(self._request_id(payload, None), e.reply_code, e.message)
+                undecoded = kind == "raw" and request is None
+                rid = "unknown" if undecoded else self._request_id(payload, request)
+                result = Result(rid, e.reply_code, e.message)
+            if request is not None:
+                result.raw = payload
             if result.batch is not None:
                 result.batch.log.append(
                     self._payload_record(origin, topic, payload, result, now, started)
                 )
                 for before in self.before_write:  # the outbound stream's records
                     before(result, origin)
-                pending.append((result, self._submit(result.batch)))
+                pending.append((len(results), self._submit(result.batch)))
                 source = result.batch.source
             else:
                 refusal = self._refusal_records(result, origin, topic, payload, now, started)
                 logged.append(self._submit(WriteBatch(source=source, log=refusal)))
             results.append(result)
+            decoded.append(request is not None)
         for fut in [f for _, f in pending] + logged:  # resolved together, by one commit
             if not fut.done():
                 try:
@@ -249,31 +226,20 @@ class Pipeline:
             failure = fut.exception()
             if failure is not None:
                 raise failure  # the log could not be written: a transient failure
-        unstorable: dict[int, Result] = {}
-        for result, fut in pending:
+        unstorable: list[int] = []
+        for i, fut in pending:
             failure = fut.exception()
-            if isinstance(failure, Unstorable):
-                log.error("request not storable: %s", failure.message)
-                unstorable[id(result)] = Result(
-                    result.id, REPLY_INTERNAL, failure.message, items=result.items
+            if isinstance(failure, Unstorable):  # would fail again: answer it, or it loops
+                log.error(
+                    "request not storable: %s", failure.message, extra={"topic": requests[i][3]}
                 )
+                results[i] = Result(
+                    results[i].id, REPLY_INTERNAL, failure.message, items=results[i].items
+                )
+                unstorable.append(i)
             elif failure is not None:
                 raise failure
-        records: list[tuple[str, int, str, bytes]] = []
-        for i, result in enumerate(results):
-            replaced = unstorable.get(id(result))
-            if replaced is not None:
-                results[i] = replaced
-                refused.append(
-                    (
-                        replaced,
-                        requests[i][0],
-                        requests[i][3],
-                        int(time.time() * 1000),
-                        time.perf_counter(),
-                    )
-                )
-                continue
+        for result in results:
             if result.batch is None:
                 continue
             self.requests += 1
@@ -282,26 +248,24 @@ class Pipeline:
                 r = hook(result, origin)
                 if r is not None:
                     await r
-        for result, payload, topic, now, started in refused:
-            records += self._refusal_records(result, origin, topic, payload, now, started)
-        if records:
+        if unstorable:
+            now, started = int(time.time() * 1000), time.perf_counter()
+            records: list[tuple[str, int, str, bytes]] = []
+            for i in unstorable:
+                payload, _, _, topic = requests[i]
+                records += self._refusal_records(results[i], origin, topic, payload, now, started)
             await self.store.append_log(records)
+        for i, result in enumerate(results):
+            if decoded[i]:
+                _, _, product_key, topic = requests[i]
+                result.wire = await self._encode_raw(product_key, result, origin, topic)
         return results
 
     # -- writing: requests that become ready together share one store write ----------------
 
     def _submit(self, batch: WriteBatch) -> asyncio.Future[None]:
-        """Queue ``batch`` for the next merged write; the future is its outcome."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._pending.append((batch, fut))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return fut
-
-    async def _write(self, batch: WriteBatch) -> None:
-        """Store one request's batch; returns once it is committed.
+        """Queue ``batch`` for the next merged write; the future is its outcome (set once
+        it is committed).
 
         Every request made ready in the same turn of the event loop (the PUBLISHes of one
         socket read, the posts of many connections) is merged into one ``write_batch``:
@@ -311,7 +275,13 @@ class Pipeline:
         what writing them one after the other in one transaction does, and if the merged
         write cannot be stored, each request is written alone so only the bad one fails.
         """
-        await self._submit(batch)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pending.append((batch, fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return fut
 
     def _flush(self) -> None:
         self._flush_scheduled = False

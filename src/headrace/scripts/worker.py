@@ -295,30 +295,12 @@ class WorkerPool:
         self._raise_if_refused(key)
         worker = self._workers[self.route(product_key)]
         with self._acquire(worker, product_key):
-            with self._lock:
-                fresh = product_key in self._discarded
-                self._discarded.discard(product_key)
-            send_source = fresh or worker.known.get(product_key) != version
-            while True:
-                request = (
-                    "call",
-                    op,
-                    product_key,
-                    version,
-                    source if send_source else None,
-                    arg,
-                    fresh,
-                )
-                try:
-                    reply = worker.exchange(request)
-                except _WorkerLost as lost:
-                    error = self._lost_error(FUNCTION_NAMES[op], lost.killed)
-                    raise self._strike(key, error, "upload a new version") from None
-                if reply[0] == "need_source" and not send_source:
-                    send_source = True  # the worker dropped it (LRU): send it again
-                    continue
-                worker.known[product_key] = version
-                return _unpack(reply)
+            try:
+                reply = self._send(worker, "call", op, product_key, version, source, arg)
+            except _WorkerLost as lost:
+                error = self._lost_error(FUNCTION_NAMES[op], lost.killed)
+                raise self._strike(key, error, "upload a new version") from None
+            return _unpack(reply)
 
     def call_many(
         self, op: int, product_key: str, version: ScriptVersion, source: str, args: list[Any]
@@ -339,34 +321,16 @@ class WorkerPool:
         allow = len(args) * self.limits.time_limit_ms / 1000.0
         try:
             with self._acquire(worker, product_key):
-                with self._lock:
-                    fresh = product_key in self._discarded
-                    self._discarded.discard(product_key)
-                send_source = fresh or worker.known.get(product_key) != version
-                while True:
-                    request = (
-                        "calls",
-                        op,
-                        product_key,
-                        version,
-                        source if send_source else None,
-                        args,
-                        fresh,
-                    )
-                    try:
-                        reply = worker.exchange(request, allow)
-                    except _WorkerLost:
-                        break  # below: one by one
-                    if reply[0] == "need_source" and not send_source:
-                        send_source = True
-                        continue
-                    worker.known[product_key] = version
-                    if reply[0] != "ok":
-                        error = _error_of(reply)
-                        return [error.copy() for _ in args]
-                    return [_outcome(r) for r in reply[1]]
+                reply = self._send(worker, "calls", op, product_key, version, source, args, allow)
         except ScriptError as e:  # busy
             return [e.copy() for _ in args]
+        except _WorkerLost:
+            pass  # below: one by one
+        else:
+            if reply[0] != "ok":
+                error = _error_of(reply)
+                return [error.copy() for _ in args]
+            return [_outcome(r) for r in reply[1]]
         out: list[Any] = []
         for arg in args:
             try:
@@ -408,6 +372,34 @@ class WorkerPool:
                 worker.stop()
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _send(
+        self,
+        worker: _Worker,
+        what: str,
+        op: int,
+        product_key: str,
+        version: ScriptVersion,
+        source: str,
+        arg: Any,
+        allow: float = 0.0,
+    ) -> Reply:
+        """One ``what`` request ("call": ``arg``; "calls": a list of them) to ``worker``,
+        whose lock the caller holds: the source goes along when the worker does not hold
+        this version (or was told to drop it), and again if it dropped it since (LRU).
+        A lost worker raises ``_WorkerLost``."""
+        with self._lock:
+            fresh = product_key in self._discarded
+            self._discarded.discard(product_key)
+        send_source = fresh or worker.known.get(product_key) != version
+        while True:
+            request = (what, op, product_key, version, source if send_source else None, arg, fresh)
+            reply = worker.exchange(request, allow)
+            if reply[0] == "need_source" and not send_source:
+                send_source = True  # the worker dropped it (LRU): send it again
+                continue
+            worker.known[product_key] = version
+            return reply
 
     def _acquire(self, worker: _Worker, what: str) -> _Held:
         self._ensure_watchdog()
