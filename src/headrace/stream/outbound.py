@@ -147,6 +147,9 @@ class Stream:
         self._index: deque[_Bucket] = deque()
         self._wants: dict[tuple[str, str, str, str, str], bool] = {}
         self._event = asyncio.Event()
+        # called on the loop right after each commit with its records ``(seq, at, doc)``:
+        # consumers that follow the head (noti) take them from memory, not from the store
+        self.tails: list[Callable[[list[tuple[int, int, bytes]]], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -300,7 +303,7 @@ class Stream:
 
     # -- commits (from the store's writer thread) ----------------------------------------
 
-    def _from_writer(self, head: int, entries: list[tuple[int, int, int]]) -> None:
+    def _from_writer(self, head: int, entries: list[tuple[int, int, bytes]]) -> None:
         loop = self._loop
         if loop is None:  # not started: nobody waits yet
             self._committed(head, entries)
@@ -310,10 +313,11 @@ class Stream:
         except RuntimeError:  # the loop is closed
             pass
 
-    def _committed(self, head: int, entries: list[tuple[int, int, int]]) -> None:
+    def _committed(self, head: int, entries: list[tuple[int, int, bytes]]) -> None:
         index = self._index
         last = index[-1] if index else None
-        for seq, at, nbytes in entries:
+        for seq, at, doc in entries:
+            nbytes = len(doc)
             if last is not None and at // _BUCKET_MS == last.first_at // _BUCKET_MS:
                 last.last = seq
                 last.last_at = max(last.last_at, at)
@@ -325,6 +329,11 @@ class Stream:
         self.appended += len(entries)
         if head > self.head:
             self.head = head
+        for tail in self.tails:  # the committed records, from memory, in commit order
+            try:
+                tail(entries)
+            except Exception:
+                log.exception("a stream tail failed")
         ev = self._event
         self._event = asyncio.Event()
         ev.set()
