@@ -379,7 +379,7 @@ def commit_floor(data_dir: Path, n: int = 300) -> dict[str, float]:
     c.execute("PRAGMA synchronous=FULL")
     c.execute("CREATE TABLE IF NOT EXISTS t(k INTEGER PRIMARY KEY, v BLOB)")
     times = []
-    for i in range(n):
+    for _ in range(n):
         t0 = time.perf_counter()
         c.execute("BEGIN IMMEDIATE")
         c.execute("INSERT INTO t(v) VALUES (?)", (b"x" * 300,))

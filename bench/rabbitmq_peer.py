@@ -192,9 +192,7 @@ async def _publish(url: str, cafile: str, queue: str, n: int, rate: float) -> di
     }
 
 
-async def _consume(
-    url: str, cafile: str, queue: str, prefetch: int, expect: int, out: Any
-) -> None:
+async def _consume(url: str, cafile: str, queue: str, prefetch: int, expect: int, out: Any) -> None:
     conn = await _connect(url, cafile)
     ch = await conn.channel()
     await ch.basic_qos(prefetch_count=prefetch)
@@ -237,9 +235,7 @@ def _publisher_main(url: str, cafile: str, queue: str, n: int, rate: float, out:
     out.put(_run(_publish(url, cafile, queue, n, rate)))
 
 
-def _consumer_main(
-    url: str, cafile: str, queue: str, prefetch: int, expect: int, out: Any
-) -> None:
+def _consumer_main(url: str, cafile: str, queue: str, prefetch: int, expect: int, out: Any) -> None:
     _run(_consume(url, cafile, queue, prefetch, expect, out))
 
 
@@ -258,9 +254,7 @@ def throughput(rmq: RabbitMQ, kind: str, n: int, prefetch: int = 1000) -> dict[s
     p.join()
     fill = n / (time.perf_counter() - t0)
     cq: Any = mp.Queue()
-    c = mp.Process(
-        target=_consumer_main, args=(rmq.url, str(rmq.cafile), queue, prefetch, n, cq)
-    )
+    c = mp.Process(target=_consumer_main, args=(rmq.url, str(rmq.cafile), queue, prefetch, n, cq))
     c.start()
     assert cq.get(timeout=60)[0] == "ready"
     _kind, done = cq.get(timeout=900)
