@@ -13,10 +13,14 @@ from ..state.common import cancel
 from ..state.registry import DeviceEntry, Registry
 from ..store.base import StreamRow, StreamStore
 from .records import (
+    ATTRIBUTE,
+    EVENT,
     FILE_DELETED,
     FILE_STORED,
+    MEASUREPOINT,
     OFFLINE,
     ONLINE,
+    RAW,
     Builder,
     Filter,
     Retention,
@@ -239,13 +243,41 @@ class Stream:
         """The pipeline's hook before the write: the request's records go into its
         batch, to be appended in the same transaction."""
         batch = result.batch
-        if not self.consumers or batch is None:
+        if not self.consumers or batch is None or not self._may_want(result):
             return
         rows = self.builder.batch_rows(
             batch, result.devices, result.raw, int(self.clock() * 1000), self.wants
         )
         if rows:
             batch.stream.extend(rows)
+
+    def _may_want(self, result: Result) -> bool:
+        """Whether some consumer may want a record of the request (its products and the
+        kinds it carries), before looking at its items one by one."""
+        batch = result.batch
+        assert batch is not None
+        kinds = []
+        if batch.samples:
+            kinds.append(MEASUREPOINT)
+        if batch.attributes:
+            kinds.append(ATTRIBUTE)
+        if batch.events:
+            kinds.append(EVENT)
+        if result.raw is not None:
+            kinds.append(RAW)
+        source = "realtime" if batch.source == 1 else "offline"
+        seen: set[str] = set()
+        model_of = self.builder.model_of
+        for entry in result.devices:
+            d = entry.device
+            if d.productKey in seen:
+                continue
+            seen.add(d.productKey)
+            model = model_of(d.productKey)
+            for kind in kinds:
+                if self.wants(d.orgId, d.productKey, model, source, kind):
+                    return True
+        return False
 
     def online_rows(self, entry: DeviceEntry, online: bool, ts: int, ip: str) -> list[StreamRow]:
         """The record of an online state change (written with the change)."""
