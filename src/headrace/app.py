@@ -147,6 +147,7 @@ class Hub:
             store=self.store,
             registry=self.registry,
             online=self.online,
+            stream=self.stream,  # the fan-out is the stream's consumer "noti"
         )
         # rules: each a consumer of the stream with a sink (Kafka, webhook); transforms run
         # in the parsing scripts' sandbox
@@ -202,13 +203,14 @@ class Hub:
         self.online.outbound.append(self.stream.online_rows)
         self.files.outbound.append(self.stream.file_rows)
         self.fanout.outbound.append(self.stream.fault_rows)  # with the fault states
-        # a committed request's events go to the enterprises' queues before it is answered
+        # the fan-out takes committed records from the stream (Stream.tails); before a
+        # write it notes macs and the ip for device_online; after it, requests wait only
+        # while its queue writes are far behind
+        self.pipeline.before_write.append(self.fanout.before_write)
         self.pipeline.on_stored.append(self.fanout.on_stored)
         # real-time data marks its devices online (after the fan-out, which announces
         # device_online ahead of the data of a device that was offline)
         self.pipeline.on_stored.append(self.online.on_stored)
-        # online/offline changes become device_online/device_offline events
-        self.online.listeners.append(self.fanout.on_online)
         # organizations and products an enterprise refers to cannot be deleted
         self.registry.referrers.append(self.enterprises.referring)
         self.registry.referrers.append(self.rules.referring)

@@ -1,21 +1,28 @@
-"""Event derivation (docs/protocols.md C.3): the push events one committed request produces.
+"""Push events (docs/protocols.md C.3) from outbound stream records.
 
-Per request, in this order for each device: ``device_status_raw`` (raw data received),
-then for each record (device, time) its ``device_status_kv`` followed by the
-``attr_fault``/``attr_alert`` events of the flagged points that changed in it, then one
-``device_status_kv`` with the attributes received. ``device_online``/``device_offline``
-come from the online state (``online_doc``).
+The fields of what was stored are derived once, into the outbound stream's records
+(``stream.records``: org, product, assetId, source, kind, time, content). A noti event
+is a record as an enterprise sees it: ``record_events`` maps one record to its events,
+adding what noti needs beyond the record (``mac``, ``group_id``, the fault/alert state):
+
+    measurepoint  ->  device_status_kv, then the attr_fault/attr_alert events of the
+                      flagged points that changed in it
+    attribute     ->  device_status_kv
+    raw           ->  device_status_raw (the record's base64)
+    online        ->  device_online (the record's ip); offline -> device_offline
 
 Fault and alert state: the last value (0/1) of every flagged point of every device, with
 the ``event_id`` of the current fault; 0->1 draws a new uuid, 1->0 reuses the id of its
 1. The state follows the newest data: a sample older than the last one seen for that
 point (history backfill) never changes it, as "latest value" is defined by time, not by
-arrival. The state is kept in memory and written with the queue rows of the request.
+arrival. The state is kept in memory and written with the queue rows made from the
+records.
 
 Documents are the push lines without ``cmd`` and ``delivery_id`` (spliced in at push
 time), encoded once and shared by every enterprise that gets them. A ``device_status_kv``
 whose line would pass the 8 KiB a popular client accepts is split into several events
-with fewer keys each (C.1: "where the payload allows").
+with fewer keys each (C.1: "where the payload allows"). ``derive`` makes the records of
+one request's batch in memory and maps them the same way (tests, tools).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import msgspec
 from ..proto.noti import OUTBOUND_LINE_TARGET
 from ..state.registry import DeviceEntry, Registry
 from ..store.base import FaultRow, WriteBatch
+from ..stream import records as R
 
 ONLINE: Final = "device_online"
 OFFLINE: Final = "device_offline"
@@ -146,8 +154,9 @@ class Deriver:
         now_ms: int,
         wants: Wants,
     ) -> Derived:
+        """The events of one request: its records (raw per device, one per (device,
+        time) of samples, one per device of attributes), each through ``record_events``."""
         out = Derived()
-        events = out.events
         by_id = {e.id: e for e in devices}
         self.remember_macs(batch)
         wanted: dict[str, frozenset[str]] = {}
@@ -158,38 +167,37 @@ class Deriver:
                 w = wanted[pk] = wants(pk)
             return w
 
+        source = R.REALTIME if batch.source == 1 else R.HISTORY
+
+        def record(entry: DeviceEntry, kind: str, ts: int, content: dict[str, Any]) -> None:
+            d = entry.device
+            rec = R.Record(
+                org=d.orgId,
+                product=d.productKey,
+                model="",
+                assetId=d.assetId,
+                deviceKey=d.deviceKey,
+                source=source,
+                kind=kind,
+                time=ts,
+                content=content,
+            )
+            self.record_events(rec, entry, want(d.productKey), out)
+
         if raw is not None:
             encoded = base64.b64encode(raw).decode("ascii")
-            for dev_entry in by_id.values():
-                if RAW in want(dev_entry.device.productKey):
-                    body = self.base(dev_entry, RAW, now_ms)
-                    body["data"] = encoded
-                    events.append(Event(dev_entry.device.productKey, RAW, _encode(body)))
-
-        records: dict[tuple[int, int], dict[str, Any]] = {}
+            for entry in by_id.values():
+                record(entry, R.RAW, now_ms, {"raw": encoded})
+        samples: dict[tuple[int, int], dict[str, Any]] = {}
         for dev, point, ts, value, _quality in batch.samples:
-            rec = records.get((dev, ts))
+            rec = samples.get((dev, ts))
             if rec is None:
-                rec = records[(dev, ts)] = {}
+                rec = samples[(dev, ts)] = {}
             rec[point] = value
-        flagged_of: dict[str, dict[str, Any]] = {}
-        for (dev, ts), data in records.items():
-            entry = by_id.get(dev)
-            if entry is None:
-                continue
-            pk = entry.device.productKey
-            w = want(pk)
-            if KV in w:
-                self._kv(entry, ts, data, events)
-            flagged = flagged_of.get(pk)
-            if flagged is None:
-                flagged = flagged_of[pk] = self.flagged(pk)
-            if flagged:
-                for point, value in data.items():
-                    fp = flagged.get(point)
-                    if fp is not None:
-                        self._fault(entry, fp, value, ts, w, out)
-
+        for (dev, ts), data in samples.items():
+            e = by_id.get(dev)
+            if e is not None:
+                record(e, R.MEASUREPOINT, ts, {"measurepoints": data})
         attrs: dict[int, tuple[int, dict[str, Any]]] = {}
         for dev, name, value, updated_at in batch.attributes:
             slot = attrs.get(dev)
@@ -197,10 +205,44 @@ class Deriver:
                 slot = attrs[dev] = (updated_at, {})
             slot[1][name] = value
         for dev, (updated_at, data) in attrs.items():
-            entry = by_id.get(dev)
-            if entry is not None and KV in want(entry.device.productKey):
-                self._kv(entry, updated_at, data, events)
+            e = by_id.get(dev)
+            if e is not None:
+                record(e, R.ATTRIBUTE, updated_at, {"attributes": data})
         return out
+
+    def record_events(
+        self, rec: R.Record, entry: DeviceEntry, w: frozenset[str], out: Derived
+    ) -> None:
+        """The events of one stream record for the event types ``w`` (some enterprise
+        wants them for the record's product and source), into ``out``; fault states
+        change for every flagged point whether or not its events are wanted."""
+        kind = rec.kind
+        content = rec.content
+        if kind == R.MEASUREPOINT:
+            data = content.get("measurepoints") or {}
+            if KV in w:
+                self._kv(entry, rec.time, data, out.events)
+            flagged = self.flagged(entry.device.productKey)
+            if flagged:
+                for point, value in data.items():
+                    fp = flagged.get(point)
+                    if fp is not None:
+                        self._fault(entry, fp, value, rec.time, w, out)
+        elif kind == R.ATTRIBUTE:
+            if KV in w:
+                self._kv(entry, rec.time, content.get("attributes") or {}, out.events)
+        elif kind == R.RAW:
+            if RAW in w:
+                body = self.base(entry, RAW, rec.time)
+                body["data"] = content.get("raw", "")
+                out.events.append(Event(entry.device.productKey, RAW, _encode(body)))
+        elif kind == R.ONLINE:
+            if ONLINE in w:
+                doc = self.online_doc(entry, True, rec.time, content.get("ip", ""))
+                out.events.append(Event(entry.device.productKey, ONLINE, doc))
+        elif kind == R.OFFLINE and OFFLINE in w:
+            doc = self.online_doc(entry, False, rec.time, "")
+            out.events.append(Event(entry.device.productKey, OFFLINE, doc))
 
     def _fault(
         self, entry: DeviceEntry, fp: Any, value: Any, ts: int, w: frozenset[str], out: Derived

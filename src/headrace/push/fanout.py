@@ -1,18 +1,34 @@
-"""The fan-out: device events into the enterprises' durable queues.
+"""The fan-out: outbound stream records into the enterprises' durable queues.
 
-Events come from two places:
-- ``Pipeline.on_stored``: after an integration request is committed, its events
-  (``push.events``) are appended to the queue of every enterprise that subscribes to the
-  device's product and wants that event type, in ONE store write with the fault states
-  they changed. The hook is awaited before the request is answered, so an answered
-  request has its events queued durably; a request whose events could not be queued is
-  not answered and its sender resends it.
-- ``OnlineTracker`` listeners: ``device_online``/``device_offline``. A real-time request
-  for an offline device announces ``device_online`` itself, ahead of the device's data
-  (the tracker only learns of the data after the request is stored); the tracker's own
-  notification for that change is then skipped.
+The fan-out is one consumer of the outbound stream (``stream.Stream``, cursor ``noti``)
+whose filter is what the enterprises want: the products they subscribe to, the record
+kinds their event types come from (measurepoint and attribute: ``device_status_kv``; raw;
+online; offline), real-time records, and history for enterprises with ``historyEvents``;
+and the measurepoints of products whose model flags fault/alert points (the fault state
+follows them whoever subscribes). Records are written only when such a consumer wants
+them: with no enterprise and no flagged point nothing is written for noti.
 
-History (data stored with source "offline") produces events only for enterprises with
+It follows the head: right after each commit the stream hands it the committed records
+from memory (``Stream.tails``), in commit order. It maps each record to its events
+(``push.events.Deriver.record_events``), puts them at the head of every queue that
+wants them (pushed at once: the data is committed), and writes them to the queues'
+rows in ONE store write at a time with the fault states they changed, the acks (deleted
+rows) and its stream cursor (``push_write``). A request is answered once its data and
+its stream records are committed; it does not wait for that queue write: a crash before
+it leaves the cursor behind, and at the next start the fan-out reads the stream from its
+cursor (``_recover``) and queues those events then (at-least-once).
+
+A real-time record of a device that is offline announces ``device_online`` ahead of it
+(with the ip the request came from, noted before its write); the online tracker's own
+record of that change is then skipped.
+
+Why per-enterprise queues and not one cursor per enterprise on the stream: measured in
+docs/benchmarks.md (noti section): pre-encoded event documents read from the queue
+table, acks deleted as ranges (every acked event stays acked across a restart, in any
+order, which a cursor cannot hold), and the queue's own bounds (retention, maxQueue).
+The stream stays the one source: the queue rows are made from its records.
+
+History (records with source "offline") produces events only for enterprises with
 ``historyEvents`` and never changes online state. Queues are filled whether or not a
 client is connected and bounded by retention time and size (``EnterpriseQueue.expire``,
 run every second).
@@ -33,6 +49,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
 
 from ..config import Settings
 from ..ingest.pipeline import Origin, Result
@@ -40,32 +59,40 @@ from ..state.common import now_ms
 from ..state.online import OnlineTracker
 from ..state.registry import DeviceEntry, Registry
 from ..store.base import FaultRow, QueueInfo, Store, StreamRow
+from ..stream import records as R
+from ..stream.outbound import Consumer, Stream
 from ..tasks import cancel
 from .directory import EnterpriseDirectory
 from .enterprises import Enterprise
-from .events import KV_DOC_LIMIT, OFFLINE, ONLINE, Derived, Deriver, Event
+from .events import KV, KV_DOC_LIMIT, OFFLINE, ONLINE, RAW, Derived, Deriver, Event
 from .queue import EnterpriseQueue, Entry, to_ranges
 
 log = logging.getLogger("headrace.push")
 
+CONSUMER = "noti"  # the fan-out's cursor on the outbound stream
+BACKLOG = 100_000  # records taken but not yet written to the queues: requests wait beyond
+_decode_content = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+class NotiFilter(R.Filter, kw_only=True):
+    """The fan-out's filter: asks the fan-out (``fn(product, source, kind)``), which
+    follows the enterprises, instead of fixed lists."""
+
+    fn: Any = None
+
+    def coarse(self, org: str, product: str, model: str, source: str, kind: str) -> bool:
+        return self.fn is not None and self.fn(product, source, kind) is not None
+
 
 @dataclass(slots=True)
 class _Append:
-    """The events of one request (or online change) waiting to be written."""
+    """The events made from committed records, waiting to be written."""
 
     appends: list[tuple[EnterpriseQueue, list[Entry]]]
     faults: list[FaultRow]
-    derived: Derived | None
-    future: asyncio.Future[None]
+    upto: int  # the stream position these records reach
     stream: list[StreamRow] = field(default_factory=list)  # fault/alert records
-
-
-async def _nothing() -> None:
-    return None
-
-
-def _done() -> Awaitable[None]:
-    return _nothing()
+    records: int = 0
 
 
 class Fanout:
@@ -77,10 +104,13 @@ class Fanout:
         store: Store,
         registry: Registry,
         online: OnlineTracker,
+        stream: Stream,
     ) -> None:
         self.directory = directory
         self.store = store
+        self.registry = registry
         self.online = online
+        self.stream = stream
         s = settings
         self.default_retention: int = s["push.retention_seconds"]
         self.default_max_queue: int = s["push.max_queue"]
@@ -88,10 +118,17 @@ class Fanout:
         self.memory_bytes: int = s["push.memory_bytes"]
         self.queues: dict[str, EnterpriseQueue] = {}  # by enterprise id; never rebound
         self._announced: set[str] = set()  # assetIds announced online ahead of the tracker
+        self._ips: dict[str, str] = {}  # assetId -> ip of its last real-time request
         self.deriver = Deriver(registry)
         self.oversize = 0  # events whose push line passes 8 KiB (raw data)
+        self.consumer: Consumer | None = None
+        self._shapes: dict[tuple[str, str, str], frozenset[str] | None] = {}
+        self._recovering = True  # until the records after the cursor are queued
+        self._held: list[list[tuple[int, int, bytes]]] = []
         self._task: asyncio.Task[None] | None = None
         self._pending: list[_Append] = []
+        self._backlog = 0  # records in _pending
+        self._drained: asyncio.Event | None = None
         self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
         self._writing = False
@@ -106,19 +143,47 @@ class Fanout:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Open the queues of the enterprises the directory has loaded."""
+        """Open the queues of the enterprises the directory has loaded, and the fan-out's
+        consumer of the stream (after the stream loaded, before anything is stored)."""
         infos, faults = self.store.push_load()
         self.deriver.load(faults, self.store.attribute_values("mac"))
         for eid, ent in self.directory.enterprises.items():
             self._open(ent, infos.pop(eid, None))
         self._orphans = list(infos)  # queues left by enterprises deleted mid-way
+        self.consumer = self.stream.open(CONSUMER, NotiFilter(fn=self._shape), R.Retention())
+        self.stream.tails.append(self._tail)
 
     async def start(self) -> None:
         for eid in self._orphans:
             await self.store.push_clear(eid)
         self._orphans = []
-        self._task = asyncio.create_task(self._expiry_loop())
         self._writer_task = asyncio.create_task(self._writer())
+        await self._recover()
+        self._task = asyncio.create_task(self._expiry_loop())
+
+    async def _recover(self) -> None:
+        """Queue the events of the records after the cursor (committed before a crash
+        whose queue write did not happen), then follow the head."""
+        assert self.consumer is not None
+        pos = self.consumer.position
+        n = 0
+        try:
+            while pos < self.stream.head:
+                rows = await self.store.stream_read(pos, 1000)
+                if not rows:
+                    break
+                self._records(rows)
+                n += len(rows)
+                pos = rows[-1][0]
+        finally:
+            held, self._held = self._held, []
+            self._recovering = False
+            for entries in held:
+                rest = [e for e in entries if e[0] > pos]
+                if rest:
+                    self._records(rest)
+        if n:
+            log.info("noti events queued from the stream after a restart", extra={"records": n})
 
     async def stop(self) -> None:
         """Stop expiring and write what is pending. The writer keeps running: servers
@@ -141,6 +206,12 @@ class Fanout:
             for q in list(self.queues.values()):
                 if q.needs_expiry(now):
                     q.schedule_expiry()
+            # models may have gained or lost fault/alert points: ask again
+            self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._shapes.clear()
+        self.stream.invalidate()
 
     # -- queues --------------------------------------------------------------------------------
 
@@ -166,7 +237,9 @@ class Fanout:
             q.max_queue = max_queue
 
     def enterprise_changed(self, ent: Enterprise, what: str) -> Awaitable[None] | None:
-        """The directory's listener: queues open, follow and close with their enterprise."""
+        """The directory's listener: queues open, follow and close with their enterprise;
+        the fan-out's filter on the stream follows what they want."""
+        self._invalidate()
         if what == "created":
             return self._create(ent)
         if what == "deleted":
@@ -186,50 +259,140 @@ class Fanout:
     async def _clear(self, enterprise_id: str) -> None:
         await self.store.push_clear(enterprise_id)
 
-    # -- events --------------------------------------------------------------------------------
+    # -- what the fan-out reads from the stream ------------------------------------------------
+
+    def _shape(self, product: str, source: str, kind: str) -> frozenset[str] | None:
+        """The event types wanted for records of this shape (None: the record is not
+        wanted; an empty set: only for the fault state)."""
+        key = (product, source, kind)
+        try:
+            return self._shapes[key]
+        except KeyError:
+            pass
+        realtime = source == R.REALTIME
+        w = self.directory.wants(product, realtime)
+        want: bool
+        if kind == R.MEASUREPOINT:
+            want = KV in w or bool(self.deriver.flagged(product))
+        elif kind == R.ATTRIBUTE:
+            want = KV in w
+        elif kind == R.RAW:
+            want = RAW in w
+        elif kind == R.ONLINE:
+            want = realtime and ONLINE in w
+        elif kind == R.OFFLINE:
+            want = realtime and OFFLINE in w
+        else:
+            want = False
+        out = w if want else None
+        self._shapes[key] = out
+        return out
+
+    # -- the pipeline's hooks -------------------------------------------------------------------
+
+    def before_write(self, result: Result, origin: Origin) -> None:
+        """Before a request's write: keep its "mac" attributes, and the ip of a real-time
+        request for devices that are offline (their device_online carries it)."""
+        batch = result.batch
+        if batch is None:
+            return
+        if batch.attributes:
+            self.deriver.remember_macs(batch)
+        if batch.source == 1:
+            wants = self.directory.wants
+            is_online = self.online.is_online
+            for entry in result.devices:
+                if ONLINE in wants(entry.device.productKey, True) and not is_online(entry):
+                    self._ips[entry.device.assetId] = origin.ip
 
     def on_stored(self, result: Result, origin: Origin) -> Awaitable[None] | None:
-        batch = result.batch
-        if batch is None or not result.devices:
+        """After a request's commit: it waits only while the queue writes are far
+        behind (BACKLOG records), so that a flood cannot outrun them without bound."""
+        if self._backlog <= BACKLOG:
             return None
-        realtime = batch.source == 1
-        announce = realtime  # the online tracker marks them online after this hook
-        if not announce and not self._interested(result.devices, realtime):
-            self.deriver.remember_macs(batch)
-            return None
-        now = now_ms()
-        wants = self.directory.wants
-        derived = self.deriver.derive(
-            batch, result.devices, result.raw, now, lambda pk: wants(pk, realtime)
-        )
-        events = derived.events
-        if announce:
-            ahead: list[Event] = []
-            for entry in result.devices:
-                aid = entry.device.assetId
-                if aid in self._announced or self.online.is_online(entry):
-                    continue
-                self._announced.add(aid)
-                pk = entry.device.productKey
-                if ONLINE in wants(pk, True):
-                    doc = self.deriver.online_doc(entry, True, now, origin.ip)
-                    ahead.append(Event(pk, ONLINE, doc))
-            if ahead:
-                events = ahead + events
-        if not events and not derived.faults:
-            return None
-        return self._append(events, realtime, derived, self._fault_records(result, derived))
+        if self._drained is None:
+            self._drained = asyncio.Event()
+        return self._wait_drained(self._drained)
 
-    def _fault_records(self, result: Result, derived: Derived) -> list[StreamRow]:
+    async def _wait_drained(self, ev: asyncio.Event) -> None:
+        await ev.wait()
+
+    # -- committed records -> events -> queues ------------------------------------------------
+
+    def _tail(self, entries: list[tuple[int, int, bytes]]) -> None:
+        """The stream's records of one commit, right after it (on the loop)."""
+        if self._recovering:
+            self._held.append(entries)
+            return
+        self._records(entries)
+
+    def _records(self, rows: list[tuple[int, int, bytes]]) -> None:
+        shape = self._shape
+        find = self.registry.find_device
+        out = Derived()
+        sources: list[bool] = []  # per event: real-time or not
+        events = out.events
+        fault_of: list[tuple[DeviceEntry, str]] = []  # per fault change: its entry, source
+        for seq, at, doc in rows:
+            try:
+                lean = R.decode_lean(seq, at, doc)
+            except msgspec.DecodeError:
+                continue
+            w = shape(lean.product, lean.source, lean.kind)
+            if w is None:
+                continue
+            entry = find(lean.org, asset_id=lean.assetId)
+            if entry is None:
+                continue  # deleted since
+            rec = R.Record(
+                org=lean.org,
+                product=lean.product,
+                model=lean.model,
+                assetId=lean.assetId,
+                deviceKey=lean.deviceKey,
+                source=lean.source,
+                kind=lean.kind,
+                time=lean.time,
+                content=_decode_content(lean.content),
+            )
+            realtime = rec.source == R.REALTIME
+            aid = rec.assetId
+            kind = rec.kind
+            if kind == R.ONLINE:
+                if aid in self._announced:
+                    self._announced.discard(aid)  # announced with its data already
+                    continue
+            elif kind == R.OFFLINE:
+                self._announced.discard(aid)
+            elif (
+                realtime
+                and aid not in self._announced
+                and ONLINE in self.directory.wants(rec.product, True)
+                and not self.online.is_online(entry)
+            ):
+                # the online tracker marks it online after this commit (and its record of
+                # that, wanted too, is skipped): announce it ahead of its data
+                self._announced.add(aid)
+                ip = self._ips.pop(aid, "")
+                doc1 = self.deriver.online_doc(entry, True, now_ms(), ip)
+                events.append(Event(rec.product, ONLINE, doc1))
+                sources.append(True)
+            n_events, n_faults = len(events), len(out.faults)
+            self.deriver.record_events(rec, entry, w, out)
+            sources.extend([realtime] * (len(events) - n_events))
+            fault_of.extend([(entry, rec.source)] * (len(out.faults) - n_faults))
+        upto = rows[-1][0]
+        self._append(events, sources, out.faults, self._fault_records(out, fault_of), upto, rows)
+
+    def _fault_records(
+        self, derived: Derived, fault_of: list[tuple[DeviceEntry, str]]
+    ) -> list[StreamRow]:
         if not derived.faults or not self.outbound:
             return []
-        by_asset = {e.device.assetId: e for e in result.devices}
-        source = "realtime" if result.batch is not None and result.batch.source == 1 else "offline"
         rows: list[StreamRow] = []
-        for asset, point, value, event_id, ts in derived.faults:
-            entry = by_asset.get(asset)
-            if entry is None:
-                continue
+        for (_asset, point, value, event_id, ts), (entry, source) in zip(
+            derived.faults, fault_of, strict=True
+        ):
             fp = self.deriver.flagged(entry.device.productKey).get(point)
             if fp is None:
                 continue
@@ -237,44 +400,18 @@ class Fanout:
                 rows += fn(entry, fp.flag, point, fp.name, value, event_id, ts, source)
         return rows
 
-    def _interested(self, devices: list[DeviceEntry], realtime: bool) -> bool:
-        """Whether a request for these devices can produce events or fault states."""
-        seen: set[str] = set()
-        for entry in devices:
-            pk = entry.device.productKey
-            if pk not in seen:
-                seen.add(pk)
-                if self.directory.wants(pk, realtime) or self.deriver.flagged(pk):
-                    return True
-        return False
-
-    def on_online(
-        self, entry: DeviceEntry, online: bool, ts: int, ip: str
-    ) -> Awaitable[None] | None:
-        aid = entry.device.assetId
-        if online:
-            if aid in self._announced:
-                self._announced.discard(aid)  # announced with its data already
-                return None
-        else:
-            self._announced.discard(aid)
-        pk = entry.device.productKey
-        event_type = ONLINE if online else OFFLINE
-        if event_type not in self.directory.wants(pk, True):
-            return None
-        doc = self.deriver.online_doc(entry, online, ts, ip)
-        return self._append([Event(pk, event_type, doc)], True, None)
-
     def _append(
         self,
         events: list[Event],
-        realtime: bool,
-        derived: Derived | None,
-        stream: list[StreamRow] | None = None,
-    ) -> Awaitable[None]:
+        sources: list[bool],
+        faults: list[FaultRow],
+        stream: list[StreamRow],
+        upto: int,
+        rows: list[Any],
+    ) -> None:
         per_queue: dict[str, list[bytes]] = {}
         recipients = self.directory.recipients
-        for ev in events:
+        for ev, realtime in zip(events, sources, strict=True):
             if len(ev.doc) > KV_DOC_LIMIT:
                 self.oversize += 1
             for eid in recipients(ev.product_key, ev.event_type, realtime):
@@ -285,20 +422,26 @@ class Fanout:
                     docs.append(ev.doc)
         now = now_ms()
         appends: list[tuple[EnterpriseQueue, list[Entry]]] = []
-        loop = asyncio.get_running_loop()
         for eid, docs in per_queue.items():
-            q = self.queues[eid]
+            q = self.queues.get(eid)
+            if q is None:
+                continue
             entries, early = q.add(docs, now)
             appends.append((q, entries))
             if early:
-                loop.call_soon(q.pump)
-        faults = derived.faults if derived is not None else []
-        if not appends and not faults:
-            return _done()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Append(appends, faults, derived, fut, stream or []))
+                q.pump()  # committed data: pushed at once
+        if not appends and not faults and not self._pending and not self._writing:
+            self._advance(upto)  # nothing to write: the cursor moves (saved by the stream)
+            return
+        self._pending.append(_Append(appends, faults, upto, stream, len(rows)))
+        self._backlog += len(rows)
         self._wake.set()
-        return fut
+
+    def _advance(self, upto: int) -> None:
+        c = self.consumer
+        if c is not None and upto > c.position:
+            c.position = upto
+            c.read_position = max(c.read_position, upto)
 
     # -- the writer ----------------------------------------------------------------------------
 
@@ -310,11 +453,11 @@ class Fanout:
         return bool(self._pending) or any(q.has_acks for q in self._ack_queues)
 
     async def _writer(self) -> None:
-        """The fan-out's only writer of appends and acks: one store write at a time with
-        everything pending (appends of many requests, acks of every queue). Seqs were
-        taken in order, so appends commit in seq order; a delete always follows the
-        append of its row; and the store's writer gets one write per commit from here,
-        not one per request and one per ack."""
+        """The fan-out's only writer of appends, acks and its stream cursor: one store
+        write at a time with everything pending (appends made from many commits, acks of
+        every queue). Seqs were taken in order, so appends commit in seq order; a delete
+        always follows the append of its row; the cursor moves with the rows made from
+        the records before it. A failed write is tried again (a second later)."""
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -322,13 +465,23 @@ class Fanout:
                 batch, self._pending = self._pending, []
                 self._writing = True
                 try:
-                    await self._write(batch)
+                    ok = await self._write(batch)
                 finally:
                     self._writing = False
+                if not ok:
+                    self._pending[:0] = batch
+                    await asyncio.sleep(1.0)
+                    continue
+                self._backlog -= sum(item.records for item in batch)
+                if self._drained is not None and self._backlog <= BACKLOG:
+                    self._drained.set()
+                    self._drained = None
 
-    async def _write(self, batch: list[_Append]) -> None:
+    async def _write(self, batch: list[_Append]) -> bool:
         last: dict[EnterpriseQueue, int] = {}
+        upto = 0
         for item in batch:
+            upto = max(upto, item.upto)
             for q, entries in item.appends:
                 if not q.closed:
                     last[q] = entries[-1][0]
@@ -372,31 +525,25 @@ class Fanout:
                 first = min(es[0][0] for item in batch for qq, es in item.appends if qq is q)
                 seqs = [seq for seq in seqs if seq < first]
             deletes.append((q.id, to_ranges(seqs)))
+        cursor = (CONSUMER, upto) if upto else None
         try:
-            deleted = await self.store.push_write(rows, faults, deletes, stream=stream)
-        except BaseException as e:
+            deleted = await self.store.push_write(
+                rows, faults, deletes, stream=stream, cursor=cursor
+            )
+        except Exception:
             for q, seqs in acks:
                 q.acks_done(len(seqs), 0, False)
-            for item in batch:
-                for q, entries in item.appends:
-                    q.appended(entries, False)
-                if item.derived is not None:
-                    self.deriver.undo(item.derived)
-                if not item.future.done():
-                    if isinstance(e, Exception):
-                        item.future.set_exception(e)
-                    else:
-                        item.future.cancel()
-            if not isinstance(e, Exception):
-                raise
             log.exception(
-                "writing push events failed", extra={"events": len(rows), "acks": len(acks)}
+                "writing push events failed; trying again",
+                extra={"events": len(rows), "acks": len(acks)},
             )
-            return
+            return False
         for (q, seqs), n in zip(acks, deleted, strict=True):
             q.acks_done(len(seqs), n + skipped.get(q, 0), True)
         for item in batch:
             for q, entries in item.appends:
                 q.appended(entries, True)
-            if not item.future.done():
-                item.future.set_result(None)
+        if upto and self.consumer is not None:
+            self._advance(upto)
+            self.consumer.saved = max(self.consumer.saved, upto)
+        return True

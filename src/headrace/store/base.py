@@ -79,7 +79,8 @@ class PushStore(Protocol):
     Seqs are assigned by the caller, increasing per enterprise; writes are committed in
     the order they are called. ``push_write`` appends rows, stores fault states and
     deletes acked seq ranges (after the appends) in one write, returning how many rows
-    each delete removed.
+    each delete removed; ``cursor`` (name, position): the stream cursor of the consumer
+    the rows come from, saved in the same transaction.
     """
 
     async def push_write(
@@ -89,6 +90,7 @@ class PushStore(Protocol):
         deletes: list[tuple[str, list[tuple[int, int]]]],
         *,
         stream: list[StreamRow] | None = None,
+        cursor: tuple[str, int] | None = None,
     ) -> list[int]: ...
     async def push_read(
         self, enterprise: str, after: int, limit: int, max_bytes: int
@@ -108,10 +110,10 @@ class StreamStore(Protocol):
     Records are appended by the writes that carry them (``WriteBatch.stream``, the
     ``stream`` argument of object writes) or on their own (``stream_append``); seqs are
     assigned in commit order. ``stream_listener`` is called in the writer thread after a
-    commit that appended records: ``(head seq, [(seq, at ms, bytes), ...])``.
+    commit that appended records: ``(head seq, [(seq, at ms, doc), ...])``.
     """
 
-    stream_listener: Callable[[int, list[tuple[int, int, int]]], None] | None
+    stream_listener: Callable[[int, list[tuple[int, int, bytes]]], None] | None
 
     def stream_head(self) -> int: ...
     async def stream_append(self, rows: list[StreamRow]) -> None: ...

@@ -30,6 +30,11 @@ API (``outbound.Stream``, one per hub, built and wired in ``app.py``)::
     await stream.wait(after, timeout)
     stream.head, stream.pruned                     # last committed seq; all <= pruned are gone
 
+Consumers that follow the head (the noti fan-out, ``push.fanout``) also get each
+commit's records from memory right after the commit: ``stream.tails.append(fn)``,
+``fn([(seq, at, doc), ...])`` on the loop, in commit order, before the writers' futures
+resolve.
+
 Producers: the pipeline calls ``stream.on_batch(result, origin)`` before its write (the
 request's records go into ``WriteBatch.stream``); the online tracker and the file
 records ask ``online_rows`` / ``file_rows`` for the records to write with their change.

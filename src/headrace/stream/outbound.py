@@ -13,10 +13,14 @@ from ..state.registry import DeviceEntry, Registry
 from ..store.base import StreamRow, StreamStore
 from ..tasks import cancel, every
 from .records import (
+    ATTRIBUTE,
+    EVENT,
     FILE_DELETED,
     FILE_STORED,
+    MEASUREPOINT,
     OFFLINE,
     ONLINE,
+    RAW,
     Builder,
     Filter,
     Retention,
@@ -147,6 +151,9 @@ class Stream:
         self._index: deque[_Bucket] = deque()
         self._wants: dict[tuple[str, str, str, str, str], bool] = {}
         self._event = asyncio.Event()
+        # called on the loop right after each commit with its records ``(seq, at, doc)``:
+        # consumers that follow the head (noti) take them from memory, not from the store
+        self.tails: list[Callable[[list[tuple[int, int, bytes]]], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -236,13 +243,41 @@ class Stream:
         """The pipeline's hook before the write: the request's records go into its
         batch, to be appended in the same transaction."""
         batch = result.batch
-        if not self.consumers or batch is None:
+        if not self.consumers or batch is None or not self._may_want(result):
             return
         rows = self.builder.batch_rows(
             batch, result.devices, result.raw, int(self.clock() * 1000), self.wants
         )
         if rows:
             batch.stream.extend(rows)
+
+    def _may_want(self, result: Result) -> bool:
+        """Whether some consumer may want a record of the request (its products and the
+        kinds it carries), before looking at its items one by one."""
+        batch = result.batch
+        assert batch is not None
+        kinds = []
+        if batch.samples:
+            kinds.append(MEASUREPOINT)
+        if batch.attributes:
+            kinds.append(ATTRIBUTE)
+        if batch.events:
+            kinds.append(EVENT)
+        if result.raw is not None:
+            kinds.append(RAW)
+        source = "realtime" if batch.source == 1 else "offline"
+        seen: set[str] = set()
+        model_of = self.builder.model_of
+        for entry in result.devices:
+            d = entry.device
+            if d.productKey in seen:
+                continue
+            seen.add(d.productKey)
+            model = model_of(d.productKey)
+            for kind in kinds:
+                if self.wants(d.orgId, d.productKey, model, source, kind):
+                    return True
+        return False
 
     def online_rows(self, entry: DeviceEntry, online: bool, ts: int, ip: str) -> list[StreamRow]:
         """The record of an online state change (written with the change)."""
@@ -300,7 +335,7 @@ class Stream:
 
     # -- commits (from the store's writer thread) ----------------------------------------
 
-    def _from_writer(self, head: int, entries: list[tuple[int, int, int]]) -> None:
+    def _from_writer(self, head: int, entries: list[tuple[int, int, bytes]]) -> None:
         loop = self._loop
         if loop is None:  # not started: nobody waits yet
             self._committed(head, entries)
@@ -310,10 +345,11 @@ class Stream:
         except RuntimeError:  # the loop is closed
             pass
 
-    def _committed(self, head: int, entries: list[tuple[int, int, int]]) -> None:
+    def _committed(self, head: int, entries: list[tuple[int, int, bytes]]) -> None:
         index = self._index
         last = index[-1] if index else None
-        for seq, at, nbytes in entries:
+        for seq, at, doc in entries:
+            nbytes = len(doc)
             if last is not None and at // _BUCKET_MS == last.first_at // _BUCKET_MS:
                 last.last = seq
                 last.last_at = max(last.last_at, at)
@@ -325,6 +361,11 @@ class Stream:
         self.appended += len(entries)
         if head > self.head:
             self.head = head
+        for tail in self.tails:  # the committed records, from memory, in commit order
+            try:
+                tail(entries)
+            except Exception:
+                log.exception("a stream tail failed")
         ev = self._event
         self._event = asyncio.Event()
         ev.set()

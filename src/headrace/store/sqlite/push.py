@@ -2,8 +2,9 @@
 
 One table holds every enterprise's queue, keyed by (enterprise, seq); the push service
 assigns seqs, increasing per enterprise, and keeps the head of each queue in memory.
-The push service writes appends (of many requests) and acks in one write at a time;
-acks are deleted as seq ranges, so a client acking in order costs one statement per write.
+The push service writes appends (of many requests) and acks in one write at a time, with
+its cursor on the outbound stream (the records the appends were made from); acks are
+deleted as seq ranges, so a client acking in order costs one statement per write.
 """
 
 from __future__ import annotations
@@ -27,8 +28,15 @@ class PushQueueMixin:
         deletes: list[tuple[str, list[tuple[int, int]]]],
         *,
         stream: list[StreamRow] | None = None,
+        cursor: tuple[str, int] | None = None,
     ) -> list[int]:
         def fn(c: sqlite3.Connection) -> list[int]:
+            if cursor is not None:  # how far into the stream these rows come from
+                c.execute(
+                    "INSERT INTO stream_cursors(name, position) VALUES (?,?) "
+                    "ON CONFLICT(name) DO UPDATE SET position=excluded.position",
+                    cursor,
+                )
             if stream:  # fault/alert records, with the fault states they describe
                 self._stream_append(c, stream)  # type: ignore[attr-defined]
             if rows:

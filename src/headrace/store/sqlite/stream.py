@@ -8,8 +8,9 @@ keeps the highest seq ever pruned, so that an emptied stream never restarts its 
 is done for that consumer).
 
 After each commit that appended records, the writer thread calls ``stream_listener``
-(set by ``stream.Stream``) with the new head and ``(seq, at, bytes)`` of each record
-appended, so readers wake on commits instead of polling.
+(set by ``stream.Stream``) with the new head and ``(seq, at, doc)`` of each record
+appended, so readers wake on commits instead of polling, and consumers that follow the
+head (noti) take the committed records from memory instead of reading them back.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..base import StreamRow
 if TYPE_CHECKING:
     from .engine import SQLiteEngine
 
-StreamListener = Callable[[int, list[tuple[int, int, int]]], None]
+StreamListener = Callable[[int, list[tuple[int, int, bytes]]], None]
 
 
 class StreamMixin:
@@ -37,7 +38,7 @@ class StreamMixin:
         """Load the head (after the engine started, before any write)."""
         self._stream_head = self.engine.read_sync(_high_water)
         self._stream_next = self._stream_head + 1
-        self._stream_txn: list[tuple[int, int, int]] = []
+        self._stream_txn: list[tuple[int, int, bytes]] = []
         self.engine.on_commit.append(self._stream_committed)
         self.engine.on_rollback.append(self._stream_rolled_back)
 
@@ -49,7 +50,7 @@ class StreamMixin:
         txn = self._stream_txn
         for org, kind, doc in rows:
             args.append((seq, at, org, kind, doc))
-            txn.append((seq, at, len(doc)))
+            txn.append((seq, at, doc))
             seq += 1
         self._stream_next = seq
         c.executemany("INSERT INTO stream(seq, at, org, kind, doc) VALUES (?,?,?,?,?)", args)
@@ -69,7 +70,7 @@ class StreamMixin:
         self._stream_txn = [
             (r[0], r[1], r[2])
             for r in c.execute(
-                "SELECT seq, at, length(doc) FROM stream WHERE seq > ? ORDER BY seq",
+                "SELECT seq, at, doc FROM stream WHERE seq > ? ORDER BY seq",
                 (self._stream_head,),
             )
         ]
