@@ -28,6 +28,7 @@ from __future__ import annotations
 import threading
 import zlib
 from array import array
+from collections.abc import Sequence
 from itertools import accumulate, pairwise
 from operator import lt
 from typing import Any
@@ -96,8 +97,8 @@ def _unshuffled(b: bytes, typecode: str) -> list[Any]:
 
 
 def normalize(
-    ts: list[int], vs: list[Any], qs: list[Any]
-) -> tuple[list[int], list[Any], list[Any]]:
+    ts: Sequence[int], vs: Sequence[Any], qs: Sequence[Any]
+) -> tuple[Sequence[int], Sequence[Any], Sequence[Any]]:
     """Sort by time, keeping the last of equal times (a later value replaces an earlier)."""
     if all(map(lt, ts, ts[1:])):
         return ts, vs, qs
@@ -112,30 +113,32 @@ def normalize(
 _KINDS = {float: KIND_FLOAT, int: KIND_INT, bool: KIND_BOOL}
 
 
-def _kind(vs: list[Any]) -> int:
+def _kind(vs: Sequence[Any]) -> int:
     types = set(map(type, vs))  # in C: no Python per value
     if len(types) != 1:
         return KIND_PACK
     return _KINDS.get(types.pop(), KIND_PACK)
 
 
-def _times(ts: list[int]) -> bytes | None:
+def _times(ts: Sequence[int]) -> bytes | None:
     n = len(ts)
     t0, t1 = ts[0], ts[-1]
     if n == 1:
         return None
-    if (t1 - t0) % (n - 1) == 0 and ts == list(range(t0, t1 + 1, (t1 - t0) // (n - 1))):
-        return b""
+    if (t1 - t0) % (n - 1) == 0:
+        even = range(t0, t1 + 1, (t1 - t0) // (n - 1))
+        if ts == (list(even) if type(ts) is list else tuple(even)):
+            return b""
     return _shuffled(array("q", [b - a for a, b in pairwise(ts)]))
 
 
 def encode(
     device: int,
     point: int,
-    ts: list[int],
-    vs: list[Any],
-    qs: list[Any],
-    srcs: list[int] | int,
+    ts: Sequence[int],
+    vs: Sequence[Any],
+    qs: Sequence[Any],
+    srcs: Sequence[int] | int,
 ) -> ChunkRow:
     """One chunk row from sorted, distinct times (at most ``CHUNK_MAX``)."""
     n = len(ts)
@@ -180,10 +183,10 @@ def encode(
 def encode_run(
     device: int,
     point: int,
-    ts: list[int],
-    vs: list[Any],
-    qs: list[Any],
-    srcs: list[int] | int,
+    ts: Sequence[int],
+    vs: Sequence[Any],
+    qs: Sequence[Any],
+    srcs: Sequence[int] | int,
 ) -> list[ChunkRow]:
     """Chunk rows of one sorted run, split every ``CHUNK_MAX`` samples."""
     if len(ts) <= CHUNK_MAX:

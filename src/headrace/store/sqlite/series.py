@@ -24,7 +24,7 @@ import itertools
 import logging
 import sqlite3
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from operator import itemgetter, ne
 from typing import TYPE_CHECKING, Any
 
@@ -123,10 +123,10 @@ class SeriesMixin:
         c: sqlite3.Connection,
         d: int,
         pid: int,
-        ts: list[int],
-        vs: list[Any],
-        qs: list[Any],
-        srcs: list[int] | int,
+        ts: Sequence[int],
+        vs: Sequence[Any],
+        qs: Sequence[Any],
+        srcs: Sequence[int] | int,
         pending: list[ck.ChunkRow] | None = None,
     ) -> None:
         """Store one sorted run of distinct times of (d, pid), merging any overlap.
@@ -177,10 +177,10 @@ class SeriesMixin:
         d: int,
         pid: int,
         old: list[tuple[Any, ...]],
-        ts: list[int],
-        vs: list[Any],
-        qs: list[Any],
-        srcs: list[int] | int,
+        ts: Sequence[int],
+        vs: Sequence[Any],
+        qs: Sequence[Any],
+        srcs: Sequence[int] | int,
     ) -> None:
         merged: dict[int, tuple[Any, Any, int]] = {}
         for row in old:
@@ -496,7 +496,8 @@ class SeriesMixin:
         return out
 
 
-Run = tuple[int, str, list[int], list[Any], list[Any]]
+Run = tuple[int, str, Sequence[int], Sequence[Any], Sequence[Any]]
+"""(device, point name, times, values, qualities): many samples of one (device, point)."""
 _COLUMN_GETTERS = tuple(itemgetter(i) for i in range(5))
 
 
@@ -535,17 +536,18 @@ def _runs_of_device(
 ) -> list[Run]:
     n = len(ps)
     k = len(set(ps))
-    if n % k == 0 and len(set(ps[:k])) == k:
-        m = n // k
-        if all(ps[j::k].count(ps[j]) == m for j in range(k)):
-            times = list(ts[::k])
+    if n % k == 0:
+        head = ps[:k]
+        if len(set(head)) == k and ps == head * (n // k):  # k points, each record in order
+            times = ts[::k]
+            # the columns stay tuple slices (made in C, never copied to lists)
             return [
                 (
                     d,
-                    ps[j],
-                    times if ts[j::k] == ts[::k] else list(ts[j::k]),
-                    list(vs[j::k]),
-                    list(qs[j::k]),
+                    head[j],
+                    times if j == 0 or ts[j::k] == times else ts[j::k],
+                    vs[j::k],
+                    qs[j::k],
                 )
                 for j in range(k)
             ]
@@ -559,7 +561,7 @@ def _grouped(
     vs: tuple[Any, ...],
     qs: tuple[Any, ...],
 ) -> list[Run]:
-    runs: dict[tuple[int, str], Run] = {}
+    runs: dict[tuple[int, str], tuple[int, str, list[int], list[Any], list[Any]]] = {}
     for d, p, t, v, q in zip(ds, ps, ts, vs, qs, strict=True):
         run = runs.get((d, p))
         if run is None:
