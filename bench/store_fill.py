@@ -38,7 +38,7 @@ def request_runs(
 def samples_of(runs: list[Run]) -> list[tuple[int, str, int, Any, int | None]]:
     """The hub's sample rows of a request, record by record as the pipeline makes them."""
     cols = [
-        zip(itertools.repeat(d), itertools.repeat(p), ts, vs, qs, strict=True)
+        zip(itertools.repeat(d, len(ts)), itertools.repeat(p, len(ts)), ts, vs, qs, strict=True)
         for d, p, ts, vs, qs in runs
     ]
     return [s for record in zip(*cols, strict=True) for s in record]
