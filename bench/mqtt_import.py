@@ -21,6 +21,7 @@ latency p50/p99 of the hub, and, in the same run:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -38,7 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tests.conftest import ADMIN_TOKEN, HubProcess
 
+from headrace.store.sqlite.series import Run
 from influx import Influx, lines
+from store_fill import request_runs, write_requests
 
 RECORDS = 100
 POINTS = 10
@@ -149,38 +153,28 @@ def client_main(
 def bare_store(seconds: float, group: int) -> float:
     """The store's limit: the same rows through the same engine and schema (the hub's
     SQLite store and writer thread), fed by a minimal script with no network, JSON or
-    validation, ``group`` requests per commit. Points/s."""
-    from headrace.store.base import WriteBatch
+    validation, ``group`` requests per commit (``store_fill``, shared with
+    ``store_reads.py``). Points/s."""
     from headrace.store.sqlite.store import SQLiteStore
 
-    def batch(seq: int) -> WriteBatch:
+    def requests() -> Iterator[list[Run]]:
         # the hub's rows: 100 consecutive records of one device per request, devices in turn
-        base = 1_600_000_000_000 + (seq // DEVICES) * RECORDS * 1000
-        return WriteBatch(
-            samples=[
-                (seq % DEVICES + 1, f"p{i}", base + r * 1000, r * 0.5 + i, None)
-                for r in range(RECORDS)
-                for i in range(POINTS)
-            ]
-        )
+        for seq in itertools.count():
+            base = 1_600_000_000_000 + (seq // DEVICES) * RECORDS * 1000
+            yield request_runs(seq % DEVICES + 1, base, 0, RECORDS, POINTS, _columns, 1000)
 
     with tempfile.TemporaryDirectory() as d:
         store = SQLiteStore(Path(d) / "bare.db", synchronous="full")
         store.start()
         try:
-            seq = 0
-            total = 0
-            busy = 0.0
-            while busy < seconds:
-                writers = [store.batch_writer(batch(seq + k)) for k in range(group)]
-                seq += group
-                t0 = time.perf_counter()  # rows are built outside the timed part
-                store.engine.write_sync(lambda c, ws=writers: [w(c) for w in ws])
-                busy += time.perf_counter() - t0
-                total += group * RECORDS * POINTS
+            total, busy = write_requests(store, requests(), group, as_samples=True, seconds=seconds)
             return total / busy
         finally:
             store.close()
+
+
+def _columns(i: int, _k0: int, records: int) -> list[float]:
+    return [r * 0.5 + i for r in range(records)]
 
 
 def sqlite_limit(seconds: float, group: int) -> float:
@@ -265,7 +259,8 @@ def influx_client(
     out.put({"ok": sum(counts), "elapsed": time.perf_counter() - start})
 
 
-def influx_peer(seconds: float, clients: int, inflight: int) -> float | None:
+def influx_peer(seconds: float, clients: int, inflight: int) -> tuple[float, float] | None:
+    """(points/s, bytes on disk per point after a clean stop: data and WAL)."""
     if not Influx.available():
         return None
     with tempfile.TemporaryDirectory() as d:
@@ -285,8 +280,11 @@ def influx_peer(seconds: float, clients: int, inflight: int) -> float | None:
                 p.join()
         finally:
             db.stop()
+        disk = db.disk_bytes()
     ok = sum(r["ok"] for r in results)
-    return ok * RECORDS * POINTS / max(r["elapsed"] for r in results)
+    return ok * RECORDS * POINTS / max(r["elapsed"] for r in results), disk / (
+        ok * RECORDS * POINTS
+    )
 
 
 def setup(hub: HubProcess) -> tuple[str, str]:
@@ -387,6 +385,8 @@ def main() -> None:
                 spy.wait()
         finally:
             hub.stop()
+        # after a clean stop (SQLite folds its WAL back into the database file)
+        h_bytes = sum(p.stat().st_size for p in (Path(d) / "data").glob("headrace.db*"))
     ok = sum(r["ok"] for r in results)
     failed = sum(r["failed"] for r in results)
     elapsed = max(r["elapsed"] for r in results)
@@ -395,7 +395,8 @@ def main() -> None:
     group = args.clients * args.inflight
     bare = bare_store(min(args.seconds, 10), group)
     limit = sqlite_limit(min(args.seconds, 10), group)
-    influx = influx_peer(args.seconds, args.clients, args.inflight)
+    peer = influx_peer(args.seconds, args.clients, args.inflight)
+    influx, influx_bpp = peer if peer is not None else (None, None)
     p50 = statistics.median(lat) * 1000 if lat else float("nan")
     p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan")
     print(
@@ -423,6 +424,11 @@ def main() -> None:
         + "   (targets: >= 1,000,000 points/s, >= 3x InfluxDB)"
     )
     print(f"hub RSS: start {rss0 / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB")
+    print(
+        f"on disk after a clean stop: hub {h_bytes / max(1, ok * RECORDS * POINTS):.2f} bytes/point"
+        + (f", influxdb {influx_bpp:.2f} bytes/point" if influx_bpp else "")
+        + " (target: hub <= influxdb)"
+    )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 The store holds DEVICES x POINTS x TIMES points (default 100 x 10 x 100,000 = 100M; use
 ``--devices``/``--times`` for a quicker run, the figures say which scale was measured),
 one sample a second per point, float values. headrace is filled through its store code
-(``SQLiteStore.batch_writer``, requests of ``--records`` records of one device, the shape
-of an import) and read through the hub's query API over HTTP; InfluxDB (``influxd``,
+(its bulk write API ``SQLiteStore.runs_writer``, requests of ``--records`` records of one
+device, the shape of an import, every device's request for one stretch of time in one
+commit) and read through the hub's query API over HTTP; InfluxDB (``influxd``,
 started here with its own temp dir, WAL fsync per write) is filled with the same points by
 line protocol and read by InfluxQL over HTTP. Medians of ``--repeat`` runs:
 
@@ -24,13 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tests.conftest import ADMIN_TOKEN, HubProcess
 
-from headrace.store.base import WriteBatch
+from headrace.store.sqlite.series import Run
 from headrace.store.sqlite.store import SQLiteStore
 from influx import Influx
+from store_fill import request_runs, write_requests
 
 POINTS = 10
 PK = "readPK"
@@ -73,34 +74,33 @@ def provision(hub: HubProcess, devices: int) -> None:
 
 
 def fill_headrace(db: Path, devices: int, times: int, records: int) -> tuple[float, dict[str, int]]:
+    """Fill through the store's bulk write API (``SQLiteStore.runs_writer``: the columns of
+    each request as they are, no sample tuples), the requests of every device for one
+    stretch of time per commit (``store_fill``, shared with ``mqtt_import.py``)."""
     store = SQLiteStore(db)
     store.start()
     ids = dict(
         store.engine.read_sync(lambda c: c.execute("SELECT device_key, id FROM devices").fetchall())
     )
-    # value(k, i) repeats every 1,000 times: one request's names and values, made once
-    names = [f"p{i}" for i in range(POINTS)] * records
-    values = [value(k, i) for k in range(records) for i in range(POINTS)]
-    t = time.perf_counter()
-    try:
+    cache: dict[tuple[int, int, int], list[float]] = {}
+
+    def columns(i: int, k0: int, n: int) -> list[float]:
+        # value(k, i) repeats every 1,000 records: a request's columns are made once
+        key = (i, k0 % 1000, n)
+        got = cache.get(key)
+        if got is None:
+            got = cache[key] = [value(k, i) for k in range(k0, k0 + n)]
+        return got
+
+    def requests() -> Iterator[list[Run]]:
         for r0 in range(0, times, records):
             n = min(times, r0 + records) - r0
-            stamps = [T0 + (r0 + k) * STEP for k in range(n) for _ in range(POINTS)]
-            writers = []
             for d in range(devices):
-                samples = list(
-                    zip(
-                        itertools.repeat(ids[f"dev{d}"]),
-                        names,
-                        stamps,
-                        values
-                        if r0 % 1000 == 0
-                        else [value(k, i) for k in range(r0, r0 + n) for i in range(POINTS)],
-                        itertools.repeat(None),
-                    )
-                )
-                writers.append(store.batch_writer(WriteBatch(samples=samples)))
-            store.engine.write_sync(lambda c, ws=writers: [w(c) for w in ws])
+                yield request_runs(ids[f"dev{d}"], T0 + r0 * STEP, r0, n, POINTS, columns, STEP)
+
+    t = time.perf_counter()
+    try:
+        write_requests(store, requests(), devices, as_samples=False)
     finally:
         store.close()
     return time.perf_counter() - t, ids
@@ -172,7 +172,7 @@ def main() -> None:
             f"scale: {args.devices} devices x {POINTS} points x {args.times} times = {n_points:,} points"
         )
         print(
-            f"headrace filled in {fill_s:.1f}s ({n_points / fill_s:,.0f} points/s, store code, {args.records}-record requests)"
+            f"headrace filled in {fill_s:.1f}s ({n_points / fill_s:,.0f} points/s, the store's bulk write API, {args.records}-record requests, {args.devices} per commit)"
         )
         influx = None
         if Influx.available():

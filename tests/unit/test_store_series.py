@@ -470,3 +470,74 @@ async def test_retention_prunes_each_device_by_its_own_retention(store: SQLiteSt
         await asyncio.sleep(0.01)
     await retention.stop()
     assert retention.pruned == 70 + 99
+
+
+async def test_a_merged_write_sees_its_own_earlier_requests(store: SQLiteStore) -> None:
+    # requests merged into one write (as the pipeline does): device 1, then 2, then a
+    # resend of part of device 1's request with new values; chunk rows of a write are
+    # inserted together, so the third must find the first's before it is stored
+    first = [(1, p, 1000 + k, float(k), None) for k in range(100) for p in ("a", "b")]
+    other = [(2, p, 1000 + k, 1.0, None) for k in range(100) for p in ("a", "b")]
+    again = [(1, p, 1000 + k, -1.0, 3) for k in range(50, 150) for p in ("a", "b")]
+    await store.write_batch(WriteBatch(samples=first + other + again))
+    rows = await store.query_samples(1, ["a"], 0, 10**6, 1000, False, None)
+    assert [r.ts for r in rows] == list(range(1000, 1150))
+    assert [r.value for r in rows[:50]] == [float(k) for k in range(50)]
+    assert {(r.value, r.quality) for r in rows[50:]} == {(-1.0, 3)}
+    n = store.engine.read_sync(lambda c: c.execute("SELECT sum(n) FROM chunks").fetchone()[0])
+    assert n == 2 * 150 + 2 * 100
+    latest = await store.latest(1, ["a", "b"])
+    assert {(s.ts, s.value) for s in latest.values()} == {(1149, -1.0)}
+
+
+async def test_runs_writer_stores_columns_as_write_batch_stores_samples(tmp_path: Path) -> None:
+    ts = [5000 - k * 10 for k in range(300)] + [4000]  # out of order, 4000 twice
+    vs: list[Any] = [k * 0.25 for k in range(300)] + [7.5]
+    qs: list[Any] = [k % 3 or None for k in range(301)]
+    results = []
+    for how in ("runs", "samples"):
+        s = SQLiteStore(tmp_path / f"{how}.db")
+        s.start()
+        try:
+            if how == "runs":
+                s.engine.write_sync(s.runs_writer([(1, "x", ts, vs, qs), (1, "e", [], [], [])]))
+            else:
+                await s.write_batch(
+                    WriteBatch(samples=list(zip([1] * 301, ["x"] * 301, ts, vs, qs, strict=True)))
+                )
+            rows = flat(await s.query_samples(1, ["x"], 0, 10**6, 1000, False, None))
+            results.append((rows, await s.latest(1, ["x", "e"])))
+            # a run whose columns differ in length is refused, and its write stores nothing
+            with pytest.raises(ValueError, match="has 2 times, 1 values"):
+                s.engine.write_sync(
+                    s.runs_writer([(1, "y", [1], [1.0], [None]), (1, "x", [1, 2], [1.0], [None])])
+                )
+            assert await s.query_samples(1, ["y"], 0, 10**6, 10, False, None) == []
+        finally:
+            s.close()
+    assert results[0] == results[1]
+    rows = results[0][0]
+    assert len(rows) == 300 and rows[0][0] == 2010
+    assert [r for r in rows if r[0] == 4000] == [(4000, "x", 7.5, None, 0)]  # the later one
+
+
+def test_chunks_compressed_in_turn_each_read_alone() -> None:
+    # one compressor per thread compresses every column, reset by a full flush between
+    # them: each column must still inflate alone, in any order, with a fresh inflater
+    runs = [[float((k * (j + 3)) % 17) for k in range(500)] for j in range(5)]
+    rows = [chunks.encode(1, j, list(range(500)), vs, [None] * 500, 0) for j, vs in enumerate(runs)]
+    for j in (4, 0, 2, 3, 1):
+        row = rows[j]
+        assert row[13][:1] == b"\x01"  # deflated
+        ts, vs, _qs, _ss = chunks.decode((row[2], row[3], row[4], row[5], row[6], *row[12:]))
+        assert ts == list(range(500)) and vs == runs[j]
+    # a column written by the earlier codec (a fresh compressor per column, finished)
+    # reads as before
+    import array
+    import zlib
+
+    raw = array.array("d", runs[1]).tobytes()
+    shuffled = b"".join(raw[i::8] for i in range(8))
+    c = zlib.compressobj(1, zlib.DEFLATED, -10, 4)
+    old = b"\x01" + c.compress(shuffled) + c.flush()
+    assert chunks.decode_values(chunks.KIND_FLOAT, old) == runs[1]

@@ -16,7 +16,7 @@ from .audit import AuditMixin
 from .engine import SQLiteEngine
 from .push import PushQueueMixin
 from .schema import MIGRATIONS
-from .series import SeriesMixin
+from .series import Run, SeriesMixin
 from .stream import StreamMixin
 
 _json_encode = msgspec.json.Encoder().encode
@@ -243,6 +243,14 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
             return last_log_id
 
         return fn
+
+    def runs_writer(self, runs: list[Run], source: int = 0) -> Any:
+        """The write function storing ``runs`` (device id, point name, times, values,
+        qualities), the columns of many samples of each (device, point) at once: the bulk
+        write API (no sample tuple is built; bench/store_reads.py fills with it). The same
+        guarantees as ``write_batch``: sorted and merged with what is stored, a later value
+        of an equal time replacing an earlier one, ``latest`` by the highest time."""
+        return lambda c: self._write_runs(c, runs, source)
 
     # -- queries ---------------------------------------------------------------------
 
