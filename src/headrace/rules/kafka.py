@@ -72,6 +72,7 @@ def producer_config(sink: KafkaSink, on_error: Callable[[Any], None]) -> dict[st
         "retry.backoff.max.ms": 5000,
         "reconnect.backoff.max.ms": 5000,
         "linger.ms": 5,
+        "compression.type": sink.compression,
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": 200000,
         "socket.keepalive.enable": True,
