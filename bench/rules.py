@@ -131,17 +131,12 @@ def minimal_producer(bootstrap: str, n: int, value: bytes) -> float:
     nothing else. Messages/s."""
     from confluent_kafka import Producer
 
-    p = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "enable.idempotence": False,
-            "max.in.flight.requests.per.connection": 1,
-            "linger.ms": 5,
-            "batch.num.messages": 10000,
-            "queue.buffering.max.messages": 200000,
-        }
-    )
+    from headrace.rules.kafka import producer_config
+    from headrace.rules.model import KafkaSink
+
+    conf = producer_config(KafkaSink(bootstrap=bootstrap), lambda _e: None)
+    del conf["error_cb"]
+    p = Producer(conf)
     done = [0]
 
     def cb(err: Any, _m: Any) -> None:

@@ -46,16 +46,22 @@ class RuleStats:
     last_error_at: int = 0  # ms
     # commit-to-acknowledgement ms of the last messages delivered
     latency: deque[float] = field(default_factory=lambda: deque(maxlen=20000))
+    _latency_doc: tuple[tuple[int, int], dict[str, float]] | None = None
 
     def latency_ms(self) -> dict[str, float] | None:
         if not self.latency:
             return None
+        key = (self.delivered, len(self.latency))
+        if self._latency_doc is not None and self._latency_doc[0] == key:
+            return self._latency_doc[1]  # nothing delivered since: not sorted again
         xs = sorted(self.latency)
-        return {
+        doc = {
             "p50": round(xs[len(xs) // 2], 2),
             "p99": round(xs[min(len(xs) - 1, int(len(xs) * 0.99))], 2),
             "samples": len(xs),
         }
+        self._latency_doc = (key, doc)
+        return doc
 
 
 class RuleRunner:
@@ -156,7 +162,6 @@ class RuleRunner:
                         await self._finish(inflight.popleft())
                     if c.read_position != self._done:
                         self._advance(c.read_position)  # past records the filter skipped
-                    await self._settled()
                     await c.wait(30.0)
                     continue
                 position = c.read_position
@@ -197,11 +202,6 @@ class RuleRunner:
         c = self.consumer
         while c.saved != self._done:
             await c.commit(self._done)
-
-    async def _settled(self) -> None:
-        """Until the cursor's last position is durable."""
-        if self._committer is not None:
-            await asyncio.shield(self._committer)
 
     async def _prepare(self, records: list[Record]) -> tuple[list[Message], list[DeadLetter]]:
         fmt = self.formatter
@@ -258,9 +258,9 @@ class RuleRunner:
             await batch.future
             failed = {(m.topic, m.value) for m, _err in batch.errors}
             if not failed:
-                self._acked(messages)
+                self._acked(messages, batch.acked_at)
                 break
-            self._acked([m for m in messages if (m.topic, m.value) not in failed])
+            self._acked([m for m in messages if (m.topic, m.value) not in failed], batch.acked_at)
             retry: list[Message] = []
             dead: list[DeadLetter] = []
             for m, err in batch.errors:  # in the order librdkafka reported them
@@ -279,11 +279,12 @@ class RuleRunner:
             batch = await self._kafka.send(retry)
         self._advance(position)
 
-    def _acked(self, messages: list[Message]) -> None:
-        """Count what the sink acknowledged, and its commit-to-acknowledgement time."""
+    def _acked(self, messages: list[Message], at: float = 0.0) -> None:
+        """Count what the sink acknowledged, and its commit-to-acknowledgement time
+        (``at``: when the sink acknowledged the last of them, s; default now)."""
         st = self.stats
         st.delivered += len(messages)
-        now = time.time() * 1000
+        now = (at or time.time()) * 1000
         st.latency.extend([now - m.at for m in messages])
 
     # -- webhooks --------------------------------------------------------------------------
