@@ -19,6 +19,8 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -102,22 +104,39 @@ def paced(hub: HubProcess, user: str, password: str, rate: float, seconds: float
     c.disconnect()
 
 
+def profile(hub: HubProcess, path: str) -> subprocess.Popen[bytes]:
+    """py-spy recording the hub until interrupted."""
+    assert hub.proc is not None
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "-p",
+            str(hub.proc.pid),
+            "-f",
+            "raw",
+            "--threads",
+            "-o",
+            path,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)  # attached
+    return spy
+
+
 def minimal_producer(bootstrap: str, n: int, value: bytes) -> float:
     """The broker's limit for these messages: confluent-kafka with the hub's settings,
     nothing else. Messages/s."""
     from confluent_kafka import Producer
 
-    p = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "enable.idempotence": False,
-            "max.in.flight.requests.per.connection": 1,
-            "linger.ms": 5,
-            "batch.num.messages": 10000,
-            "queue.buffering.max.messages": 200000,
-        }
-    )
+    from headrace.rules.kafka import producer_config
+    from headrace.rules.model import KafkaSink
+
+    conf = producer_config(KafkaSink(bootstrap=bootstrap), lambda _e: None)
+    del conf["error_cb"]
+    p = Producer(conf)
     done = [0]
 
     def cb(err: Any, _m: Any) -> None:
@@ -143,6 +162,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--clients", type=int, default=3)
     ap.add_argument("--backlog", type=int, default=200_000)
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="record the hub with py-spy (raw stacks per thread) while the backlog drains",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tansu = Tansu(Path(d) / "tansu.log")
@@ -196,11 +220,15 @@ def main() -> None:
                 while stored < args.backlog:
                     stored += load(hub, user, password, args.clients, 2.0)["ok"] * RECORDS
                 before = stats(c, rid)["delivered"]
+                spy = profile(hub, args.profile) if args.profile else None
                 t0 = time.perf_counter()
                 c.post(f"/api/v1/orgs/bench/rules/{rid}/resume").raise_for_status()
                 while stats(c, rid)["lagRecords"] > 0:
                     time.sleep(0.05)
                 drain_s = time.perf_counter() - t0
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(30)
                 drained = stats(c, rid)["delivered"] - before
 
                 # 3. latency at 5,000 records/s offered

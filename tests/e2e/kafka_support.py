@@ -102,11 +102,19 @@ class Tansu:
         asyncio.run(run())
 
     def read(
-        self, topic: str, *, count: int | None = None, timeout: float = 30.0, quiet: float = 2.0
+        self,
+        topic: str,
+        *,
+        count: int | None = None,
+        timeout: float = 30.0,
+        quiet: float = 2.0,
+        to_end: bool = False,
     ) -> list[dict[str, Any]]:
         """Every message of ``topic`` from the start: ``count`` of them (or fewer at
-        ``timeout``), or, with ``count`` None, until none came for ``quiet`` seconds.
-        Each as {"partition", "offset", "key", "value" (parsed JSON), "timestamp"}."""
+        ``timeout``); with ``to_end``, up to each partition's end offset as the broker
+        states it when the read starts (what it acknowledged so far: no waiting for
+        quiet); else until none came for ``quiet`` seconds. Each as {"partition",
+        "offset", "key", "value" (parsed JSON), "timestamp"}."""
 
         async def run() -> list[dict[str, Any]]:
             c = AIOKafkaConsumer(
@@ -129,12 +137,16 @@ class Tansu:
                 tps = [TopicPartition(topic, p) for p in sorted(parts)]
                 c.assign(tps)
                 await c.seek_to_beginning(*tps)
+                ends = await c.end_offsets(tps) if to_end else {}
                 end = time.monotonic() + timeout
                 last = time.monotonic()
                 while time.monotonic() < end:
-                    if count is not None and len(out) >= count:
+                    if to_end:
+                        if all([await c.position(tp) >= n for tp, n in ends.items()]):
+                            break
+                    elif count is not None and len(out) >= count:
                         break
-                    if count is None and time.monotonic() - last > quiet:
+                    if not to_end and count is None and time.monotonic() - last > quiet:
                         break
                     got = await c.getmany(timeout_ms=200, max_records=10000)
                     for tp, msgs in got.items():

@@ -28,6 +28,7 @@ def test_crud_checks_and_restart(hub: HubProcess, api: httpx.Client) -> None:
         "topic": None,
         "key": "{assetId}",
         "format": "enos",
+        "compression": "lz4",
         "acks": "all",
         "tls": False,
         "caFile": None,

@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import HubProcess
 from tests.e2e.client_support import wait_for
 from tests.e2e.kafka_support import Tansu
+from tests.e2e.mqtt_support import Client
 from tests.e2e.rules_support import (
     Org,
     first_occurrences,
@@ -43,14 +44,23 @@ class SteadyImport(threading.Thread):
         self.stop_flag = threading.Event()
         self.errors: list[str] = []
         self.n = 0
+        self.client: Client | None = None
+
+    def halt(self) -> None:
+        """Stop, without waiting for the request in flight (its hub was killed): the
+        client is disconnected, so that it does not send it again to the next hub."""
+        self.stop_flag.set()
+        if self.client is not None:
+            self.client.c.disconnect()
 
     def run(self) -> None:
-        c = mqtt_client(self.hub, self.org)
+        c = self.client = mqtt_client(self.hub, self.org)
         devices = self.org.env.devices
         start = time.monotonic()
+        first = self.n  # a later round starts its records' times further on
         try:
             while not self.stop_flag.is_set():
-                due = start + self.n / self.rate
+                due = start + (self.n - first) / self.rate
                 pause = due - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
@@ -79,8 +89,8 @@ class SteadyImport(threading.Thread):
 
 
 def on_topic(tansu: Tansu, topic: str) -> list[dict[str, Any]]:
-    """Everything on the topic (the rule has caught up: read until quiet)."""
-    return tansu.read(topic, timeout=120, quiet=3)
+    """Everything on the topic (the rule has caught up: read to the end offsets)."""
+    return tansu.read(topic, timeout=120, to_end=True)
 
 
 def check_delivery(
@@ -116,14 +126,17 @@ def test_broker_hung_during_an_import(hub: HubProcess, api: httpx.Client, tansu:
     imp = SteadyImport(hub, org, rate=20)
     t_start = time.monotonic()
     imp.start()
-    time.sleep(5)
+    # the rate and reply times before the outage: 3 s of requests (60), the rule following
+    wait_for(lambda: imp.n >= 60, timeout=30)
     t_pause = time.monotonic()
     tansu.pause()
     time.sleep(OUTAGE)
     t_resume = time.monotonic()
     lagging = rule_stats(api, org.id, r["ruleId"])
     tansu.resume()
-    time.sleep(5)
+    # the import goes on while the rule catches up
+    wait_for(lambda: rule_stats(api, org.id, r["ruleId"])["delivered"] > 0, timeout=60)
+    time.sleep(1)
     imp.stop_flag.set()
     imp.join(30)
     assert not imp.errors
@@ -157,15 +170,23 @@ def test_hub_killed_during_delivery(hub: HubProcess, api: httpx.Client, tansu: T
     tansu.create_topics([topic])
     r = kafka_rule(api, org.id, tansu.bootstrap)
     acked: list[tuple[str, int]] = []
+    delivered = 0
     for _round in range(2):
         imp = SteadyImport(hub, org, rate=50, items=20)
         imp.n = _round * 10**6  # the second round's records have times of their own
         imp.start()
-        time.sleep(4)
-        hub.kill()  # SIGKILL while records are being delivered
-        imp.join(30)
+        # SIGKILL while records are being delivered: once the rule delivered some of
+        # this round's (and more are coming)
+        wait_for(lambda d=delivered: rule_stats(api, org.id, r["ruleId"])["delivered"] > d + 400)
+        wait_for(lambda i=imp: len(i.acked) >= 1000, timeout=30)
+        hub.kill()
+        # what the import got answered before the kill: its request in flight waits out
+        # its reply timeout (no hub answers it: its client is disconnected)
+        imp.halt()
+        imp.join(1)
         acked += imp.acked
         hub.start()
+        delivered = rule_stats(api, org.id, r["ruleId"])["delivered"]
     wait_for(lambda: rule_stats(api, org.id, r["ruleId"])["lagRecords"] == 0, timeout=120)
     got = on_topic(tansu, topic)
     duplicates, _ = check_delivery(got, acked)

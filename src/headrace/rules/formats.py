@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -29,13 +28,53 @@ TOPIC_EVENTS: Final = "REALTIME_MODEL_EVENT_TOPIC"
 _ITEM_KEY = {"measurepoint": "measurepoints", "attribute": "attributes", "event": "events"}
 
 
-@dataclass(slots=True)
-class Message:
+class Message(msgspec.Struct, gc=False):
     topic: str
     key: bytes | None
     value: bytes
     seq: int  # the record it came from
     at: int  # the record's commit time, ms
+
+
+class _Items(msgspec.Struct):
+    """The content of a measurepoint, attribute or event record, its values left as
+    JSON (qualities are skipped: EnOS's envelope has none)."""
+
+    measurepoints: msgspec.Raw = msgspec.Raw(b"")
+    attributes: msgspec.Raw = msgspec.Raw(b"")
+    events: msgspec.Raw = msgspec.Raw(b"")
+
+
+class EnosLean(msgspec.Struct):
+    """A stream record as the ``enos`` format reads it (``Lean`` with the content's
+    item split out)."""
+
+    org: str
+    product: str
+    model: str
+    assetId: str
+    deviceKey: str
+    source: str
+    kind: str
+    time: int
+    content: _Items
+    seq: int = 0
+    at: int = 0
+
+
+_decode_enos = msgspec.json.Decoder(EnosLean).decode
+
+
+def decode_enos_rows(rows: list[tuple[int, int, bytes]]) -> list[EnosLean]:
+    """A page of stream rows (seq, at, doc) decoded for ``enos_batch``."""
+    dec = _decode_enos
+    out = []
+    for seq, at, doc in rows:
+        r = dec(doc)
+        r.seq = seq
+        r.at = at
+        out.append(r)
+    return out
 
 
 def enos_topic(r: Record) -> str:
@@ -111,6 +150,8 @@ class Formatter:
         names = {n for _l, n, _s, _c in string.Formatter().parse(topic or "") if n}
         self._topic_cacheable = names <= {"orgId", "source", "kind"}
         self._topics: dict[tuple[str, str, str], str] = {}
+        self._heads: dict[tuple[str, str], bytes] = {}
+        self._assets: dict[str, bytes] = {}
 
     def trim(self, r: Record) -> Record:
         """Keep only the selected points of a measurepoint record."""
@@ -148,29 +189,88 @@ class Formatter:
     def lean_messages(self, r: Lean, out: list[Message]) -> None:
         """``messages`` for a record whose content is still JSON: spliced, not rebuilt
         (the same bytes as ``messages`` makes)."""
+        failed: list[tuple[Lean, str]] = []
+        self.lean_batch([r], out, failed)
+        if failed:
+            raise ValueError(failed[0][1])
+
+    def lean_batch(
+        self, records: list[Lean], out: list[Message], failed: list[tuple[Lean, str]]
+    ) -> None:
+        """``lean_messages`` for a list of records; a record the format cannot carry goes
+        to ``failed`` with the error."""
+        topic_of = self._topic
+        key_is_asset = self._key_is_asset
+        key_of = self._key
         if self.fmt == "headrace":
-            value = _encode(r)
-        else:
-            content = bytes(r.content)
-            if b'"quality"' in content:  # EnOS's envelope has no qualities: rebuild
+            for r in records:
+                try:
+                    key = r.assetId.encode() if key_is_asset else key_of(r)  # type: ignore[arg-type]
+                    out.append(Message(topic_of(r), key, _encode(r), r.seq, r.at))  # type: ignore[arg-type]
+                except Exception as e:
+                    failed.append((r, f"{type(e).__name__}: {e}"))
+            return
+        for r in records:  # enos: the content spliced into the envelope
+            try:
+                content = bytes(r.content)
                 full = msgspec.json.decode(content)
                 item = {"assetId": r.assetId, "time": r.time}
-                key = _ITEM_KEY[r.kind]
-                item[key] = full[key]
-                inner = _encode(item)
-            else:
-                inner = b'{"assetId":%s,"time":%d,%s}' % (
-                    _encode(r.assetId),
-                    r.time,
-                    content[1:-1],
-                )
-            value = b'{"orgId":%s,"modelId":%s,"modelIdPath":%s,"payload":[%s]}' % (
-                _encode(r.org),
-                _encode(r.model),
-                _encode("/" + r.model),
-                inner,
-            )
-        out.append(Message(self._topic(r), self._key(r), value, r.seq, r.at))  # type: ignore[arg-type]
+                ik = _ITEM_KEY[r.kind]
+                item[ik] = full[ik]
+                value = self._head(r.org, r.model)[:-11] + _encode(item) + b"]}"
+                key = r.assetId.encode() if key_is_asset else key_of(r)  # type: ignore[arg-type]
+                out.append(Message(topic_of(r), key, value, r.seq, r.at))  # type: ignore[arg-type]
+            except Exception as e:
+                failed.append((r, f"{type(e).__name__}: {e}"))
+
+    def enos_batch(
+        self, records: list[EnosLean], out: list[Message], failed: list[tuple[EnosLean, str]]
+    ) -> None:
+        """The ``enos`` messages of a page of records read with ``decode_enos_rows``: the
+        envelope's head per (organization, model) and each asset's JSON are made once
+        and reused, the item's JSON spliced in (the same bytes as ``messages`` makes);
+        a record the format cannot carry goes to ``failed`` with the error."""
+        topic_of = self._topic
+        key_is_asset = self._key_is_asset
+        key_of = self._key
+        heads = self._heads
+        assets = self._assets
+        if len(assets) > 100_000:
+            assets.clear()
+        join = b"".join
+        for r in records:
+            try:
+                kind = r.kind
+                c = r.content
+                if kind == "measurepoint":
+                    ik, item = b',"measurepoints":', c.measurepoints
+                elif kind == "attribute":
+                    ik, item = b',"attributes":', c.attributes
+                elif kind == "event":
+                    ik, item = b',"events":', c.events
+                else:
+                    raise KeyError(kind)
+                if not item:
+                    raise KeyError(ik[2:-2].decode())
+                head = heads.get((r.org, r.model))
+                if head is None:
+                    head = self._head(r.org, r.model)
+                asset = assets.get(r.assetId)
+                if asset is None:
+                    asset = assets[r.assetId] = _encode(r.assetId)
+                value = join((head, asset, b',"time":', str(r.time).encode(), ik, item, b"}]}"))
+                key = r.assetId.encode() if key_is_asset else key_of(r)  # type: ignore[arg-type]
+                out.append(Message(topic_of(r), key, value, r.seq, r.at))  # type: ignore[arg-type]
+            except Exception as e:
+                failed.append((r, f"{type(e).__name__}: {e}"))
+
+    def _head(self, org: str, model: str) -> bytes:
+        """The envelope up to the payload item's assetId value."""
+        head = self._heads[(org, model)] = (
+            b'{"orgId":%b,"modelId":%b,"modelIdPath":%b,"payload":[{"assetId":'
+            % (_encode(org), _encode(model), _encode("/" + model))
+        )
+        return head
 
     def messages(self, r: Record, out: list[Message]) -> None:
         """The messages of one (trimmed) record."""

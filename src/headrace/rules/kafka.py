@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,10 +40,11 @@ _PERMANENT = {
 class _Batch:
     """One ``send``: its future resolves when librdkafka reported every message."""
 
-    __slots__ = ("errors", "future", "left", "loop")
+    __slots__ = ("acked_at", "errors", "future", "left", "loop")
 
     def __init__(self, n: int, loop: asyncio.AbstractEventLoop) -> None:
         self.left = n
+        self.acked_at = 0.0  # when the last message was reported (time.time())
         self.errors: list[tuple[Message, KafkaError]] = []
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
@@ -52,6 +54,7 @@ class _Batch:
             self.errors.append((Message(msg.topic(), msg.key(), msg.value(), 0, 0), err))
         self.left -= 1
         if self.left == 0:
+            self.acked_at = time.time()
             self.loop.call_soon_threadsafe(_resolve, self.future)
 
 
@@ -72,6 +75,7 @@ def producer_config(sink: KafkaSink, on_error: Callable[[Any], None]) -> dict[st
         "retry.backoff.max.ms": 5000,
         "reconnect.backoff.max.ms": 5000,
         "linger.ms": 5,
+        "compression.type": sink.compression,
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": 200000,
         "socket.keepalive.enable": True,

@@ -50,6 +50,9 @@ class KafkaSink(msgspec.Struct, kw_only=True, tag="kafka", tag_field="type"):
     key: str = "{assetId}"  # template
     format: Format = "enos"
     acks: Literal["all"] = "all"
+    # of the produce batches (librdkafka compresses in its own threads): lz4 cut the
+    # broker's and the client's work per message against tansu (docs/benchmarks.md)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     tls: bool = False
     caFile: str | None = None
     sasl: Sasl | None = None

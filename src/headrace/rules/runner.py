@@ -16,10 +16,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from ..stream import Consumer, Record
+from ..stream.records import Lean
 from ..tasks import cancel
 from .deadletters import DeadLetter, DeadLetters
-from .formats import Formatter, Message
+from .formats import EnosLean, Formatter, Message, decode_enos_rows
 from .kafka import KafkaDelivery, _Batch
 from .model import KafkaSink, Rule
 from .transform import Transformer
@@ -43,16 +46,22 @@ class RuleStats:
     last_error_at: int = 0  # ms
     # commit-to-acknowledgement ms of the last messages delivered
     latency: deque[float] = field(default_factory=lambda: deque(maxlen=20000))
+    _latency_doc: tuple[tuple[int, int], dict[str, float]] | None = None
 
     def latency_ms(self) -> dict[str, float] | None:
         if not self.latency:
             return None
+        key = (self.delivered, len(self.latency))
+        if self._latency_doc is not None and self._latency_doc[0] == key:
+            return self._latency_doc[1]  # nothing delivered since: not sorted again
         xs = sorted(self.latency)
-        return {
+        doc = {
             "p50": round(xs[len(xs) // 2], 2),
             "p99": round(xs[min(len(xs) - 1, int(len(xs) * 0.99))], 2),
             "samples": len(xs),
         }
+        self._latency_doc = (key, doc)
+        return doc
 
 
 class RuleRunner:
@@ -81,9 +90,14 @@ class RuleRunner:
         )
         # records whose content the rule passes on untouched are not decoded
         self._lean = rule.transform is None and self.formatter.lean
+        # format enos without a transform: pages decoded at once, the items spliced
+        self._enos = self._lean and sink.format == "enos"
+        self._decode_rows = decode_enos_rows if self._enos else None
         self._task: asyncio.Task[None] | None = None
         self._kafka: KafkaDelivery | None = None
         self._webhook: WebhookDelivery | None = None
+        self._done = consumer.position  # delivered up to here (durable in the background)
+        self._committer: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -94,6 +108,12 @@ class RuleRunner:
     async def stop(self) -> None:
         await cancel(self._task)
         self._task = None
+        if self._committer is not None:  # the last delivered position made durable
+            try:
+                await self._committer
+            except Exception:
+                log.exception("saving the rule's cursor failed", extra={"rule": self.rule.ruleId})
+            self._committer = None
         if self._kafka is not None:
             kafka, self._kafka = self._kafka, None
             await asyncio.get_running_loop().run_in_executor(None, kafka.close)
@@ -130,29 +150,58 @@ class RuleRunner:
     async def _loop(self) -> None:
         c = self.consumer
         inflight: deque[tuple[_Batch, list[Message], int]] = deque()
-        while True:
-            records = await c.read(self.batch, lean=self._lean)
-            if not records:
-                while inflight:
-                    await self._finish(inflight.popleft())
-                if c.read_position != c.position:
-                    await c.commit()  # past records the filter skipped
-                await c.wait(30.0)
-                continue
-            self.stats.matched += len(records)
-            messages, dead = await self._prepare(records)
-            if dead:
-                await self._dead_letter(dead)
-            position = c.read_position
-            if self._kafka is not None:
-                inflight.append((await self._kafka.send(messages), messages, position))
-                while inflight and (
-                    len(inflight) > _KAFKA_INFLIGHT or inflight[0][0].future.done()
-                ):
-                    await self._finish(inflight.popleft())
-            else:
-                await self._post(messages)
-                await c.commit(position)
+        ahead: asyncio.Future[list[Any]] | None = None
+        try:
+            while True:
+                if ahead is not None:
+                    records, ahead = await ahead, None
+                else:
+                    records = await self._read()
+                if not records:
+                    while inflight:
+                        await self._finish(inflight.popleft())
+                    if c.read_position != self._done:
+                        self._advance(c.read_position)  # past records the filter skipped
+                    await c.wait(30.0)
+                    continue
+                position = c.read_position
+                if c.read_position < c.stream.head:
+                    # more is committed: read the next page while this one is sent
+                    ahead = asyncio.ensure_future(self._read())
+                self.stats.matched += len(records)
+                messages, dead = await self._prepare(records)
+                if dead:
+                    await self._dead_letter(dead)
+                if self._kafka is not None:
+                    inflight.append((await self._kafka.send(messages), messages, position))
+                    while inflight and (
+                        len(inflight) > _KAFKA_INFLIGHT or inflight[0][0].future.done()
+                    ):
+                        await self._finish(inflight.popleft())
+                else:
+                    await self._post(messages)
+                    self._advance(position)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+
+    async def _read(self) -> list[Any]:
+        return await self.consumer.read(self.batch, lean=self._lean, decode_rows=self._decode_rows)
+
+    # -- the cursor ----------------------------------------------------------------------
+
+    def _advance(self, position: int) -> None:
+        """Everything up to ``position`` is delivered: the cursor is saved in the
+        background (one write at a time, the latest position), so delivery never waits
+        for the store's writer."""
+        self._done = position
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._save_cursor())
+
+    async def _save_cursor(self) -> None:
+        c = self.consumer
+        while c.saved != self._done:
+            await c.commit(self._done)
 
     async def _prepare(self, records: list[Record]) -> tuple[list[Message], list[DeadLetter]]:
         fmt = self.formatter
@@ -161,11 +210,13 @@ class RuleRunner:
         dead: list[DeadLetter] = []
         source = self.rule.transform
         if self._lean:
-            for lr in recs:
-                try:
-                    fmt.lean_messages(lr, messages)  # type: ignore[arg-type]
-                except Exception as e:
-                    dead.append(DeadLetter([], f"cannot format: {type(e).__name__}: {e}"))
+            failed: list[tuple[Any, str]] = []
+            if self._enos:
+                fmt.enos_batch(recs, messages, failed)  # type: ignore[arg-type]
+            else:
+                fmt.lean_batch(recs, messages, failed)  # type: ignore[arg-type]
+            for lr, why in failed:
+                dead.append(DeadLetter([full_record(lr)], f"cannot format: {why}"))
             return messages, dead
         if source is None:
             for r in recs:
@@ -207,9 +258,9 @@ class RuleRunner:
             await batch.future
             failed = {(m.topic, m.value) for m, _err in batch.errors}
             if not failed:
-                self._acked(messages)
+                self._acked(messages, batch.acked_at)
                 break
-            self._acked([m for m in messages if (m.topic, m.value) not in failed])
+            self._acked([m for m in messages if (m.topic, m.value) not in failed], batch.acked_at)
             retry: list[Message] = []
             dead: list[DeadLetter] = []
             for m, err in batch.errors:  # in the order librdkafka reported them
@@ -226,16 +277,15 @@ class RuleRunner:
             backoff = min(backoff * 2, _BACKOFF_MAX)
             messages = retry
             batch = await self._kafka.send(retry)
-        await self.consumer.commit(position)
+        self._advance(position)
 
-    def _acked(self, messages: list[Message]) -> None:
-        """Count what the sink acknowledged, and its commit-to-acknowledgement time."""
+    def _acked(self, messages: list[Message], at: float = 0.0) -> None:
+        """Count what the sink acknowledged, and its commit-to-acknowledgement time
+        (``at``: when the sink acknowledged the last of them, s; default now)."""
         st = self.stats
         st.delivered += len(messages)
-        now = time.time() * 1000
-        lat = st.latency
-        for m in messages:
-            lat.append(now - m.at)
+        now = (at or time.time()) * 1000
+        st.latency.extend([now - m.at for m in messages])
 
     # -- webhooks --------------------------------------------------------------------------
 
@@ -286,3 +336,18 @@ class RuleRunner:
             "lastErrorAt": st.last_error_at or None,
             "latencyMs": st.latency_ms(),
         }
+
+
+def full_record(r: Lean | EnosLean) -> Record:
+    """A lean record with its content decoded (for a dead letter)."""
+    fields = {f: getattr(r, f) for f in r.__struct_fields__ if f != "content"}
+    content = r.content
+    if isinstance(content, msgspec.Raw):
+        doc = msgspec.json.decode(content)
+    else:
+        doc = {
+            f: msgspec.json.decode(v)
+            for f in content.__struct_fields__
+            if (v := getattr(content, f))
+        }
+    return Record(**fields, content=doc)

@@ -36,6 +36,9 @@ log = logging.getLogger("headrace.stream")
 
 _BUCKET_MS = 100  # the time index's resolution
 
+# a consumer's own decoding of a page of stream rows (seq, at, doc)
+RowsDecoder = Callable[[list[tuple[int, int, bytes]]], list[Any]]
+
 
 class _Bucket:
     """The records committed within one 100 ms of commit time."""
@@ -71,12 +74,18 @@ class Consumer:
         self.dropped = 0  # records that fell out of retention before this consumer was done
         self.closed = False
 
-    async def read(self, limit: int = 1000, *, lean: bool = False) -> list[Any]:
+    async def read(
+        self, limit: int = 1000, *, lean: bool = False, decode_rows: RowsDecoder | None = None
+    ) -> list[Any]:
         """The next records (up to ``limit`` scanned) that match the filter; moves
         ``read_position`` past every record scanned, matching or not. ``lean``: as
-        ``Lean`` records (content not decoded; not with a ``points`` filter)."""
+        ``Lean`` records (content not decoded; not with a ``points`` filter);
+        ``decode_rows``: the consumer's own decoding of a page of (seq, at, doc) rows
+        (records with the fields ``Filter.match`` reads; not with a ``points`` filter)."""
         start = self.read_position
-        records, upto = await self.stream.read(start, limit, self.filter, lean=lean)
+        records, upto = await self.stream.read(
+            start, limit, self.filter, lean=lean, decode_rows=decode_rows
+        )
         if self.read_position == start:  # not moved by a seek meanwhile
             self.read_position = upto
         return records
@@ -373,7 +382,13 @@ class Stream:
     # -- reading -------------------------------------------------------------------------
 
     async def read(
-        self, after: int, limit: int = 1000, filter: Filter | None = None, *, lean: bool = False
+        self,
+        after: int,
+        limit: int = 1000,
+        filter: Filter | None = None,
+        *,
+        lean: bool = False,
+        decode_rows: RowsDecoder | None = None,
     ) -> tuple[list[Any], int]:
         """Records after position ``after`` in commit order (up to ``limit`` scanned),
         those matching ``filter`` only; and the position the scan reached (read on from
@@ -381,7 +396,12 @@ class Stream:
         head = self.head  # committed before the query starts: the query sees it all
         rows = await self.store.stream_read(after, limit, filter.orgs if filter else None)
         dec = decode_lean if lean and not (filter and filter.points) else decode
-        if filter is None:
+        if decode_rows is not None and not (filter and filter.points):
+            records = decode_rows(rows)
+            if filter is not None:
+                match = filter.match
+                records = [r for r in records if match(r)]
+        elif filter is None:
             records = [dec(seq, at, doc) for seq, at, doc in rows]
         else:
             match = filter.match
