@@ -34,6 +34,7 @@ from tests.browser.conftest import Console, has_accounts, new_console
 from tests.conftest import HubProcess, free_port
 from tests.e2e.client_support import wait_for
 from tests.e2e.http_support import MP, get_token, message
+from tests.e2e.mqtt_support import Client
 from tests.e2e.rules_support import make_org, realtime
 from tests.e2e.test_rules_webhook import Receiver
 
@@ -433,6 +434,25 @@ def test_script_edit_and_debug(console: Console, admin: httpx.Client) -> None:
     page.get_by_role("dialog").get_by_role("button", name="Roll back").click()
     expect(page.get_by_role("heading", name="Current script: version 1")).to_be_visible()
     assert admin.get(f"/api/v1/orgs/{org}/products/{pk}/script").json()["version"] == 1
+
+    # binary data through the script: the channel's log expands to its bytes in hex
+    ch = admin.post(f"/api/v1/orgs/{org}/channels", json={"name": "raw", "products": [pk]}).json()
+    client = Client(c.hub, ch["username"], ch["password"])
+    try:
+        client.subscribe(f"/sys/{pk}/integration/#")
+        client.publish(f"/sys/{pk}/integration/model/up_raw", bytes([1, 2, 0xFE, 0xFF, 0x41]))
+        client.reply()
+    finally:
+        client.close()
+    c.route(f"/orgs/{org}/channels/{ch['channelId']}")
+    row = page.locator("tr.log-row.payload").first
+    expect(row).to_contain_text("code 200")
+    row.get_by_role("button").click()
+    expect(page.locator("tr.log-detail")).to_contain_text("Received payload (binary, hex, 5 bytes)")
+    expect(page.locator("tr.log-detail pre.payload")).to_have_text(
+        "0000  01 02 fe ff 41" + " " * 34 + "  ....A"
+    )
+    c.shot("channel-payload", page.locator(".message-log"))
 
 
 def populated_org(admin: httpx.Client) -> dict[str, str]:
