@@ -668,6 +668,10 @@ def test_phone_width_and_keyboard(
         c.route(f"/orgs/{o['org']}/products/{o['pk']}/devices/d1")
         expect(page.locator(".chart")).to_be_visible()
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        for route in (f"/orgs/{o['org']}/rules", f"/orgs/{o['org']}/rules/{o['rule']}"):
+            c.route(route)
+            expect(page.locator(".figure, tr[data-rule]").first).to_be_visible()
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, route
         c.watch.check()
     finally:
         page.context.close()
