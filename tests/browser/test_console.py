@@ -76,21 +76,21 @@ def secret(c: Console, name: str) -> str:
     return c.page.locator(f".alert.secret dt:text-is('{name}') + dd code").first.inner_text()
 
 
+def new_user(admin: httpx.Client, prefix: str, password: str, org: str | None = None) -> str:
+    """A user made through the admin API: an org viewer of ``org``, else a platform
+    admin; its name."""
+    name = prefix + uuid.uuid4().hex[:6]
+    role = {"role": "org-viewer", "orgId": org} if org else {"role": "platform-admin"}
+    r = admin.post("/api/v1/users", json={"username": name, "password": password, "roles": [role]})
+    assert r.status_code in (200, 201), r.text
+    return name
+
+
 def login_operator(c: Console, admin: httpx.Client) -> None:
     """As a platform admin: a user with a session when the hub has accounts, else the
     admin token."""
     if has_accounts(c.hub):
-        name = "op" + uuid.uuid4().hex[:6]
-        r = admin.post(
-            "/api/v1/users",
-            json={
-                "username": name,
-                "password": "correct horse 42",
-                "roles": [{"role": "platform-admin"}],
-            },
-        )
-        assert r.status_code in (200, 201), r.text
-        c.login(name, "correct horse 42")
+        c.login(new_user(admin, "op", "correct horse 42"), "correct horse 42")
     else:
         c.login_token()
 
@@ -495,17 +495,7 @@ def test_org_viewer_changes_nothing_and_sees_no_other_org(
     c, page = console, console.page
     mine, other = populated_org(admin), populated_org(admin)
     org, pk = mine["org"], mine["pk"]
-    name = "viewer" + uuid.uuid4().hex[:4]
-    r = admin.post(
-        "/api/v1/users",
-        json={
-            "username": name,
-            "password": "viewer pass 42",
-            "roles": [{"role": "org-viewer", "orgId": org}],
-        },
-    )
-    assert r.status_code in (200, 201), r.text
-    c.login(name, "viewer pass 42")
+    c.login(new_user(admin, "viewer", "viewer pass 42", org), "viewer pass 42")
     # only its organization, and nothing to create
     expect(
         page.get_by_role("link", name=admin.get(f"/api/v1/orgs/{org}").json()["name"])
@@ -625,15 +615,7 @@ def test_phone_width_and_keyboard(
         assert page.evaluate("() => document.activeElement.getBoundingClientRect().left") >= 0
         # log in with the keyboard only: the first field has the focus
         if has_accounts(console_hub):
-            name = "kb" + uuid.uuid4().hex[:4]
-            admin.post(
-                "/api/v1/users",
-                json={
-                    "username": name,
-                    "password": "keyboard pass 42",
-                    "roles": [{"role": "platform-admin"}],
-                },
-            ).raise_for_status()
+            name = new_user(admin, "kb", "keyboard pass 42")
             page.get_by_label("Username").focus()
             page.keyboard.type(name)
             page.keyboard.press("Tab")
@@ -681,11 +663,7 @@ def test_own_password_logout_and_login_again(console: Console, admin: httpx.Clie
     c, page = console, console.page
     if not has_accounts(c.hub):
         pytest.fail("this hub has no operator accounts (the session API answers 404)")
-    name = "pw" + uuid.uuid4().hex[:4]
-    admin.post(
-        "/api/v1/users",
-        json={"username": name, "password": "first pass 42", "roles": [{"role": "platform-admin"}]},
-    ).raise_for_status()
+    name = new_user(admin, "pw", "first pass 42")
     c.login(name, "first pass 42")
     page.get_by_role("button", name="Password").click()
     dialog = page.get_by_role("dialog")
@@ -900,15 +878,7 @@ def test_rule_pages(console: Console, admin: httpx.Client) -> None:
 
         # -- an org viewer reads, and changes nothing ------------------------------------------------
         if has_accounts(hub):
-            viewer = "rv" + uuid.uuid4().hex[:5]
-            admin.post(
-                "/api/v1/users",
-                json={
-                    "username": viewer,
-                    "password": "viewer pass 42",
-                    "roles": [{"role": "org-viewer", "orgId": org.id}],
-                },
-            ).raise_for_status()
+            viewer = new_user(admin, "rv", "viewer pass 42", org.id)
             v = new_console(page.context.browser, hub, c.shots)
             try:
                 v.login(viewer, "viewer pass 42")

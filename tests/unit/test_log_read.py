@@ -5,9 +5,7 @@ SQLite store (every match once, in order, however sparse; a bounded scan per pag
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,14 +60,6 @@ class Svc:
     """What ``read_log`` reads of the hub's services: the store."""
 
     store: SQLiteStore
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "h.db")
-    s.start()
-    yield s
-    s.close()
 
 
 async def read_all(svc: Svc, limit: int, **filters: Any) -> tuple[list[int], int]:
