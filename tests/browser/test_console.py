@@ -529,6 +529,10 @@ def test_org_viewer_changes_nothing_and_sees_no_other_org(
     c.watch.expect(404, f"/orgs/{other['org']}")
     c.route(f"/orgs/{other['org']}")
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    c.route(f"/orgs/{other['org']}/rules/{other['rule']}")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    c.route(f"/orgs/{other['org']}/rules")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     # and the API refuses a write even when the page is bypassed (with the CSRF token)
     c.watch.expect(403, f"/orgs/{org}/models")
     status = page.evaluate(

@@ -63,21 +63,20 @@ export async function rulesPage(main, { org }) {
   ];
   const rulesTable = (xs) => table(columns, xs, { caption: "Rules", rowAttrs: (r) => ({ "data-rule": r.ruleId }) });
   const emptyText = write ? "No rules yet: create one with New rule." : "No rules yet.";
-  let items = await api.all(base + "/rules");
   const list = listBox([], rulesTable, emptyText);
-  async function refresh() {
+  async function refresh(first = false) {
     try {
-      items = await api.all(base + "/rules");
+      const items = await api.all(base + "/rules");
       const got = await Promise.all(items.map((r) => api.get(`${base}/rules/${encodeURIComponent(r.ruleId)}/stats`).catch(() => null)));
       items.forEach((r, i) => stats.set(r.ruleId, got[i]));
       list.show(items);
     } catch (e) {
+      if (first) throw e; // the page's error (Not found for another organization)
       fill(list.el, h("p", { class: "alert error" }, errorText(e)));
     }
   }
   main.append(section("Rules", h("span", { class: "muted" }, `refreshed every ${REFRESH_MS / 1000} s`), list.el));
-  list.show(items);
-  await refresh();
+  await refresh(true);
   const timer = setInterval(refresh, REFRESH_MS);
   return () => clearInterval(timer);
 }
