@@ -5,12 +5,19 @@
    Measured in the browser with performance.now(): from the last page having arrived to
    the frame after uPlot drew (the chart's data-render-ms), against the 1 s target;
    printed beside the fetch time and the aggregated view (what auto mode shows zoomed out).
+   Beside it, the reason for uPlot (``--peers``, on by default): the same number of
+   samples drawn in a blank page of the same browser by uPlot and by Chart.js 4 (the
+   console's devDependency, never served), with its LTTB decimation and without it:
+   the time from the columns being there to the frame after the first draw (Chart.js
+   needs an object per point: building them is counted), then a zoom to a tenth of the
+   range redrawn. Medians of ``--runs``.
 2. Live log: a publisher process sends invalid JSON at --rate requests/s (each is a payload
    and an error record: 2 records per request) while the channel page tails the log over
    server-sent events. Frame times are measured with requestAnimationFrame over the same
    window, and beside them the same page's frame times with the tail off (the peer).
 
     .venv/bin/python bench/console.py [--samples 500000] [--rate 500] [--seconds 10]
+        [--runs 3] [--no-peers] [--peers-only]
 """
 
 from __future__ import annotations
@@ -133,13 +140,115 @@ def frames_line(label: str, frames: list[float]) -> str:
     )
 
 
+# precise heap figures and gc() for the chart comparison
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--enable-precise-memory-info",
+    "--js-flags=--expose-gc",
+]
+CONSOLE = Path(__file__).resolve().parent.parent / "src/headrace/console/node_modules"
+PEER_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body style="margin:0">
+<div id="u" style="width:1200px;height:400px"></div>
+<div style="width:1200px;height:400px"><canvas id="c"></canvas></div></body></html>"""
+# one run in the page: the columns first (as the console has them after the last page of
+# the raw API), then each library draws them and a zoom to a tenth of the range
+PEER_JS = """async ([lib, n, decimate]) => {
+  const frame = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+  const xs = new Float64Array(n), ys = new Float64Array(n);
+  for (let i = 0; i < n; i++) { xs[i] = 1.7e9 + i * 10; ys[i] = 20 + 5 * Math.sin(i / 5000) + ((i * 7919) % 97) / 50; }
+  await frame();
+  const heap = () => { if (window.gc) gc(); return performance.memory ? performance.memory.usedJSHeapSize : 0; };
+  const h0 = heap();
+  const lo = xs[Math.floor(n * 0.45)], hi = xs[Math.floor(n * 0.55)];
+  const t0 = performance.now();
+  let zoom;
+  if (lib === "uplot") {
+    const el = document.getElementById("u"); el.replaceChildren();
+    const u = new uPlot({width: 1200, height: 400, series: [{}, {stroke: "#1b4f8a"}]}, [xs, ys], el);
+    await frame();
+    const t1 = performance.now();
+    u.setScale("x", {min: lo, max: hi});
+    await frame();
+    zoom = performance.now() - t1;
+    const drawn = t1 - t0;
+    const mem = heap() - h0;
+    u.destroy();
+    return {build: 0, drawn, zoom, mem};
+  }
+  const pts = new Array(n);
+  for (let i = 0; i < n; i++) pts[i] = {x: xs[i], y: ys[i]};
+  const tb = performance.now();
+  const c = new Chart(document.getElementById("c"), {
+    type: "line",
+    data: {datasets: [{data: pts, borderColor: "#1b4f8a", borderWidth: 1, pointRadius: 0, indexAxis: "x"}]},
+    options: {animation: false, parsing: false, normalized: true, spanGaps: true, responsive: false,
+      scales: {x: {type: "linear"}},
+      plugins: {decimation: {enabled: decimate, algorithm: "lttb", samples: 1200}, legend: {display: false}}},
+  });
+  await frame();
+  const t1 = performance.now();
+  c.options.scales.x.min = lo; c.options.scales.x.max = hi;
+  c.update("none");
+  await frame();
+  zoom = performance.now() - t1;
+  const mem = heap() - h0;
+  c.destroy();
+  return {build: tb - t0, drawn: t1 - t0, zoom, mem};
+}"""
+
+
+def chart_peers(b: Any, samples: int, runs: int) -> None:
+    """uPlot beside Chart.js on the same samples, in a blank page of the same browser."""
+    chartjs = CONSOLE / "chart.js/dist/chart.umd.min.js"
+    if not chartjs.exists():
+        print("  (Chart.js missing: bash scripts/setup.sh installs the console's devDependencies)")
+        return
+    page = b.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(600_000)
+    page.set_content(PEER_PAGE)
+    page.add_style_tag(path=str(CONSOLE / "uplot/dist/uPlot.min.css"))
+    page.add_script_tag(path=str(CONSOLE / "uplot/dist/uPlot.iife.min.js"))
+    page.add_script_tag(path=str(chartjs))
+    version = page.evaluate("() => Chart.version")
+    # the columns themselves (2 x 8 bytes a sample) are there before either library runs
+    print(
+        f"chart libraries on the same {samples:,} samples (blank page, same Chromium), median of {runs}"
+    )
+    for label, lib, dec in [
+        ("uPlot (the console's)", "uplot", False),
+        (f"Chart.js {version}, LTTB decimation", "chartjs", True),
+        (f"Chart.js {version}, no decimation", "chartjs", False),
+    ]:
+        got = [page.evaluate(PEER_JS, [lib, samples, dec]) for _ in range(runs)]
+        drawn = statistics.median(g["drawn"] for g in got)
+        build = statistics.median(g["build"] for g in got)
+        zoom = statistics.median(g["zoom"] for g in got)
+        mem = statistics.median(g["mem"] for g in got) / 2**20
+        extra = f" (of which {build:6.1f} ms building point objects)" if build else ""
+        each = ", ".join(f"{g['drawn']:.0f}" for g in got)
+        print(
+            f"  {label:36s} first draw {drawn:7.1f} ms{extra:44s}  zoom redraw {zoom:7.1f} ms"
+            f"  heap +{mem:5.1f} MiB   runs: {each}"
+        )
+    page.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=500_000)
     ap.add_argument("--rate", type=int, default=500, help="requests/s; 2 log records each")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-peers", action="store_true", help="skip uPlot vs Chart.js")
+    ap.add_argument("--peers-only", action="store_true", help="only uPlot vs Chart.js")
     args = ap.parse_args()
+    if args.peers_only:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            chart_peers(b, args.samples, args.runs)
+            b.close()
+        return
     hub = HubProcess(Path(tempfile.mkdtemp()) / "data", ["--set", "log.level=info"])
     hub.start()
     try:
@@ -147,7 +256,7 @@ def main() -> None:
         took = store_history(hub, env, args.samples)
         print(f"stored {args.samples} samples over MQTT in {took:.1f} s")
         with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless=new"])
+            b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
             page = b.new_page(viewport={"width": 1280, "height": 800})
             page.set_default_timeout(300_000)
             errors: list[str] = []
@@ -182,6 +291,8 @@ def main() -> None:
                 f"  fetching them (50 raw pages of 10,000, JSON): median {statistics.median(fetches) / 1000:.1f} s"
             )
             print(f"  aggregated view (auto, zoomed out): {agg[0]} buckets rendered in {agg[1]} ms")
+            if not args.no_peers:
+                chart_peers(b, args.samples, args.runs)
 
             # -- live log ---------------------------------------------------------------
             page.evaluate(

@@ -159,12 +159,19 @@ class HubProcess:
         )
 
 
+def running_hub(data_dir: Path, extra: list[str] | None = None) -> Iterator[HubProcess]:
+    """A fixture's hub: started, yielded, stopped (``extra``: more ``serve`` arguments)."""
+    h = HubProcess(data_dir, extra)
+    h.start()
+    try:
+        yield h
+    finally:
+        h.stop()
+
+
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[HubProcess]:
-    h = HubProcess(tmp_path / "data")
-    h.start()
-    yield h
-    h.stop()
+    yield from running_hub(tmp_path / "data")
 
 
 @pytest.fixture
@@ -176,10 +183,7 @@ def api(hub: HubProcess) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def shared_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     """One hub for a whole test module (tests must use their own org/product names)."""
-    h = HubProcess(tmp_path_factory.mktemp("hub") / "data")
-    h.start()
-    yield h
-    h.stop()
+    yield from running_hub(tmp_path_factory.mktemp("hub") / "data")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, HubProcess
+from tests.conftest import ADMIN_TOKEN, HubProcess, running_hub
 
 CHROMIUM = os.environ.get("HEADRACE_CHROMIUM", "/usr/bin/chromium")
 TIMEOUT_MS = 30_000  # the machine is shared: waits are generous
@@ -126,12 +126,11 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+# one hub per module; it keeps an hour of the outbound stream, for the rule pages' replay
 @pytest.fixture(scope="module")
 def console_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    h = HubProcess(tmp_path_factory.mktemp("console") / "data")
-    h.start()
-    yield h
-    h.stop()
+    data = tmp_path_factory.mktemp("console") / "data"
+    yield from running_hub(data, ["--set", "stream.replay_seconds=3600"])
 
 
 @pytest.fixture(scope="module")

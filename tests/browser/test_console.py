@@ -6,11 +6,19 @@ payload found in the log by its code, files uploaded over the HTTP integration a
 previewed, downloaded and deleted on the device page, a script edited and debugged, an
 org viewer who can change nothing and see no other org, a phone-sized screen and the
 keyboard, and every page without a console error.
+
+The rule pages: a webhook rule made in the browser (a refused URL shown at its field
+first) sends to an HTTP server in this process; data posted over the HTTP integration
+moves the counters, a transform that throws dead-letters its record, pause holds delivery
+and resume sends what waited, a replay sends again, an edit is checked at its field; an
+org viewer sees the rules and their figures but no control.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import subprocess
 import time
@@ -23,8 +31,12 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import Console, has_accounts, new_console
-from tests.conftest import HubProcess
+from tests.conftest import HubProcess, free_port
+from tests.e2e.client_support import wait_for
 from tests.e2e.http_support import MP, get_token, message
+from tests.e2e.mqtt_support import Client
+from tests.e2e.rules_support import make_org, realtime
+from tests.e2e.test_rules_webhook import Receiver
 
 # a 1x1 PNG
 PIXEL = base64.b64decode(
@@ -64,21 +76,21 @@ def secret(c: Console, name: str) -> str:
     return c.page.locator(f".alert.secret dt:text-is('{name}') + dd code").first.inner_text()
 
 
+def new_user(admin: httpx.Client, prefix: str, password: str, org: str | None = None) -> str:
+    """A user made through the admin API: an org viewer of ``org``, else a platform
+    admin; its name."""
+    name = prefix + uuid.uuid4().hex[:6]
+    role = {"role": "org-viewer", "orgId": org} if org else {"role": "platform-admin"}
+    r = admin.post("/api/v1/users", json={"username": name, "password": password, "roles": [role]})
+    assert r.status_code in (200, 201), r.text
+    return name
+
+
 def login_operator(c: Console, admin: httpx.Client) -> None:
     """As a platform admin: a user with a session when the hub has accounts, else the
     admin token."""
     if has_accounts(c.hub):
-        name = "op" + uuid.uuid4().hex[:6]
-        r = admin.post(
-            "/api/v1/users",
-            json={
-                "username": name,
-                "password": "correct horse 42",
-                "roles": [{"role": "platform-admin"}],
-            },
-        )
-        assert r.status_code in (200, 201), r.text
-        c.login(name, "correct horse 42")
+        c.login(new_user(admin, "op", "correct horse 42"), "correct horse 42")
     else:
         c.login_token()
 
@@ -233,23 +245,36 @@ def test_operator_journey(console: Console, admin: httpx.Client) -> None:
     expect(log.locator("tr.log-row.error").filter(has_text="1204").first).to_be_visible()
     page.get_by_role("button", name="Stop live tail").click()
     page.get_by_label("Error code").fill("1204")
-    page.get_by_role("button", name="Apply filters").click()
+    # the hub filters by code (and device): the page asks for them and shows what came
+    with page.expect_response(lambda r: "/logs?" in r.url and "code=1204" in r.url) as got:
+        page.get_by_role("button", name="Apply filters").click()
+    found = got.value.json()["items"]
+    assert [r["kind"] for r in found] == ["error", "payload"], found
     errors = log.locator("tr.log-row")
-    expect(errors.first).to_contain_text("code 1204")
+    expect(errors).to_have_count(2)
     for text in errors.all_inner_texts():
         assert "1204" in text, text
     errors.first.get_by_role("button").click()
     detail = log.locator("tr.log-detail pre")
     expect(detail).to_contain_text('"requestId": "bad1"')
     expect(detail).to_contain_text("measurepoints.temp")
+    errors.first.get_by_role("button").click()  # closed again
+    # the payload record expands to the bytes mosquitto_pub sent
+    errors.nth(1).get_by_role("button").click()
+    received = log.locator("tr.log-detail pre.payload")
+    expect(received).to_have_text(json.dumps(bad))
+    expect(log.locator("tr.log-detail")).to_contain_text("Received payload (text,")
     c.shot("channel")
     # by device: the error names its item's device
     page.get_by_label("Device key").fill("m2")
-    page.get_by_role("button", name="Apply filters").click()
+    with page.expect_response(lambda r: "/logs?" in r.url and "device=m2" in r.url) as got:
+        page.get_by_role("button", name="Apply filters").click()
+    assert got.value.json()["items"] == []
     expect(page.locator(".log-status")).to_have_text("No records match the filters.")
     page.get_by_label("Device key").fill("m1")
     page.get_by_role("button", name="Apply filters").click()
     expect(errors.first).to_contain_text("code 1204")
+    expect(errors).to_have_count(1)  # the error names m1; the payload record no device
     # by time: nothing before the records were written
     page.get_by_label("Device key").fill("")
     page.get_by_label("Error code").fill("")
@@ -410,6 +435,25 @@ def test_script_edit_and_debug(console: Console, admin: httpx.Client) -> None:
     expect(page.get_by_role("heading", name="Current script: version 1")).to_be_visible()
     assert admin.get(f"/api/v1/orgs/{org}/products/{pk}/script").json()["version"] == 1
 
+    # binary data through the script: the channel's log expands to its bytes in hex
+    ch = admin.post(f"/api/v1/orgs/{org}/channels", json={"name": "raw", "products": [pk]}).json()
+    client = Client(c.hub, ch["username"], ch["password"])
+    try:
+        client.subscribe(f"/sys/{pk}/integration/#")
+        client.publish(f"/sys/{pk}/integration/model/up_raw", bytes([1, 2, 0xFE, 0xFF, 0x41]))
+        client.reply()
+    finally:
+        client.close()
+    c.route(f"/orgs/{org}/channels/{ch['channelId']}")
+    row = page.locator("tr.log-row.payload").first
+    expect(row).to_contain_text("code 200")
+    row.get_by_role("button").click()
+    expect(page.locator("tr.log-detail")).to_contain_text("Received payload (binary, hex, 5 bytes)")
+    expect(page.locator("tr.log-detail pre.payload")).to_have_text(
+        "0000  01 02 fe ff 41" + " " * 34 + "  ....A"
+    )
+    c.shot("channel-payload", page.locator(".message-log"))
+
 
 def populated_org(admin: httpx.Client) -> dict[str, str]:
     org = admin.post("/api/v1/orgs", json={"name": "viewer " + uuid.uuid4().hex[:4]}).json()[
@@ -432,7 +476,15 @@ def populated_org(admin: httpx.Client) -> dict[str, str]:
     ).json()
     admin.post(f"/api/v1/orgs/{org}/service-accounts", json={"name": "sa"}).raise_for_status()
     admin.put(f"/api/v1/orgs/{org}/products/{pk}/script", content=GOOD.encode()).raise_for_status()
-    return {"org": org, "pk": pk, "ch": ch["channelId"], "ent": ent["enterpriseId"]}
+    sink = {"type": "kafka", "bootstrap": f"127.0.0.1:{free_port()}", "topic": "t"}  # down
+    rule = admin.post(f"/api/v1/orgs/{org}/rules", json={"name": "r", "sink": sink}).json()
+    return {
+        "org": org,
+        "pk": pk,
+        "ch": ch["channelId"],
+        "ent": ent["enterpriseId"],
+        "rule": rule["ruleId"],
+    }
 
 
 def test_org_viewer_changes_nothing_and_sees_no_other_org(
@@ -443,17 +495,7 @@ def test_org_viewer_changes_nothing_and_sees_no_other_org(
     c, page = console, console.page
     mine, other = populated_org(admin), populated_org(admin)
     org, pk = mine["org"], mine["pk"]
-    name = "viewer" + uuid.uuid4().hex[:4]
-    r = admin.post(
-        "/api/v1/users",
-        json={
-            "username": name,
-            "password": "viewer pass 42",
-            "roles": [{"role": "org-viewer", "orgId": org}],
-        },
-    )
-    assert r.status_code in (200, 201), r.text
-    c.login(name, "viewer pass 42")
+    c.login(new_user(admin, "viewer", "viewer pass 42", org), "viewer pass 42")
     # only its organization, and nothing to create
     expect(
         page.get_by_role("link", name=admin.get(f"/api/v1/orgs/{org}").json()["name"])
@@ -475,6 +517,7 @@ def test_org_viewer_changes_nothing_and_sees_no_other_org(
         (f"/orgs/{org}/enterprises/{mine['ent']}", "Reset secret"),
         (f"/orgs/{org}/service-accounts", "Create service account"),
         (f"/orgs/{org}/products/{pk}/script", "Save as new version"),
+        (f"/orgs/{org}/rules/{mine['rule']}", "Pause"),
     ]:
         c.route(route)
         expect(page.locator("main h1")).to_be_visible()
@@ -485,6 +528,10 @@ def test_org_viewer_changes_nothing_and_sees_no_other_org(
     # another organization does not exist for this user
     c.watch.expect(404, f"/orgs/{other['org']}")
     c.route(f"/orgs/{other['org']}")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    c.route(f"/orgs/{other['org']}/rules/{other['rule']}")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    c.route(f"/orgs/{other['org']}/rules")
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     # and the API refuses a write even when the page is bypassed (with the CSRF token)
     c.watch.expect(403, f"/orgs/{org}/models")
@@ -523,6 +570,9 @@ def test_every_page_without_console_errors(console: Console, admin: httpx.Client
         f"/orgs/{org}/enterprises",
         f"/orgs/{org}/enterprises/{o['ent']}",
         f"/orgs/{org}/service-accounts",
+        f"/orgs/{org}/rules",
+        f"/orgs/{org}/rules/new",
+        f"/orgs/{org}/rules/{o['rule']}",
     ]
     if has_accounts(c.hub):
         routes += ["/users", "/audit"]
@@ -569,15 +619,7 @@ def test_phone_width_and_keyboard(
         assert page.evaluate("() => document.activeElement.getBoundingClientRect().left") >= 0
         # log in with the keyboard only: the first field has the focus
         if has_accounts(console_hub):
-            name = "kb" + uuid.uuid4().hex[:4]
-            admin.post(
-                "/api/v1/users",
-                json={
-                    "username": name,
-                    "password": "keyboard pass 42",
-                    "roles": [{"role": "platform-admin"}],
-                },
-            ).raise_for_status()
+            name = new_user(admin, "kb", "keyboard pass 42")
             page.get_by_label("Username").focus()
             page.keyboard.type(name)
             page.keyboard.press("Tab")
@@ -612,6 +654,10 @@ def test_phone_width_and_keyboard(
         c.route(f"/orgs/{o['org']}/products/{o['pk']}/devices/d1")
         expect(page.locator(".chart")).to_be_visible()
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        for route in (f"/orgs/{o['org']}/rules", f"/orgs/{o['org']}/rules/{o['rule']}"):
+            c.route(route)
+            expect(page.locator(".figure, tr[data-rule]").first).to_be_visible()
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, route
         c.watch.check()
     finally:
         page.context.close()
@@ -621,11 +667,7 @@ def test_own_password_logout_and_login_again(console: Console, admin: httpx.Clie
     c, page = console, console.page
     if not has_accounts(c.hub):
         pytest.fail("this hub has no operator accounts (the session API answers 404)")
-    name = "pw" + uuid.uuid4().hex[:4]
-    admin.post(
-        "/api/v1/users",
-        json={"username": name, "password": "first pass 42", "roles": [{"role": "platform-admin"}]},
-    ).raise_for_status()
+    name = new_user(admin, "pw", "first pass 42")
     c.login(name, "first pass 42")
     page.get_by_role("button", name="Password").click()
     dialog = page.get_by_role("dialog")
@@ -700,3 +742,178 @@ def test_users_enterprise_channel_controls_and_audit(console: Console, admin: ht
     expect(audit).to_contain_text("POST /users")
     expect(audit).to_contain_text("/reset-password")
     expect(audit.locator("tr").filter(has_text="/enterprises").first).to_contain_text("session")
+
+
+# -- rules ---------------------------------------------------------------------------------
+
+TRANSFORM = """function transform(record) {
+  var t = record.content.measurepoints.temp;
+  if (t > 100) throw new Error("too hot: " + t);
+  return {device: record.deviceKey, temp: t};
+}"""
+
+
+def figure(c: Console, name: str) -> Any:
+    return c.page.locator(f".figure[data-figure='{name}'] .figure-value")
+
+
+def refresh(c: Console, heading: str) -> None:
+    """Read the figures now (the page also does every 5 s)."""
+    section = c.page.locator("section", has=c.page.get_by_role("heading", name=heading))
+    section.get_by_role("button", name="Refresh").click()
+
+
+def test_rule_pages(console: Console, admin: httpx.Client) -> None:
+    c, page, hub = console, console.page, console.hub
+    receiver = Receiver()
+    http = httpx.Client(base_url=hub.url, timeout=30)
+    try:
+        org = make_org(hub, admin, devices=2)
+        login_operator(c, admin)
+        c.route(f"/orgs/{org.id}/rules")
+        expect(page.get_by_role("heading", name="Rules", level=1)).to_be_visible()
+        expect(page.get_by_text("No rules yet")).to_be_visible()
+        page.get_by_role("link", name="New rule").click()
+
+        # -- create: the hub's check is shown at the field ---------------------------------
+        name = "hook " + uuid.uuid4().hex[:4]
+        page.get_by_label("Name", exact=True).fill(name)
+        page.get_by_label("Sink", exact=True).select_option("webhook")
+        page.get_by_label("URL").fill("ftp://nowhere")
+        page.get_by_label("Kinds").select_option(["measurepoint"])  # not online/offline
+        page.get_by_label("Transform (JavaScript, optional)").fill(TRANSFORM)
+        c.watch.expect(422, f"/orgs/{org.id}/rules")
+        page.get_by_role("button", name="Create rule").click()
+        url_input = page.get_by_label("URL")
+        expect(url_input).to_have_attribute("aria-invalid", "true")
+        expect(page.locator(".field-error:not(:empty)")).to_contain_text("http")
+        url_input.fill(receiver.url + "/hook")
+        page.get_by_label("Messages per POST").fill("1")
+        page.get_by_role("button", name="Create rule").click()
+        expect(page.locator(".alert.secret")).to_contain_text(f"Rule {name} created")
+        secret = page.locator(".alert.secret dt:text-is('signing secret') + dd code").inner_text()
+        rules = admin.get(f"/api/v1/orgs/{org.id}/rules").json()["items"]
+        assert [r["name"] for r in rules] == [name]
+        rule = rules[0]
+        assert rule["sink"] == {
+            "type": "webhook",
+            "url": receiver.url + "/hook",
+            "format": "headrace",
+            "timeout": 10.0,
+            "batchSize": 1,
+            "headers": {},
+        }
+        assert rule["transform"] == TRANSFORM and rule["enabled"] is True
+        assert rule["select"]["kinds"] == ["measurepoint"]
+        page.get_by_role("link", name="Open the rule").click()
+        expect(page.get_by_role("heading", name=name, level=1)).to_be_visible()
+
+        # -- data moves the counters; the transform's throw is a dead letter ------------------
+        t = int(time.time() * 1000)
+        realtime(
+            http,
+            org,
+            [
+                {"deviceKey": "dev0", "time": t, "measurepoints": {"temp": 20.5}},
+                {"deviceKey": "dev1", "time": t, "measurepoints": {"temp": 500.0}},
+            ],
+        )
+        realtime(http, org, [{"deviceKey": "dev0", "time": t + 1, "measurepoints": {"temp": 21}}])
+        got = wait_for(lambda: len(receiver.delivered()) >= 2 and receiver.delivered(), 30)
+        bodies = [json.loads(b) for _, b in got]
+        assert bodies == [[{"device": "dev0", "temp": 20.5}], [{"device": "dev0", "temp": 21}]]
+        for headers, body in got:  # signed with the secret shown once
+            want = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            assert headers["x-headrace-signature"] == want
+        refresh(c, "Delivery")
+        expect(figure(c, "Delivered")).to_have_text("2")
+        expect(figure(c, "Matched")).to_have_text("3")
+        expect(figure(c, "Dead-lettered")).to_have_text("1")
+        refresh(c, "Dead letters")
+        dead = page.locator("table:has(caption:text('Dead letters')) tbody tr")
+        expect(dead).to_have_count(1)
+        expect(dead.first).to_contain_text("too hot: 500")
+        c.shot("rule", page.get_by_role("heading", name="Delivery"))
+
+        # -- pause holds delivery, resume sends what waited ------------------------------------
+        page.get_by_role("button", name="Pause").click()
+        expect(page.get_by_role("button", name="Resume")).to_be_visible()
+        expect(page.locator(".badge", has_text="paused")).to_be_visible()
+        assert admin.get(f"/api/v1/orgs/{org.id}/rules/{rule['ruleId']}").json()["enabled"] is False
+        realtime(http, org, [{"deviceKey": "dev1", "time": t + 2, "measurepoints": {"temp": 22}}])
+        time.sleep(1.0)
+        assert len(receiver.delivered()) == 2
+        page.get_by_role("button", name="Resume").click()
+        expect(page.get_by_role("button", name="Pause")).to_be_visible()
+        wait_for(lambda: len(receiver.delivered()) == 3, 30)
+        assert json.loads(receiver.delivered()[2][1]) == [{"device": "dev1", "temp": 22}]
+        refresh(c, "Delivery")
+        expect(figure(c, "Delivered")).to_have_text("3")
+
+        # -- replay from position 0: everything the stream holds, again -------------------------
+        page.get_by_label("Replay from").select_option("position")
+        page.get_by_label("Stream position").fill("0")
+        page.get_by_role("button", name="Replay").click()
+        wait_for(lambda: len(receiver.delivered()) >= 6, 30)
+
+        # -- the list: state and counters ----------------------------------------------------------
+        c.route(f"/orgs/{org.id}/rules")
+        row = page.locator(f"tr[data-rule='{rule['ruleId']}']")
+        expect(row).to_contain_text("running")
+        expect(row.locator("td[data-label='Delivered']")).to_have_text("6")
+        expect(row.locator("td[data-label='Dead-lettered']")).to_have_text("2")
+        expect(row.locator("td[data-label='Last error']")).to_contain_text("too hot")
+        c.shot("rules")
+
+        # -- edit: a refused change at its field, then a saved one ----------------------------------
+        c.route(f"/orgs/{org.id}/rules/{rule['ruleId']}")
+        edit = page.locator("section", has=page.get_by_role("heading", name="Edit"))
+        edit.get_by_label("Messages per POST").fill("0")
+        c.watch.expect(422, f"/rules/{rule['ruleId']}")
+        edit.get_by_role("button", name="Save rule").click()
+        expect(edit.get_by_label("Messages per POST")).to_have_attribute("aria-invalid", "true")
+        edit.get_by_label("Messages per POST").fill("50")
+        edit.get_by_label("Measurepoints").fill("temp")
+        edit.get_by_role("button", name="Save rule").click()
+        expect(page.get_by_role("heading", name=name, level=1)).to_be_visible()
+        saved = admin.get(f"/api/v1/orgs/{org.id}/rules/{rule['ruleId']}").json()
+        assert saved["sink"]["batchSize"] == 50 and saved["select"]["points"] == ["temp"]
+        assert saved["transform"] == TRANSFORM
+
+        # -- an org viewer reads, and changes nothing ------------------------------------------------
+        if has_accounts(hub):
+            viewer = new_user(admin, "rv", "viewer pass 42", org.id)
+            v = new_console(page.context.browser, hub, c.shots)
+            try:
+                v.login(viewer, "viewer pass 42")
+                v.route(f"/orgs/{org.id}/rules")
+                expect(v.page.locator(f"tr[data-rule='{rule['ruleId']}']")).to_contain_text(name)
+                expect(v.page.get_by_role("link", name="New rule")).to_have_count(0)
+                v.route(f"/orgs/{org.id}/rules/{rule['ruleId']}")
+                expect(figure(v, "Delivered")).to_be_visible()
+                for absent in ("Pause", "Delete", "Replay", "Save rule"):
+                    expect(v.page.get_by_role("button", name=absent)).to_have_count(0)
+                v.watch.expect(403, "/pause")
+                status = v.page.evaluate(
+                    """async (p) => {
+                        const s = await (await fetch('/api/v1/session')).json();
+                        const r = await fetch(p, {method: 'POST',
+                            headers: {'x-csrf-token': s.csrfToken}});
+                        return r.status;
+                    }""",
+                    f"/api/v1/orgs/{org.id}/rules/{rule['ruleId']}/pause",
+                )
+                assert status == 403
+                v.watch.check()
+            finally:
+                v.page.context.close()
+
+        # -- delete -------------------------------------------------------------------------------
+        page.get_by_role("button", name="Delete").click()
+        page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+        expect(page.get_by_role("heading", name="Rules", level=1)).to_be_visible()
+        expect(page.get_by_text("No rules yet")).to_be_visible()
+        assert admin.get(f"/api/v1/orgs/{org.id}/rules/{rule['ruleId']}").status_code == 404
+    finally:
+        http.close()
+        receiver.close()

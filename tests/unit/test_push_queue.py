@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from headrace.push.queue import EnterpriseQueue, Entry, to_ranges
 from headrace.store.sqlite.store import SQLiteStore
@@ -42,12 +38,7 @@ class Conn:
         self.unacked = []
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "h.db")
-    s.start()
-    yield s
-    s.close()
+# store: the SQLite store fixture of tests/unit/conftest.py
 
 
 def queue(store: SQLiteStore, **kw: int) -> EnterpriseQueue:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,13 +11,7 @@ from hypothesis import strategies as st
 from headrace.push.queue import to_ranges
 from headrace.store.sqlite.store import SQLiteStore
 
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "h.db")
-    s.start()
-    yield s
-    s.close()
+# store: the SQLite store fixture of tests/unit/conftest.py
 
 
 def rows(

@@ -117,11 +117,15 @@ async def account_logs(
     end: int | None = End,
     limit: int = Parameter(default=100, ge=1, le=1000),
     cursor: int | None = LogCursor,
+    device: str | None = None,
+    code: int | None = None,
 ) -> dict[str, Any]:
     """Message-log records of the account's integration requests, newest first."""
     svc = services(request)
     svc.accounts.account(org_id, app_key)
-    return await read_log(svc, "http:" + app_key, kind, LOG_KINDS, start, end, limit, cursor)
+    return await read_log(
+        svc, "http:" + app_key, kind, LOG_KINDS, start, end, limit, cursor, device=device, code=code
+    )
 
 
 accounts_router = Router(

@@ -107,11 +107,15 @@ async def channel_logs(
     end: int | None = End,
     limit: int = Parameter(default=100, ge=1, le=1000),
     cursor: int | None = LogCursor,
+    device: str | None = None,
+    code: int | None = None,
 ) -> dict[str, Any]:
     """Message-log records, newest first: connection, payload and error records."""
     svc = services(request)
     svc.registry.channel(org_id, channel_id)
-    return await read_log(svc, channel_id, kind, LOG_KINDS, start, end, limit, cursor)
+    return await read_log(
+        svc, channel_id, kind, LOG_KINDS, start, end, limit, cursor, device=device, code=code
+    )
 
 
 channel_router = Router(

@@ -102,6 +102,48 @@ def page_limit(limit: int) -> int:
     return limit
 
 
+# rows a page of a log filtered by device or code reads at the most: a page may then
+# hold fewer items than its limit and still have a nextCursor (read on from there)
+LOG_SCAN = 10_000
+_dec = msgspec.json.Decoder()
+
+
+def log_matcher(kinds: set[str], device: str | None, code: int | None) -> Any:
+    """A message-log record filter ``match(kind, doc) -> bool``: its kind among ``kinds``
+    (all if empty); ``device``: its ``deviceKey``, a ``devices`` entry or an item error's
+    ``deviceKey`` is that device; ``code``: its ``code`` or an item error's ``code`` is
+    that code. The live tail and ``GET .../logs`` filter with it alike."""
+
+    def match(kind: str, doc: bytes) -> bool:
+        if kinds and kind not in kinds:
+            return False
+        if device is None and code is None:
+            return True
+        d = _dec.decode(doc)
+        if not isinstance(d, dict):
+            return False
+        errors = d.get("errors")
+        errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+        if (
+            code is not None
+            and d.get("code") != code
+            and all(e.get("code") != code for e in errors)
+        ):
+            return False
+        if device is not None:
+            devices = d.get("devices")
+            devices = devices if isinstance(devices, list) else []
+            if not (
+                d.get("deviceKey") == device
+                or device in devices
+                or any(e.get("deviceKey") == device for e in errors)
+            ):
+                return False
+        return True
+
+    return match
+
+
 async def read_log(
     svc: Services,
     log_id: str,
@@ -111,16 +153,42 @@ async def read_log(
     end: int | None,
     limit: int,
     cursor: int | None,
+    *,
+    device: str | None = None,
+    code: int | None = None,
 ) -> dict[str, Any]:
-    """One page of a message log (a channel's or a service account's), newest first."""
+    """One page of a message log (a channel's or a service account's), newest first,
+    filtered by kinds and time in the store and by ``device`` and ``code`` here (reading
+    at most ``LOG_SCAN`` rows for one page)."""
     kinds = [k for k in kinds_text.split(",") if k]
     for k in kinds:
         if k not in allowed:
             raise ValidationFailed(f"kind must be among {', '.join(allowed)}", field="kind")
+    device = device or None
     end = end if end is not None else int(time.time() * 1000) + 1
-    rows = await svc.store.query_log(log_id, kinds, start, end, limit, cursor)
-    items = [{"id": r[0], "time": r[1], "kind": r[2], **msgspec.json.decode(r[3])} for r in rows]
-    return {"items": items, "nextCursor": rows[-1][0] if len(rows) == limit else None}
+    if device is None and code is None:
+        rows = await svc.store.query_log(log_id, kinds, start, end, limit, cursor)
+        nxt = rows[-1][0] if len(rows) == limit else None
+    else:
+        match = log_matcher(set(), device, code)
+        rows, scanned, nxt = [], 0, cursor
+        while len(rows) < limit:
+            if scanned >= LOG_SCAN:
+                break  # nxt: the last row read
+            n = min(1000, LOG_SCAN - scanned)
+            got = await svc.store.query_log(log_id, kinds, start, end, n, nxt)
+            for r in got:
+                scanned += 1
+                nxt = r[0]
+                if match(r[2], r[3]):
+                    rows.append(r)
+                    if len(rows) == limit:
+                        break
+            if len(got) < n and len(rows) < limit:
+                nxt = None  # the log has no older rows
+                break
+    items = [{"id": r[0], "time": r[1], "kind": r[2], **_dec.decode(r[3])} for r in rows]
+    return {"items": items, "nextCursor": nxt}
 
 
 def page(items: list[Any], limit: int, key: str) -> dict[str, Any]:

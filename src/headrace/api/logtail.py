@@ -24,7 +24,7 @@ from litestar.response import Stream
 from ..errors import ValidationFailed
 from ..model.validate import INT64_MAX, INT64_MIN
 from .channels import LOG_KINDS
-from .common import admin_guard
+from .common import admin_guard, log_matcher
 from .services import services
 
 Req = Request[Any, Any, Any]
@@ -44,37 +44,6 @@ def _event(rid: int, data: bytes) -> bytes:
 def _gap(reason: str, dropped: int | None) -> bytes:
     data = msgspec.json.encode({"reason": reason, "dropped": dropped})
     return b"event: gap\ndata: %s\n\n" % data
-
-
-def matcher(kinds: set[str], device: str | None, code: int | None) -> Any:
-    """A record filter: its kind among ``kinds`` (all if empty), a ``deviceKey`` field, an
-    item error's ``deviceKey`` or a ``devices`` entry equal to ``device``, its ``code``
-    equal to ``code``."""
-
-    def match(kind: str, doc: bytes) -> bool:
-        if kinds and kind not in kinds:
-            return False
-        if device is None and code is None:
-            return True
-        d = _dec.decode(doc)
-        if not isinstance(d, dict):
-            return False
-        if code is not None and d.get("code") != code:
-            return False
-        if device is not None:
-            errors = d.get("errors")
-            errors = errors if isinstance(errors, list) else []
-            devices = d.get("devices")
-            devices = devices if isinstance(devices, list) else []
-            if not (
-                d.get("deviceKey") == device
-                or device in devices
-                or any(isinstance(e, dict) and e.get("deviceKey") == device for e in errors)
-            ):
-                return False
-        return True
-
-    return match
 
 
 @get("/orgs/{org_id:str}/channels/{channel_id:str}/logs/stream", media_type="text/event-stream")
@@ -103,7 +72,7 @@ async def channel_log_stream(
             raise ValidationFailed(
                 "Last-Event-ID must be a record id", field="Last-Event-ID"
             ) from None
-    match = matcher(wanted, device, code)
+    match = log_matcher(wanted, device or None, code)
     # subscribed before the replay reads the store: nothing committed in between is lost
     tail = svc.logfeed.subscribe(channel_id, lambda row: match(row[3], row[4]))
     heartbeat = float(svc.settings["log.tail_heartbeat"])

@@ -44,6 +44,7 @@ from ..proto.enos import (
 )
 from ..state.registry import DeviceEntry, Registry
 from ..store.base import Store, WriteBatch
+from .logpayload import payload_fields
 from .messages import Envelope, Item, decode_envelope, decode_items
 from .messages import encode as json_encode
 from .ratelimit import RateLimiter
@@ -445,6 +446,7 @@ class Pipeline:
                     "code": result.code,
                     "clientId": origin.client_id,
                     "ms": round((time.perf_counter() - started) * 1000, 3),
+                    **payload_fields(payload),  # the received bytes, capped
                 }
             ),
         )

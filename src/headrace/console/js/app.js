@@ -14,6 +14,7 @@ import { channelsPage, channelPage } from "./pages/channels.js";
 import { scriptPage } from "./pages/scripts.js";
 import { enterprisesPage, enterprisePage } from "./pages/enterprises.js";
 import { accountsPage } from "./pages/accounts.js";
+import { rulesPage, rulePage } from "./pages/rules.js";
 import { usersPage, auditPage } from "./pages/users.js";
 
 const ROUTES = [
@@ -36,6 +37,8 @@ const ROUTES = [
   ["/orgs/:org/enterprises", enterprisesPage],
   ["/orgs/:org/enterprises/:ent", enterprisePage],
   ["/orgs/:org/service-accounts", accountsPage],
+  ["/orgs/:org/rules", rulesPage],
+  ["/orgs/:org/rules/:rule", rulePage],
 ];
 
 const main = document.getElementById("main");
@@ -145,6 +148,7 @@ function renderNav(org, path = "") {
         navLink(`#/orgs/${o}/channels`, "Channels", path),
         navLink(`#/orgs/${o}/enterprises`, "Enterprises", path),
         navLink(`#/orgs/${o}/service-accounts`, "Service accounts", path),
+        navLink(`#/orgs/${o}/rules`, "Rules", path),
       ),
     );
   }

@@ -360,3 +360,40 @@ export function fill(el, ...children) {
   append(el, children);
   return el;
 }
+
+// -- actions -------------------------------------------------------------------------------
+
+// a button that runs fn, after a confirmation when `confirm` is given (its OK button says
+// okText, else the label); a failure is shown as an error notice
+export function actionButton(label, fn, { confirm, okText, danger } = {}) {
+  return h(
+    "button",
+    {
+      type: "button",
+      class: danger ? "danger" : null,
+      onclick: async () => {
+        if (confirm && !(await confirmDialog(confirm, okText || label))) return;
+        try {
+          await fn();
+        } catch (e) {
+          toast(errorText(e), "error");
+        }
+      },
+    },
+    label,
+  );
+}
+
+// a value in code type with a copy button beside it
+export function copyCode(value) {
+  return h("span", { class: "copyrow" }, h("code", {}, value), copyButton(value));
+}
+
+// a list page's "New ..." form and its list: after `create` the list is read again
+// (listed(items) -> the table, or the empty text when there are none)
+export function listBox(items, listed, emptyText) {
+  const box = h("div", {});
+  const show = (xs) => fill(box, xs.length ? listed(xs) : empty(emptyText));
+  show(items);
+  return { el: box, show };
+}

@@ -3,7 +3,7 @@
 // password reset) and its message log with a live tail.
 
 import * as api from "../api.js";
-import { h, table, link, form, toast, empty, pageHead, section, kv, fmtTime, confirmDialog, secretBox, go, badge, copyButton, reload, fill } from "../ui.js";
+import { h, table, link, form, toast, empty, pageHead, section, kv, fmtTime, secretBox, go, badge, reload, fill, actionButton, copyCode, listBox } from "../ui.js";
 import { messageLog } from "./log.js";
 
 export async function channelsPage(main, { org }) {
@@ -35,15 +35,15 @@ export async function channelsPage(main, { org }) {
                 f.reset();
                 fill(out, connectionBox(c, `Channel ${c.name} created`), h("p", {}, link(`#${base}/channels/${encodeURIComponent(c.channelId)}`, "Open the channel and its message log")));
                 toast(`Channel ${c.channelId} created`);
-                fill(listBox, channelTable(base, await api.all(base + "/channels")));
+                list.show(await api.all(base + "/channels"));
               },
             })
           : empty("Create a product first: a channel sends data of products."),
       ),
     );
   }
-  const listBox = h("div", {}, items.length ? channelTable(base, items) : empty("No channels yet."));
-  main.append(out, section("Channels", null, listBox));
+  const list = listBox(items, (xs) => channelTable(base, xs), "No channels yet.");
+  main.append(out, section("Channels", null, list.el));
 }
 
 function channelTable(base, items) {
@@ -77,48 +77,32 @@ export async function channelPage(main, { org, ch, search }) {
   const out = h("div", {});
   const actions = write
     ? [
-        h("button", {
-          type: "button",
-          onclick: async () => {
-            try {
-              await api.patch(path, { enabled: !c.enabled });
-              toast(c.enabled ? "Channel disabled: its connections were closed" : "Channel enabled");
-              reload();
-            } catch (e) {
-              toast(e.message, "error");
-            }
+        actionButton(c.enabled ? "Disable" : "Enable", async () => {
+          await api.patch(path, { enabled: !c.enabled });
+          toast(c.enabled ? "Channel disabled: its connections were closed" : "Channel enabled");
+          reload();
+        }),
+        actionButton(
+          "Reset password",
+          async () => {
+            const r = await api.post(path + "/reset-password");
+            fill(out, connectionBox(r, "New password"));
+            out.querySelector("code")?.scrollIntoView({ block: "nearest" });
           },
-        }, c.enabled ? "Disable" : "Enable"),
-        h("button", {
-          type: "button",
-          onclick: async () => {
-            if (!(await confirmDialog("Reset the channel's password? Clients using the old one can no longer log in.", "Reset password"))) return;
-            try {
-              const r = await api.post(path + "/reset-password");
-              fill(out, connectionBox(r, "New password"));
-              out.querySelector("code")?.scrollIntoView({ block: "nearest" });
-            } catch (e) {
-              toast(e.message, "error");
-            }
+          { confirm: "Reset the channel's password? Clients using the old one can no longer log in." },
+        ),
+        actionButton(
+          "Delete",
+          async () => {
+            await api.del(path);
+            toast("Channel deleted");
+            go(`${base}/channels`);
           },
-        }, "Reset password"),
-        h("button", {
-          type: "button",
-          class: "danger",
-          onclick: async () => {
-            if (!(await confirmDialog(`Delete channel ${c.name}?`))) return;
-            try {
-              await api.del(path);
-              toast("Channel deleted");
-              go(`${base}/channels`);
-            } catch (e) {
-              toast(e.message, "error");
-            }
-          },
-        }, "Delete"),
+          { confirm: `Delete channel ${c.name}?`, danger: true },
+        ),
       ]
     : null;
-  const code = (v) => h("span", { class: "copyrow" }, h("code", {}, v), copyButton(v));
+  const code = copyCode;
   main.append(
     pageHead(c.name, `Channel ${c.channelId}`, actions),
     out,

@@ -2,7 +2,7 @@
 // with credentials, allow-list, products and event types, and the live queue figures.
 
 import * as api from "../api.js";
-import { h, table, link, form, toast, empty, pageHead, section, kv, fmtTime, confirmDialog, secretBox, go, errorText, copyButton, reload, fill } from "../ui.js";
+import { h, table, link, form, toast, empty, pageHead, section, kv, fmtTime, secretBox, go, errorText, reload, fill, actionButton, copyCode, listBox } from "../ui.js";
 
 const EVENT_TYPES = ["device_online", "device_offline", "attr_fault", "attr_alert", "device_status_raw", "device_status_kv"];
 
@@ -57,14 +57,14 @@ export async function enterprisesPage(main, { org }) {
         f.reset();
         fill(out, secretBox(`Enterprise ${e.name} created`, [["endpoint", e.endpoint || "noti is off on this hub"], ["enterprise_id", e.enterpriseId], ["enterprise_secret", e.enterpriseSecret]]));
         toast("Enterprise created");
-        fill(listBox, entTable(base, await api.all(base + "/enterprises")));
+        list.show(await api.all(base + "/enterprises"));
       },
     });
     selectAll(f, "eventTypes", ["device_online", "device_offline", "device_status_kv"]);
     main.append(section("New enterprise", null, products.length ? f : empty("Create a product first: an enterprise receives events of products.")));
   }
-  const listBox = h("div", {}, items.length ? entTable(base, items) : empty("No enterprises yet."));
-  main.append(out, section("Enterprises", null, listBox));
+  const list = listBox(items, (xs) => entTable(base, xs), "No enterprises yet.");
+  main.append(out, section("Enterprises", null, list.el));
 }
 
 function entTable(base, items) {
@@ -88,32 +88,23 @@ export async function enterprisePage(main, { org, ent }) {
   const out = h("div", {});
   const actions = write
     ? [
-        h("button", {
-          type: "button",
-          onclick: async () => {
-            if (!(await confirmDialog("Reset the enterprise secret? Connections logged in with the old one are closed.", "Reset secret"))) return;
-            try {
-              const r = await api.post(path + "/reset-secret");
-              fill(out, secretBox("New enterprise secret", [["enterprise_id", r.enterpriseId], ["enterprise_secret", r.enterpriseSecret]]));
-            } catch (err) {
-              toast(errorText(err), "error");
-            }
+        actionButton(
+          "Reset secret",
+          async () => {
+            const r = await api.post(path + "/reset-secret");
+            fill(out, secretBox("New enterprise secret", [["enterprise_id", r.enterpriseId], ["enterprise_secret", r.enterpriseSecret]]));
           },
-        }, "Reset secret"),
-        h("button", {
-          type: "button",
-          class: "danger",
-          onclick: async () => {
-            if (!(await confirmDialog(`Delete enterprise ${e.name}? Its queue is dropped.`))) return;
-            try {
-              await api.del(path);
-              toast("Enterprise deleted");
-              go(`${base}/enterprises`);
-            } catch (err) {
-              toast(errorText(err), "error");
-            }
+          { confirm: "Reset the enterprise secret? Connections logged in with the old one are closed." },
+        ),
+        actionButton(
+          "Delete",
+          async () => {
+            await api.del(path);
+            toast("Enterprise deleted");
+            go(`${base}/enterprises`);
           },
-        }, "Delete"),
+          { confirm: `Delete enterprise ${e.name}? Its queue is dropped.`, danger: true },
+        ),
       ]
     : null;
   const stats = h("div", {}, h("p", { class: "muted" }, "Loading…"));
@@ -124,8 +115,8 @@ export async function enterprisePage(main, { org, ent }) {
       "Credentials",
       null,
       kv([
-        ["Endpoint", e.endpoint ? h("span", { class: "copyrow" }, h("code", {}, e.endpoint), copyButton(e.endpoint)) : "noti is off on this hub"],
-        ["enterprise_id", h("span", { class: "copyrow" }, h("code", {}, e.enterpriseId), copyButton(e.enterpriseId))],
+        ["Endpoint", e.endpoint ? copyCode(e.endpoint) : "noti is off on this hub"],
+        ["enterprise_id", copyCode(e.enterpriseId)],
         ["enterprise_secret", h("span", { class: "muted" }, "shown only when created or reset")],
         ["IP allow-list", e.ipAllowList.length ? e.ipAllowList.join(", ") : "any address"],
         ["Products", e.products.join(", ")],

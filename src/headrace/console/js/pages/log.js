@@ -1,5 +1,6 @@
 // A message log (a channel's): pages of records newest first, filters by kind, device,
-// error code and time, each record expandable to its whole document, and a live tail
+// error code and time (all applied by the hub), each record expandable to the bytes the
+// hub received (a payload record's text or hex) and its whole document, and a live tail
 // (server-sent events) that renders at most once per frame so that a fast stream never
 // freezes the page.
 
@@ -39,6 +40,41 @@ export function devicesOf(r) {
   return out;
 }
 
+const HEX_LINE = 16; // bytes per line of a hex dump
+
+// "0000  7b 22 69 64  ...  {"id"..." lines of a binary payload
+export function hexDump(hex) {
+  const lines = [];
+  for (let i = 0; i < hex.length; i += HEX_LINE * 2) {
+    const bytes = hex.slice(i, i + HEX_LINE * 2).match(/../g) || [];
+    const text = bytes.map((b) => {
+      const c = parseInt(b, 16);
+      return c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : ".";
+    });
+    lines.push(`${(i / 2).toString(16).padStart(4, "0")}  ${bytes.join(" ").padEnd(HEX_LINE * 3 - 1)}  ${text.join("")}`);
+  }
+  return lines.join("\n");
+}
+
+// an expanded record: the received bytes of a payload record (text, or a hex dump of a
+// binary one; the hub keeps the first 4,096 bytes), then the record's other fields
+export function recordDetail(r) {
+  const { payload, payloadHex, payloadTruncated, ...rest } = r;
+  const parts = [];
+  if (payload !== undefined || payloadHex !== undefined) {
+    const kept = payload !== undefined ? new TextEncoder().encode(payload).length : payloadHex.length / 2;
+    const what = payload !== undefined ? "text" : "binary, hex";
+    parts.push(
+      h("h3", { class: "detail-title" }, `Received payload (${what}, ${r.size ?? kept} bytes)`),
+      payloadTruncated ? h("p", { class: "muted" }, `The hub keeps the first ${kept} of the ${r.size} bytes.`) : null,
+      h("pre", { class: "payload", tabindex: "0", "aria-label": `Payload of record ${r.id}` }, payload !== undefined ? payload : hexDump(payloadHex)),
+      h("h3", { class: "detail-title" }, "Record"),
+    );
+  }
+  parts.push(h("pre", { class: "json", tabindex: "0", "aria-label": `Record ${r.id}` }, JSON.stringify(rest, null, 2)));
+  return h("div", { class: "record-detail" }, parts);
+}
+
 export function messageLog({ logPath, streamPath, kinds, search }) {
   const f = {
     kinds: new Set((search?.get("kind") || kinds.join(",")).split(",").filter((k) => kinds.includes(k))),
@@ -47,6 +83,8 @@ export function messageLog({ logPath, streamPath, kinds, search }) {
     start: null,
     end: null,
   };
+  // the hub filters the pages and the tail; this check keeps the tail in the time range
+  // and the fallback poll in the filters
   const matches = (r) =>
     f.kinds.has(r.kind) &&
     (!f.code || codesOf(r).has(f.code)) &&
@@ -89,7 +127,7 @@ export function messageLog({ logPath, streamPath, kinds, search }) {
       return;
     }
     const r = records.get(tr);
-    const detail = h("tr", { class: "log-detail" }, h("td", { colspan: 4 }, h("pre", { class: "json", tabindex: "0", "aria-label": `Record ${r.id}` }, JSON.stringify(r, null, 2))));
+    const detail = h("tr", { class: "log-detail" }, h("td", { colspan: 4 }, recordDetail(r)));
     tr.after(detail);
     btn.setAttribute("aria-expanded", "true");
     btn.textContent = "▾";
@@ -106,31 +144,34 @@ export function messageLog({ logPath, streamPath, kinds, search }) {
       cursor = null;
     }
     status.textContent = "Loading…";
-    // the hub filters by kind and time; device and code are checked here too (a hub
-    // that filters them as well only makes the pages fuller)
+    // the hub filters by kind, time, device and code; a page it filtered by device or code
+    // may come back short (it reads a bounded number of records per page): read on a few
+    // pages while they are empty
     let page;
-    try {
-      page = await api.get(logPath, {
-        kind: [...f.kinds].join(","),
-        start: f.start ?? undefined,
-        end: f.end ?? undefined,
-        device: f.device || undefined,
-        code: f.code || undefined,
-        limit: 200,
-        cursor: older ? cursor : undefined,
-      });
-    } catch (e) {
-      status.textContent = "The log could not be read: " + errorText(e);
-      return;
+    for (let tries = 0; tries < 5; tries++) {
+      try {
+        page = await api.get(logPath, {
+          kind: [...f.kinds].join(","),
+          start: f.start ?? undefined,
+          end: f.end ?? undefined,
+          device: f.device || undefined,
+          code: f.code || undefined,
+          limit: 200,
+          cursor: older || tries ? cursor : undefined,
+        });
+      } catch (e) {
+        status.textContent = "The log could not be read: " + errorText(e);
+        return;
+      }
+      cursor = page.nextCursor;
+      if (page.items.length || !cursor) break;
     }
     const frag = document.createDocumentFragment();
     for (const r of page.items) {
-      if (!matches(r)) continue;
       frag.append(row(r));
       shown++;
     }
     tbody.append(frag);
-    cursor = page.nextCursor;
     more.hidden = !cursor;
     setStatus();
   }
@@ -217,7 +258,7 @@ export function messageLog({ logPath, streamPath, kinds, search }) {
     const seen = new Set();
     while (!signal.aborted) {
       try {
-        const page = await api.get(logPath, { kind: [...f.kinds].join(","), start: since, limit: 1000 }, { signal });
+        const page = await api.get(logPath, { kind: [...f.kinds].join(","), device: f.device || undefined, code: f.code || undefined, start: since, limit: 1000 }, { signal });
         const fresh = page.items.filter((r) => !seen.has(r.id)).reverse();
         for (const r of fresh) {
           seen.add(r.id);
