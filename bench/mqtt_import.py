@@ -7,7 +7,8 @@ many requests in flight and waits for every reply. Printed: stored points/s and 
 latency p50/p99 of the hub, and, in the same run:
 
 - bare store: the same requests written by our store code (``SQLiteStore.batch_writer``,
-  its chunk encoding and writer thread) with no network, JSON or validation;
+  its chunk encoding and writer thread) with no network, JSON or validation; and the
+  same handed to the store as columns (``SQLiteStore.runs_writer``);
 - limit: the physical one, a minimal stdlib-sqlite3 script writing the same chunk bytes
   (encoded beforehand) as one row per (device, point) per request into a bare table,
   WAL, ``synchronous=FULL``, the same requests per commit;
@@ -150,11 +151,12 @@ def client_main(
     out.put({"ok": ok, "failed": failed, "lat": lat, "elapsed": elapsed})
 
 
-def bare_store(seconds: float, group: int) -> float:
+def bare_store(seconds: float, group: int, *, as_samples: bool = True) -> float:
     """The store's limit: the same rows through the same engine and schema (the hub's
     SQLite store and writer thread), fed by a minimal script with no network, JSON or
     validation, ``group`` requests per commit (``store_fill``, shared with
-    ``store_reads.py``). Points/s."""
+    ``store_reads.py``). ``as_samples``: as the hub's sample rows (``batch_writer``), else
+    as columns (``runs_writer``: what the store costs when handed columns). Points/s."""
     from headrace.store.sqlite.store import SQLiteStore
 
     def requests() -> Iterator[list[Run]]:
@@ -167,7 +169,9 @@ def bare_store(seconds: float, group: int) -> float:
         store = SQLiteStore(Path(d) / "bare.db", synchronous="full")
         store.start()
         try:
-            total, busy = write_requests(store, requests(), group, as_samples=True, seconds=seconds)
+            total, busy = write_requests(
+                store, requests(), group, as_samples=as_samples, seconds=seconds
+            )
             return total / busy
         finally:
             store.close()
@@ -394,6 +398,7 @@ def main() -> None:
     points_s = ok * RECORDS * POINTS / elapsed
     group = args.clients * args.inflight
     bare = bare_store(min(args.seconds, 10), group)
+    bare_cols = bare_store(min(args.seconds, 10), group, as_samples=False)
     limit = sqlite_limit(min(args.seconds, 10), group)
     peer = influx_peer(args.seconds, args.clients, args.inflight)
     influx, influx_bpp = peer if peer is not None else (None, None)
@@ -408,6 +413,9 @@ def main() -> None:
     )
     print(
         f"bare store: {bare:12,.0f} points/s (our store code alone: same requests, chunk encoding and writer thread, synchronous=FULL, {group} requests per commit)"
+    )
+    print(
+        f"  columns:  {bare_cols:12,.0f} points/s (the same handed over as columns, SQLiteStore.runs_writer: no sample tuples)"
     )
     print(
         f"limit:      {limit:12,.0f} points/s (stdlib sqlite3 writing the same chunk bytes into a bare table, WAL, synchronous=FULL, {group} requests per commit)"

@@ -72,7 +72,11 @@ def _compressor() -> Any:
 
 def _deflate(raw: bytes) -> bytes:
     c = _compressor()
-    z = c.compress(raw) + c.flush(_FULL_FLUSH) + _END
+    try:
+        z = c.compress(raw) + c.flush(_FULL_FLUSH) + _END
+    except BaseException:  # its state is unknown now: the next column gets a new one
+        _local.z = None
+        raise
     return _ZIP + z if len(z) < len(raw) - (len(raw) >> 3) else _RAW + raw
 
 
