@@ -232,3 +232,29 @@ async def test_position_at_and_seek(hub: Hub) -> None:
     assert [r.time for r in await c.read()] == [2]
     assert c.seek(0) == 0
     assert len(await c.read()) == 2
+
+
+def test_the_high_water_mark_survives_the_move_into_store_meta(tmp_path: Path) -> None:
+    """Migration 6 moves the stream's high-water mark from stream_meta into store_meta: an
+    emptied stream of a version-5 database still continues its seqs after it."""
+    from headrace.store.sqlite.engine import SQLiteEngine
+    from headrace.store.sqlite.schema import MIGRATIONS
+
+    old = SQLiteEngine(tmp_path / "h.db", migrations=MIGRATIONS[:5])
+    old.start()
+    old.write_sync(lambda c: c.execute("INSERT INTO stream_meta VALUES ('pruned', 41)"))
+    old.close()
+
+    async def run() -> None:
+        hub = Hub(tmp_path)
+        await hub.start()
+        tables = hub.store.engine.read_sync(
+            lambda c: {r[0] for r in c.execute("SELECT name FROM sqlite_master")}
+        )
+        assert "stream_meta" not in tables and "store_meta" in tables
+        c = hub.stream.open("r", Filter(), Retention())
+        await write(hub, WriteBatch(source=1, samples=[(1, "t", 9, 1.0, None)]), [dev(1)])
+        assert [r.seq for r in await c.read()] == [42]
+        await hub.close()
+
+    asyncio.run(run())

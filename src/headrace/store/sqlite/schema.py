@@ -96,9 +96,10 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 3: samples in chunks: one row per run of samples of one (device, point), columnar
     # (see chunks.py); the chunks of one (device, point) never overlap in time, so the
-    # key (device, point, t1) orders them by time too. store_meta holds the progress of
-    # moving the rows of the old samples table into chunks (series.py), which runs at
-    # start in steps of its own transactions and drops the old table when done.
+    # key (device, point, t1) orders them by time too. store_meta (the store's own
+    # bookkeeping) holds the progress of moving the rows of the old samples table into
+    # chunks (series.py), which runs at start in steps of its own transactions and drops
+    # the old table when done.
     """
     CREATE TABLE chunks (
         device INTEGER NOT NULL,
@@ -151,5 +152,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX audit_time ON audit (ts);
     CREATE INDEX audit_org ON audit (org, id);
     CREATE INDEX audit_user ON audit (user, id)
+    """,
+    # 6: one table of the store's own bookkeeping: the stream's high-water mark moves
+    # from stream_meta into store_meta (key 'stream_pruned')
+    """
+    INSERT INTO store_meta(key, value) SELECT 'stream_' || key, value FROM stream_meta;
+    DROP TABLE stream_meta
     """,
 )

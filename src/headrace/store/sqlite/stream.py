@@ -2,8 +2,8 @@
 
 ``stream`` holds one row per record, keyed by ``seq``: the commit order. Seqs are taken
 in the writer thread while the write that carries the records runs, so they follow the
-order of commits; a rolled-back write leaves a gap, never a reuse. ``stream_meta``
-keeps the highest seq ever pruned, so that an emptied stream never restarts its seqs.
+order of commits; a rolled-back write leaves a gap, never a reuse. ``store_meta``
+keeps the highest seq ever pruned (key ``stream_pruned``), so that an emptied stream never restarts its seqs.
 ``stream_cursors`` holds the consumers' durable positions (everything up to a position
 is done for that consumer).
 
@@ -120,7 +120,7 @@ class StreamMixin:
         def fn(c: sqlite3.Connection) -> int:
             n = c.execute("DELETE FROM stream WHERE seq <= ?", (through,)).rowcount
             c.execute(
-                "INSERT INTO stream_meta(key, value) VALUES ('pruned', ?) "
+                "INSERT INTO store_meta(key, value) VALUES ('stream_pruned', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value=MAX(value, excluded.value)",
                 (through,),
             )
@@ -159,5 +159,5 @@ class StreamMixin:
 
 def _high_water(c: sqlite3.Connection) -> int:
     top = c.execute("SELECT MAX(seq) FROM stream").fetchone()[0] or 0
-    row = c.execute("SELECT value FROM stream_meta WHERE key='pruned'").fetchone()
+    row = c.execute("SELECT value FROM store_meta WHERE key='stream_pruned'").fetchone()
     return max(int(top), int(row[0]) if row else 0)
