@@ -8,7 +8,8 @@ Printed, all measured in the same run on the same machine:
 2. records/s delivered to the broker: a backlog of records (stored while the rule was
    paused) drained by the rule (target >= 200,000/s) beside the broker's own limit, a
    minimal producer script sending the same messages with the same client and settings;
-3. commit-to-broker-ack latency p50/p99 at 5,000 records/s offered (target p99 <= 50 ms).
+3. commit-to-broker-ack latency p50/p99 at 5,000 records/s offered (target p99 <= 50 ms),
+   beside the minimal producer's own produce-to-ack latency at that rate (the limit).
 
     .venv/bin/python bench/rules.py [--seconds 10] [--clients 3] [--backlog 200000]
 """
@@ -157,6 +158,37 @@ def minimal_producer(bootstrap: str, n: int, value: bytes) -> float:
     return done[0] / (time.perf_counter() - t0)
 
 
+def minimal_latency(bootstrap: str, value: bytes, rate: float, seconds: float) -> dict[str, float]:
+    """The broker's own produce-to-ack latency at ``rate`` messages/s: the same client
+    and settings, batches of 100 messages paced as the hub's requests are."""
+    from confluent_kafka import Producer
+
+    from headrace.rules.kafka import producer_config
+    from headrace.rules.model import KafkaSink
+
+    conf = producer_config(KafkaSink(bootstrap=bootstrap), lambda _e: None)
+    del conf["error_cb"]
+    p = Producer(conf)
+    lat: list[float] = []
+    start = time.perf_counter()
+    n = 0
+    while time.perf_counter() - start < seconds:
+        due = start + n * RECORDS / rate
+        while time.perf_counter() < due:
+            p.poll(0.001)
+        t0 = time.perf_counter()
+
+        def cb(_err: Any, _m: Any, t0: float = t0) -> None:
+            lat.append(time.perf_counter() - t0)
+
+        for i in range(RECORDS):
+            p.produce(TOPIC + "-limit", value, b"dev%d" % (n % 100), on_delivery=cb)
+        n += 1
+    p.flush(30)
+    lat.sort()
+    return {"p50": lat[len(lat) // 2] * 1000, "p99": lat[int(len(lat) * 0.99)] * 1000}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
@@ -261,6 +293,7 @@ def main() -> None:
                 separators=(",", ":"),
             ).encode()
             limit = minimal_producer(tansu.bootstrap, args.backlog, sample)
+            limit_lat = minimal_latency(tansu.bootstrap, sample, 5000, min(args.seconds, 10))
         finally:
             tansu.stop()
     ratio = ruled["records_s"] / plain["records_s"]
@@ -285,6 +318,10 @@ def main() -> None:
     print(
         f"commit-to-broker-ack at 5,000 records/s offered: p50 {lat['p50'] if lat else '-'} ms, "
         f"p99 {lat['p99'] if lat else '-'} ms (target p99 <= 50 ms)"
+    )
+    print(
+        f"minimal producer script at 5,000 records/s, produce-to-ack: p50 "
+        f"{limit_lat['p50']:.2f} ms, p99 {limit_lat['p99']:.2f} ms (the limit)"
     )
 
 

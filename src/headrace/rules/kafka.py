@@ -74,7 +74,7 @@ def producer_config(sink: KafkaSink, on_error: Callable[[Any], None]) -> dict[st
         "retry.backoff.ms": 100,
         "retry.backoff.max.ms": 5000,
         "reconnect.backoff.max.ms": 5000,
-        "linger.ms": 5,
+        "linger.ms": 2,  # under load, batches fill while the request before is in flight
         "compression.type": sink.compression,
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": 200000,

@@ -284,8 +284,15 @@ class RuleRunner:
         (``at``: when the sink acknowledged the last of them, s; default now)."""
         st = self.stats
         st.delivered += len(messages)
-        now = (at or time.time()) * 1000
-        st.latency.extend([now - m.at for m in messages])
+        now = at or time.time()
+        committed = self.consumer.stream.committed_at
+        lat = st.latency
+        prev, ms = -1, 0.0
+        for m in messages:
+            if m.at != prev:  # the records of one write share their at
+                prev = m.at
+                ms = (now - committed(prev)) * 1000
+            lat.append(ms)
 
     # -- webhooks --------------------------------------------------------------------------
 
