@@ -181,7 +181,7 @@ def minimal_latency(bootstrap: str, value: bytes, rate: float, seconds: float) -
         def cb(_err: Any, _m: Any, t0: float = t0) -> None:
             lat.append(time.perf_counter() - t0)
 
-        for i in range(RECORDS):
+        for _i in range(RECORDS):
             p.produce(TOPIC + "-limit", value, b"dev%d" % (n % 100), on_delivery=cb)
         n += 1
     p.flush(30)
