@@ -124,7 +124,8 @@ class KafkaDelivery:
         for m in messages:
             while True:
                 try:
-                    produce(m.topic, m.value, m.key, on_delivery=done)
+                    # positional: no keyword parsing per message (partition -1: by key)
+                    produce(m.topic, m.value, m.key, -1, done)
                     break
                 except BufferError:  # librdkafka's queue is full: the broker is slow or down
                     await asyncio.sleep(0.01)
