@@ -103,6 +103,7 @@ class RuleRunner:
 
     def start(self) -> None:
         if self._task is None:
+            self._done = self.consumer.position  # a replay may have moved it
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
