@@ -34,6 +34,7 @@ _KAFKA_INFLIGHT = 4
 _TRANSFORM_BATCH = 256
 _BACKOFF_FIRST = 0.2
 _BACKOFF_MAX = 30.0
+_CURSOR_INTERVAL = 0.05
 
 
 @dataclass(slots=True)
@@ -203,6 +204,9 @@ class RuleRunner:
         c = self.consumer
         while c.saved != self._done:
             await c.commit(self._done)
+            # at most ~20 cursor writes a second beside the ingest's writes (what is
+            # acknowledged meanwhile is saved with the next one)
+            await asyncio.sleep(_CURSOR_INTERVAL)
 
     async def _prepare(self, records: list[Record]) -> tuple[list[Message], list[DeadLetter]]:
         fmt = self.formatter
