@@ -72,6 +72,7 @@ from .store.blobs import BlobStore
 from .store.retention import Retention as SamplePruner
 from .store.sqlite.store import SQLiteStore
 from .stream import Retention, Stream
+from .tasks import cancel, every
 
 log = logging.getLogger("headrace")
 
@@ -468,9 +469,9 @@ class Hub:
             self._ready = True
             if on_ready is not None:
                 on_ready()
-            pruner = asyncio.create_task(self._prune_log())
+            pruner = every(600, self._prune_log, "message log pruning", log, now=True)
             await self._stop.wait()
-            pruner.cancel()
+            await cancel(pruner)
         finally:
             log.info("stopping")
             self._ready = False
@@ -481,16 +482,11 @@ class Hub:
             await self._http.shutdown()
 
     async def _prune_log(self) -> None:
-        """Drop message-log records older than the retention, every 10 minutes."""
-        while True:
-            cutoff = int((time.time() - self.settings["log.retention_days"] * 86400) * 1000)
-            try:
-                removed = await self.store.prune_log(cutoff)
-                if removed:
-                    log.info("pruned the message log", extra={"records": removed})
-            except Exception:
-                log.exception("message log pruning failed")
-            await asyncio.sleep(600)
+        """Drop message-log records older than the retention (every 10 minutes)."""
+        cutoff = int((time.time() - self.settings["log.retention_days"] * 86400) * 1000)
+        removed = await self.store.prune_log(cutoff)
+        if removed:
+            log.info("pruned the message log", extra={"records": removed})
 
     def request_stop(self) -> None:
         self._stop.set()

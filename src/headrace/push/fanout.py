@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 
 from ..config import Settings
 from ..ingest.pipeline import Origin, Result
-from ..state.common import cancel, now_ms
+from ..state.common import now_ms
 from ..state.online import OnlineTracker
 from ..state.registry import DeviceEntry, Registry
 from ..store.base import FaultRow, QueueInfo, Store, StreamRow
+from ..tasks import cancel
 from .directory import EnterpriseDirectory
 from .enterprises import Enterprise
 from .events import KV_DOC_LIMIT, OFFLINE, ONLINE, Derived, Deriver, Event

@@ -18,9 +18,9 @@ from typing import Any
 
 import msgspec
 
-from ..state.common import cancel
 from ..stream import Consumer, Record
 from ..stream.records import Lean
+from ..tasks import cancel
 from .deadletters import DeadLetter, DeadLetters
 from .formats import EnosLean, Formatter, Message, decode_enos_rows
 from .kafka import KafkaDelivery, _Batch

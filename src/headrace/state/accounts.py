@@ -42,7 +42,8 @@ from ..proto.enos import (
     token_encryption,
 )
 from ..store.base import Store
-from .common import cancel, check_key, check_name, now_ms, random_key
+from ..tasks import cancel, every
+from .common import check_key, check_name, now_ms, random_key
 from .registry import Registry
 
 log = logging.getLogger("headrace.accounts")
@@ -130,19 +131,11 @@ class Accounts:
     # -- background pruning ----------------------------------------------------------
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._prune_loop())
+        self._task = every(60, self.prune, "pruning tokens", log)
 
     async def stop(self) -> None:
         await cancel(self._task)
         self._task = None
-
-    async def _prune_loop(self) -> None:
-        while True:
-            await asyncio.sleep(60)
-            try:
-                await self.prune()
-            except Exception:
-                log.exception("pruning tokens failed")
 
     async def prune(self) -> int:
         """Forget used encryptions past the skew window and expired tokens."""

@@ -1,9 +1,8 @@
 """Helpers the state services (and the push fan-out) share: clock, keys, names, password
-hashes, background loops."""
+hashes."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import re
@@ -55,15 +54,3 @@ def verify_password(password: str, stored: str) -> bool:
     except ValueError:
         return False
     return hmac.compare_digest(hashlib.sha256(salt + password.encode()).hexdigest(), digest)
-
-
-async def cancel(*tasks: asyncio.Task[None] | None) -> None:
-    """Stop background loops and wait until they have stopped."""
-    running = [t for t in tasks if t is not None]
-    for t in running:
-        t.cancel()
-    for t in running:
-        try:
-            await t
-        except asyncio.CancelledError:
-            pass

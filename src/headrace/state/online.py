@@ -37,7 +37,7 @@ import msgspec
 
 from ..errors import Conflict, NotFound
 from ..store.base import Store, StreamRow
-from .common import cancel
+from ..tasks import cancel, every
 from .registry import DeviceEntry, Registry
 
 if TYPE_CHECKING:  # the pipeline imports the registry: no import cycle at run time
@@ -137,8 +137,8 @@ class OnlineTracker:
 
     async def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._sweep_loop()),
-            asyncio.create_task(self._checkpoint_loop()),
+            every(self.sweep_interval, self.sweep, "online sweep", log),
+            every(self.checkpoint_interval, self.checkpoint, "saving last-seen times", log),
         ]
 
     async def stop(self) -> None:
@@ -315,14 +315,6 @@ class OnlineTracker:
             await self._commit(gone, None)
         return len(gone)
 
-    async def _sweep_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_interval)
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("online sweep failed")
-
     async def checkpoint(self) -> int:
         """Save the last-seen time of online devices that received data since the last save."""
         todo = [
@@ -343,14 +335,6 @@ class OnlineTracker:
             for live in todo:
                 live.saved_seen = live.last_seen
         return len(todo)
-
-    async def _checkpoint_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.checkpoint_interval)
-            try:
-                await self.checkpoint()
-            except Exception:
-                log.exception("saving last-seen times failed")
 
     # -- persistence and notification ------------------------------------------------
 

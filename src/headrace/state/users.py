@@ -36,7 +36,8 @@ import msgspec
 
 from ..errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from ..store.base import Store
-from .common import cancel, check_key
+from ..tasks import cancel, every
+from .common import check_key
 from .registry import Registry
 
 log = logging.getLogger("headrace.users")
@@ -241,19 +242,11 @@ class Users:
             return await asyncio.to_thread(verify_secret, password, stored)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._prune_loop())
+        self._task = every(60, self.prune, "pruning sessions", log)
 
     async def stop(self) -> None:
         await cancel(self._task)
         self._task = None
-
-    async def _prune_loop(self) -> None:
-        while True:
-            await asyncio.sleep(60)
-            try:
-                await self.prune()
-            except Exception:
-                log.exception("pruning sessions failed")
 
     async def prune(self) -> int:
         """Forget expired sessions."""

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from ..tasks import cancel, every
 from .base import Store
 
 log = logging.getLogger("headrace.store")
@@ -64,22 +65,9 @@ class Retention:
             log.info("retention pruned samples", extra={"samples": dropped, "devices": devices})
         return dropped
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("retention pass failed")
-            await asyncio.sleep(self.interval)
-
     async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task = every(self.interval, self.run_once, "retention pass", log, now=True)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None

@@ -10,9 +10,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..state.common import cancel
 from ..state.registry import DeviceEntry, Registry
 from ..store.base import StreamRow, StreamStore
+from ..tasks import cancel, every
 from .records import (
     FILE_DELETED,
     FILE_STORED,
@@ -176,7 +176,7 @@ class Stream:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._task = asyncio.create_task(self._prune_loop())
+        self._task = every(self.prune_interval, self.prune, "pruning the stream", log)
 
     async def stop(self) -> None:
         await cancel(self._task)
@@ -475,14 +475,6 @@ class Stream:
         while self._index and self._index[0].last <= through:
             self.bytes -= self._index.popleft().bytes
         return removed
-
-    async def _prune_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.prune_interval)
-            try:
-                await self.prune()
-            except Exception:
-                log.exception("pruning the stream failed")
 
     def stats(self) -> dict[str, Any]:
         return {
