@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from headrace.errors import ValidationFailed
-from headrace.rules.formats import Formatter, Message
+from headrace.rules.formats import Formatter, Message, decode_enos_rows
 from headrace.rules.model import KafkaSink, Rule, check_rule
 from headrace.stream.records import Record, decode, decode_lean
 
@@ -51,6 +51,36 @@ def test_lean_and_full_make_the_same_messages(
     assert [(m.topic, m.key, msgspec.json.decode(m.value)) for m in lean] == [
         (m.topic, m.key, msgspec.json.decode(m.value)) for m in full
     ]
+
+
+def test_enos_pages_make_the_same_bytes_as_the_full_path() -> None:
+    """The enos path for whole pages (``decode_enos_rows`` + ``enos_batch``: item spliced,
+    envelope heads cached per organization and model) sends byte for byte what the full
+    path sends, keys and topics included; a record the envelope cannot carry fails
+    alone."""
+    rows = []
+    for i, (kind, content, source) in enumerate(CASES * 2):
+        raw = doc(kind, content, source)
+        if i >= len(CASES):  # other organizations, models and assets: not the cached heads
+            d = msgspec.json.decode(raw)
+            d.update(org="o\u00e92", model='m"x', assetId="A\u00e9")
+            raw = msgspec.json.encode(d)
+        rows.append((i + 1, 100 + i, raw))
+    rows.append((99, 5, doc("online", {"ip": "1.2.3.4"})))
+    f = Formatter("enos", None, "{assetId}")
+    fast: list[Message] = []
+    failed: list[tuple[object, str]] = []
+    f.enos_batch(decode_enos_rows(rows), fast, failed)  # type: ignore[arg-type]
+    full: list[Message] = []
+    for seq, at, raw in rows[:-1]:
+        f.messages(decode(seq, at, raw), full)
+    assert [(m.topic, m.key, m.value, m.seq, m.at) for m in fast] == [
+        (m.topic, m.key, m.value, m.seq, m.at) for m in full
+    ]
+    assert len(fast) == 8 and fast[4].key == "A\u00e9".encode()
+    assert fast[4].topic == "MEASURE_POINT_ORIGIN_OFFLINE_o\u00e92"
+    assert msgspec.json.decode(fast[4].value)["modelIdPath"] == '/m"x'
+    assert [(r.seq, err) for r, err in failed] == [(99, "KeyError: 'online'")]  # type: ignore[attr-defined]
 
 
 def test_enos_envelope_and_topics() -> None:

@@ -74,7 +74,7 @@ def producer_config(sink: KafkaSink, on_error: Callable[[Any], None]) -> dict[st
         "retry.backoff.ms": 100,
         "retry.backoff.max.ms": 5000,
         "reconnect.backoff.max.ms": 5000,
-        "linger.ms": 5,
+        "linger.ms": 2,  # under load, batches fill while the request before is in flight
         "compression.type": sink.compression,
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": 200000,
@@ -124,7 +124,8 @@ class KafkaDelivery:
         for m in messages:
             while True:
                 try:
-                    produce(m.topic, m.value, m.key, on_delivery=done)
+                    # positional: no keyword parsing per message (partition -1: by key)
+                    produce(m.topic, m.value, m.key, -1, done)
                     break
                 except BufferError:  # librdkafka's queue is full: the broker is slow or down
                     await asyncio.sleep(0.01)

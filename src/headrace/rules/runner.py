@@ -34,6 +34,7 @@ _KAFKA_INFLIGHT = 4
 _TRANSFORM_BATCH = 256
 _BACKOFF_FIRST = 0.2
 _BACKOFF_MAX = 30.0
+_CURSOR_INTERVAL = 0.05
 
 
 @dataclass(slots=True)
@@ -103,6 +104,7 @@ class RuleRunner:
 
     def start(self) -> None:
         if self._task is None:
+            self._done = self.consumer.position  # a replay may have moved it
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -202,6 +204,9 @@ class RuleRunner:
         c = self.consumer
         while c.saved != self._done:
             await c.commit(self._done)
+            # at most ~20 cursor writes a second beside the ingest's writes (what is
+            # acknowledged meanwhile is saved with the next one)
+            await asyncio.sleep(_CURSOR_INTERVAL)
 
     async def _prepare(self, records: list[Record]) -> tuple[list[Message], list[DeadLetter]]:
         fmt = self.formatter
@@ -284,8 +289,15 @@ class RuleRunner:
         (``at``: when the sink acknowledged the last of them, s; default now)."""
         st = self.stats
         st.delivered += len(messages)
-        now = (at or time.time()) * 1000
-        st.latency.extend([now - m.at for m in messages])
+        now = at or time.time()
+        committed = self.consumer.stream.committed_at
+        lat = st.latency
+        prev, ms = -1, 0.0
+        for m in messages:
+            if m.at != prev:  # the records of one write share their at
+                prev = m.at
+                ms = (now - committed(prev)) * 1000
+            lat.append(ms)
 
     # -- webhooks --------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import deque
@@ -158,6 +159,7 @@ class Stream:
         self.dropped = 0  # records that fell out of a consumer's retention
         self._cursors: dict[str, int] = {}
         self._index: deque[_Bucket] = deque()
+        self._commit_times: dict[int, float] = {}  # records' at (ms) -> commit time (s)
         self._wants: dict[tuple[str, str, str, str, str], bool] = {}
         self._event = asyncio.Event()
         # called on the loop right after each commit with its records ``(seq, at, doc)``:
@@ -345,18 +347,31 @@ class Stream:
     # -- commits (from the store's writer thread) ----------------------------------------
 
     def _from_writer(self, head: int, entries: list[tuple[int, int, bytes]]) -> None:
+        t = time.time()  # the write just committed (records' ``at`` is from before it)
         loop = self._loop
         if loop is None:  # not started: nobody waits yet
-            self._committed(head, entries)
+            self._committed(head, entries, t)
             return
         try:
-            loop.call_soon_threadsafe(self._committed, head, entries)
+            loop.call_soon_threadsafe(self._committed, head, entries, t)
         except RuntimeError:  # the loop is closed
             pass
 
-    def _committed(self, head: int, entries: list[tuple[int, int, bytes]]) -> None:
+    def _committed(
+        self, head: int, entries: list[tuple[int, int, bytes]], t: float | None = None
+    ) -> None:
         index = self._index
         last = index[-1] if index else None
+        times = self._commit_times
+        if t is not None:
+            if len(times) > 20_000:  # the oldest half forgotten
+                for k in list(itertools.islice(times, 10_000)):
+                    del times[k]
+            prev = -1
+            for _seq, at, _doc in entries:
+                if at != prev:
+                    times[at] = t
+                    prev = at
         for seq, at, doc in entries:
             nbytes = len(doc)
             if last is not None and at // _BUCKET_MS == last.first_at // _BUCKET_MS:
@@ -421,6 +436,11 @@ class Stream:
             except TimeoutError:
                 return self.head > after
         return True
+
+    def committed_at(self, at: int) -> float:
+        """When the write that appended records stamped ``at`` (ms) committed, seconds
+        (``at`` itself once forgotten: it is stamped in the write, before the commit)."""
+        return self._commit_times.get(at, at / 1000)
 
     def position_at(self, time_ms: int) -> int:
         """The position to read after to get the records committed at or after
