@@ -222,6 +222,89 @@ async def _consume(url: str, cafile: str, queue: str, prefetch: int, expect: int
     await conn.close()
 
 
+async def _consume_lean(
+    url: str, cafile: str, queue: str, prefetch: int, expect: int, out: Any
+) -> None:
+    """The consumer as lean as the noti bench's: AMQP frames with pamqp over an asyncio
+    TLS stream, every delivery acked (one basic.ack each, those of one read written
+    together), no task or message object per delivery."""
+    from pamqp import commands as C
+    from pamqp import frame
+    from pamqp.body import ContentBody
+    from pamqp.header import ContentHeader, ProtocolHeader
+
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=_ssl(cafile), server_hostname="localhost", limit=1 << 22
+    )
+    buf = b""
+
+    async def next_frame() -> Any:
+        nonlocal buf
+        while True:
+            if len(buf) >= 7:
+                size = int.from_bytes(buf[3:7], "big") + 8
+                if len(buf) >= size:
+                    _n, _ch, fr = frame.unmarshal(buf[:size])
+                    buf = buf[size:]
+                    return fr
+            chunk = await reader.read(1 << 18)
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+
+    writer.write(frame.marshal(ProtocolHeader(), 0))
+    await next_frame()  # Connection.Start
+    writer.write(frame.marshal(C.Connection.StartOk(response="\0guest\0guest"), 0))
+    tune = await next_frame()
+    writer.write(frame.marshal(C.Connection.TuneOk(tune.channel_max, tune.frame_max, 0), 0))
+    writer.write(frame.marshal(C.Connection.Open(virtual_host="/"), 0))
+    await next_frame()  # OpenOk
+    writer.write(frame.marshal(C.Channel.Open(), 1))
+    await next_frame()
+    writer.write(frame.marshal(C.Basic.Qos(prefetch_count=prefetch), 1))
+    await next_frame()
+    t_start = time.perf_counter()
+    writer.write(frame.marshal(C.Basic.Consume(queue=queue), 1))
+    await next_frame()  # ConsumeOk
+    out.put(("ready", time.time()))
+    lat: list[float] = []
+    count = 0
+    tag = 0
+    while count < expect:
+        chunk = await reader.read(1 << 18)
+        if not chunk:
+            break
+        now = time.time()
+        buf += chunk
+        acks = []
+        while len(buf) >= 7:
+            size = int.from_bytes(buf[3:7], "big") + 8
+            if len(buf) < size:
+                break
+            _n, _ch, fr = frame.unmarshal(buf[:size])
+            buf = buf[size:]
+            if isinstance(fr, C.Basic.Deliver):
+                tag = fr.delivery_tag
+            elif isinstance(fr, ContentBody):
+                body = fr.value
+                i = body.find(b'"t": ')
+                if i >= 0:
+                    j = body.index(b",", i)
+                    lat.append(now - float(body[i + 5 : j]))
+                acks.append(frame.marshal(C.Basic.Ack(delivery_tag=tag), 1))
+                count += 1
+            elif not isinstance(fr, ContentHeader):
+                pass
+        if acks:
+            writer.write(b"".join(acks))
+            await writer.drain()
+    t_last = time.perf_counter()
+    out.put(("done", {"count": count, "start_to_last": t_last - t_start, "lat": lat}))
+    await asyncio.sleep(0.5)
+    writer.close()
+
+
 def _run(coro: Any) -> Any:
     try:
         import uvloop
