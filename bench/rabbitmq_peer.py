@@ -2,8 +2,9 @@
 
 A private ``rabbitmq-server`` (Debian's package, ``/usr/lib/rabbitmq/bin``) is started in
 a temporary directory on free ports (AMQP over TLS only, its own epmd port, node name,
-cookie and database), and stopped at the end. The client is aiormq (a lean asyncio AMQP
-0-9-1 client): persistent messages (delivery_mode 2), publisher confirms awaited in
+cookie and database), and stopped at the end. The publisher is aiormq (a lean asyncio
+AMQP 0-9-1 client), the consumer as lean as the noti bench's (pamqp frames over an
+asyncio TLS stream): persistent messages (delivery_mode 2), publisher confirms awaited in
 batches of 10 (up to 32 batches in flight, as the MQTT producer keeps 32 requests), one consumer process acking every delivery (basic.qos prefetch as given),
 over TLS. Queues: a durable classic queue and a quorum queue (which, like headrace,
 fsyncs a message before it is delivered).
