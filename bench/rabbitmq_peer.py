@@ -193,36 +193,6 @@ async def _publish(url: str, cafile: str, queue: str, n: int, rate: float) -> di
     }
 
 
-async def _consume(url: str, cafile: str, queue: str, prefetch: int, expect: int, out: Any) -> None:
-    conn = await _connect(url, cafile)
-    ch = await conn.channel()
-    await ch.basic_qos(prefetch_count=prefetch)
-    done = asyncio.get_running_loop().create_future()
-    lat: list[float] = []
-    count = 0
-    first = 0.0
-
-    async def on_message(msg: Any) -> None:
-        nonlocal count, first
-        now = time.time()
-        if not first:
-            first = time.perf_counter()
-        body = json.loads(msg.body)
-        lat.append(now - body["t"])
-        await ch.basic_ack(msg.delivery_tag, wait=False)
-        count += 1
-        if count >= expect and not done.done():
-            done.set_result(None)
-
-    t_start = time.perf_counter()
-    await ch.basic_consume(queue, on_message, no_ack=False)
-    out.put(("ready", time.time()))
-    await done
-    t_last = time.perf_counter()
-    out.put(("done", {"count": count, "start_to_last": t_last - t_start, "lat": lat}))
-    await conn.close()
-
-
 async def _consume_lean(
     url: str, cafile: str, queue: str, prefetch: int, expect: int, out: Any
 ) -> None:
