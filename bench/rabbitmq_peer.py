@@ -290,7 +290,7 @@ def _publisher_main(url: str, cafile: str, queue: str, n: int, rate: float, out:
 
 
 def _consumer_main(url: str, cafile: str, queue: str, prefetch: int, expect: int, out: Any) -> None:
-    _run(_consume(url, cafile, queue, prefetch, expect, out))
+    _run(_consume_lean(url, cafile, queue, prefetch, expect, out))
 
 
 def _pct(values: list[float], p: float) -> float:
