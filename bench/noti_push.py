@@ -472,8 +472,8 @@ def main() -> None:
     for kind, m in peer.items():
         tp, lt = m["tp"], m["lat"]
         print(
-            f"  RabbitMQ 3.10 {kind} queue (persistent, confirms in batches of 10, TLS, "
-            f"aiormq): prefetch 1000 {tp['rate']:,.0f} msgs/s delivered "
+            f"  RabbitMQ 3.10 {kind} queue (persistent, confirms in batches of 10, TLS; "
+            f"aiormq publisher, pamqp consumer): prefetch 1000 {tp['rate']:,.0f} msgs/s delivered "
             f"({args.rabbit_events:,} queued beforehand at {tp['ingest']:,.0f} msgs/s); "
             f"latency publish -> delivery at {lt['offered']:,.0f} msgs/s offered: "
             f"p50 {lt['p50']:.1f} ms, p99 {lt['p99']:.1f} ms, max {lt['max']:.1f} ms "

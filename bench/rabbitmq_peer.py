@@ -2,8 +2,9 @@
 
 A private ``rabbitmq-server`` (Debian's package, ``/usr/lib/rabbitmq/bin``) is started in
 a temporary directory on free ports (AMQP over TLS only, its own epmd port, node name,
-cookie and database), and stopped at the end. The client is aiormq (a lean asyncio AMQP
-0-9-1 client): persistent messages (delivery_mode 2), publisher confirms awaited in
+cookie and database), and stopped at the end. The publisher is aiormq (a lean asyncio
+AMQP 0-9-1 client), the consumer as lean as the noti bench's (pamqp frames over an
+asyncio TLS stream): persistent messages (delivery_mode 2), publisher confirms awaited in
 batches of 10 (up to 32 batches in flight, as the MQTT producer keeps 32 requests), one consumer process acking every delivery (basic.qos prefetch as given),
 over TLS. Queues: a durable classic queue and a quorum queue (which, like headrace,
 fsyncs a message before it is delivered).
@@ -192,34 +193,87 @@ async def _publish(url: str, cafile: str, queue: str, n: int, rate: float) -> di
     }
 
 
-async def _consume(url: str, cafile: str, queue: str, prefetch: int, expect: int, out: Any) -> None:
-    conn = await _connect(url, cafile)
-    ch = await conn.channel()
-    await ch.basic_qos(prefetch_count=prefetch)
-    done = asyncio.get_running_loop().create_future()
+async def _consume_lean(
+    url: str, cafile: str, queue: str, prefetch: int, expect: int, out: Any
+) -> None:
+    """The consumer as lean as the noti bench's: AMQP frames with pamqp over an asyncio
+    TLS stream, every delivery acked (one basic.ack each, those of one read written
+    together), no task or message object per delivery."""
+    from pamqp import commands as C
+    from pamqp import frame
+    from pamqp.body import ContentBody
+    from pamqp.header import ContentHeader, ProtocolHeader
+
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=_ssl(cafile), server_hostname="localhost", limit=1 << 22
+    )
+    buf = b""
+
+    async def next_frame() -> Any:
+        nonlocal buf
+        while True:
+            if len(buf) >= 7:
+                size = int.from_bytes(buf[3:7], "big") + 8
+                if len(buf) >= size:
+                    _n, _ch, fr = frame.unmarshal(buf[:size])
+                    buf = buf[size:]
+                    return fr
+            chunk = await reader.read(1 << 18)
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+
+    writer.write(frame.marshal(ProtocolHeader(), 0))
+    await next_frame()  # Connection.Start
+    writer.write(frame.marshal(C.Connection.StartOk(response="\0guest\0guest"), 0))
+    tune = await next_frame()
+    writer.write(frame.marshal(C.Connection.TuneOk(tune.channel_max, tune.frame_max, 0), 0))
+    writer.write(frame.marshal(C.Connection.Open(virtual_host="/"), 0))
+    await next_frame()  # OpenOk
+    writer.write(frame.marshal(C.Channel.Open(), 1))
+    await next_frame()
+    writer.write(frame.marshal(C.Basic.Qos(prefetch_count=prefetch), 1))
+    await next_frame()
+    t_start = time.perf_counter()
+    writer.write(frame.marshal(C.Basic.Consume(queue=queue), 1))
+    await next_frame()  # ConsumeOk
+    out.put(("ready", time.time()))
     lat: list[float] = []
     count = 0
-    first = 0.0
-
-    async def on_message(msg: Any) -> None:
-        nonlocal count, first
+    tag = 0
+    while count < expect:
+        chunk = await reader.read(1 << 18)
+        if not chunk:
+            break
         now = time.time()
-        if not first:
-            first = time.perf_counter()
-        body = json.loads(msg.body)
-        lat.append(now - body["t"])
-        await ch.basic_ack(msg.delivery_tag, wait=False)
-        count += 1
-        if count >= expect and not done.done():
-            done.set_result(None)
-
-    t_start = time.perf_counter()
-    await ch.basic_consume(queue, on_message, no_ack=False)
-    out.put(("ready", time.time()))
-    await done
+        buf += chunk
+        acks = []
+        while len(buf) >= 7:
+            size = int.from_bytes(buf[3:7], "big") + 8
+            if len(buf) < size:
+                break
+            _n, _ch, fr = frame.unmarshal(buf[:size])
+            buf = buf[size:]
+            if isinstance(fr, C.Basic.Deliver):
+                tag = fr.delivery_tag
+            elif isinstance(fr, ContentBody):
+                body = fr.value
+                i = body.find(b'"t": ')
+                if i >= 0:
+                    j = body.index(b",", i)
+                    lat.append(now - float(body[i + 5 : j]))
+                acks.append(frame.marshal(C.Basic.Ack(delivery_tag=tag), 1))
+                count += 1
+            elif not isinstance(fr, ContentHeader):
+                pass
+        if acks:
+            writer.write(b"".join(acks))
+            await writer.drain()
     t_last = time.perf_counter()
     out.put(("done", {"count": count, "start_to_last": t_last - t_start, "lat": lat}))
-    await conn.close()
+    await asyncio.sleep(0.5)
+    writer.close()
 
 
 def _run(coro: Any) -> Any:
@@ -236,7 +290,7 @@ def _publisher_main(url: str, cafile: str, queue: str, n: int, rate: float, out:
 
 
 def _consumer_main(url: str, cafile: str, queue: str, prefetch: int, expect: int, out: Any) -> None:
-    _run(_consume(url, cafile, queue, prefetch, expect, out))
+    _run(_consume_lean(url, cafile, queue, prefetch, expect, out))
 
 
 def _pct(values: list[float], p: float) -> float:
