@@ -22,7 +22,7 @@ shared machine disturbs less than the rate. Printed beside them: ThingsBoard CE'
 and the target of 15,000 messages/s.
 
     .venv/bin/python bench/small_messages.py [--clients 2] [--conns 2] [--inflight 64]
-        [--seconds 10] [--rounds 1] [--profile out.svg]
+        [--seconds 10] [--rounds 1] [--profile out.svg] [--shared-devices]
 
 ``--profile FILE`` records the hub with py-spy (``--format raw`` if FILE ends in .txt)
 during the hub's first round.
