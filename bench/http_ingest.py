@@ -4,6 +4,12 @@ Two loads, each run against both servers in the same run:
 - single-record posts: one record (POINTS measurepoints) per request;
 - 100-record posts: RECORDS records per request.
 
+Single-record posts are live data: each connection sends for its own LIVE_DEVICES devices,
+every post's time later than the connection's earlier posts' (spliced into a pool of
+pre-encoded bodies), so that nothing is a resend (before, the connections of a client
+sent the same 200 bodies over and over: most writes were resends the store merged with
+what it held). The 100-record posts keep that shape (DEVICES shared devices, resent).
+
 The hub is a real ``headrace serve`` process (token auth, validation, one durable store
 commit per request, group-committed, with ``store.synchronous=full``, online tracking).
 The peer is a bare Litestar app on the same uvicorn/httptools/uvloop stack that only reads
@@ -46,6 +52,7 @@ from tests.e2e.http_support import get_token
 POINTS = 10
 RECORDS = 100
 DEVICES = 100
+LIVE_DEVICES = 10  # per connection, for the single-record posts
 MiB = 1024 * 1024
 MODEL = {
     "id": "bench",
@@ -84,13 +91,18 @@ def bare_server(port: int) -> None:
 # -- load clients --------------------------------------------------------------------------
 
 
-def body_for(pk: str, records: int, seq: int, client: int) -> bytes:
-    base = 1_600_000_000_000 + (client * 100_000_000 + seq) * records * 10
+_TIME0 = 1_600_000_000_000
+_MARK = 9_999_999_999_999  # 13 digits, as every time the bench sends
+
+
+def body_for(pk: str, records: int, seq: int, devices: list[str]) -> list[bytes]:
+    """Request ``seq``'s body around its records' times: the parts between them, so that
+    a pool of bodies sends ever later times (``timed``) without encoding JSON per post."""
     params = [
         {
             "productKey": pk,
-            "deviceKey": f"dev{(seq * records + r) % DEVICES}",
-            "time": base + r * 10,
+            "deviceKey": devices[(seq * records + r) % len(devices)],
+            "time": _MARK,
             "measurepoints": {f"p{i}": round(r * 0.5 + i, 3) for i in range(POINTS)},
         }
         for r in range(records)
@@ -101,31 +113,54 @@ def body_for(pk: str, records: int, seq: int, client: int) -> bytes:
         "method": "integration.measurepoint.post",
         "params": params,
     }
-    return json.dumps(msg, separators=(",", ":")).encode()
+    return json.dumps(msg, separators=(",", ":")).encode().split(str(_MARK).encode())
+
+
+def timed(parts: list[bytes], n: int) -> bytes:
+    """The body of ``parts`` as the connection's ``n``-th post: record r at a time of its
+    own, later than every earlier post's (10 ms apart)."""
+    base = _TIME0 + n * (len(parts) - 1) * 10
+    out = [parts[0]]
+    for r, part in enumerate(parts[1:]):
+        out.append(b"%d%b" % (base + r * 10, part))
+    return b"".join(out)
+
+
+def device_keys(slot: int) -> list[str]:
+    """The LIVE_DEVICES devices of connection ``slot`` (live data: each device has one
+    sender, and posts again within seconds); -1: the DEVICES devices every connection
+    shares."""
+    if slot < 0:
+        return [f"dev{i}" for i in range(DEVICES)]
+    return [f"dev{slot}-{i}" for i in range(LIVE_DEVICES)]
 
 
 async def _conn_loop(
     port: int,
     path: str,
     token: str,
-    bodies: list[bytes],
+    bodies: list[list[bytes]],
     stop_at: float,
     lat: list[float],
     counts: list[int],
+    resend_from: int | None,
 ) -> None:
+    """Posts ``bodies`` round, each with later times; ``resend_from``: the pool's times
+    start there and repeat each round instead (resends, the 100-record load's shape)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     heads = [
         (
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\napim-accesstoken: {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(timed(b, 0))}\r\n\r\n"
         ).encode()
-        + b
         for b in bodies
     ]
     i = 0
     while time.perf_counter() < stop_at:
         t0 = time.perf_counter()
-        writer.write(heads[i % len(heads)])
+        k = i % len(heads)
+        n = i if resend_from is None else resend_from + k
+        writer.write(heads[k] + timed(bodies[k], n))
         i += 1
         head = await reader.readuntil(b"\r\n\r\n")
         length = 0
@@ -155,7 +190,18 @@ def client_main(
 ) -> None:
     import uvloop
 
-    bodies = [body_for(pk, records, seq, client) for seq in range(200)]
+    # single records: live data, each connection its own devices; 100-record posts: the
+    # load as it was (the client's connections post the same 200 bodies of the same
+    # DEVICES devices round after round, each client its own range of times)
+    live = records == 1
+    pools = [
+        [
+            body_for(pk, records, seq, device_keys(client * conns + k if live else -1))
+            for seq in range(200)
+        ]
+        for k in range(conns)
+    ]
+    resend_from = None if live else client * 100_000_000
     lat: list[float] = []
     counts = [0, 0]
 
@@ -163,7 +209,10 @@ def client_main(
         await asyncio.sleep(max(0.0, start_at - time.time()))
         stop_at = time.perf_counter() + seconds
         await asyncio.gather(
-            *(_conn_loop(port, path, token, bodies, stop_at, lat, counts) for _ in range(conns))
+            *(
+                _conn_loop(port, path, token, bodies, stop_at, lat, counts, resend_from)
+                for bodies in pools
+            )
         )
 
     uvloop.run(run())
@@ -214,8 +263,9 @@ def load(
 # -- setup and file uploads ----------------------------------------------------------------
 
 
-def setup(hub: HubProcess) -> tuple[str, str, str]:
-    """An org with a product, DEVICES devices and a service account: (org, pk, token)."""
+def setup(hub: HubProcess, senders: int) -> tuple[str, str, str]:
+    """An org with a product, DEVICES devices for each of ``senders`` connections and a
+    service account: (org, pk, token)."""
     with hub.client() as api:
         org = api.post("/api/v1/orgs", json={"name": "bench"}).json()["orgId"]
         assert api.post(f"/api/v1/orgs/{org}/models", json=MODEL).status_code == 201
@@ -224,7 +274,7 @@ def setup(hub: HubProcess) -> tuple[str, str, str]:
         ).json()["productKey"]
         r = api.post(
             f"/api/v1/orgs/{org}/products/{pk}/devices",
-            json=[{"deviceKey": f"dev{i}"} for i in range(DEVICES)],
+            json=[{"deviceKey": k} for slot in range(-1, senders) for k in device_keys(slot)],
         )
         assert r.status_code == 201, r.text
         sa = api.post(f"/api/v1/orgs/{org}/service-accounts", json={"name": "bench"}).json()
@@ -306,7 +356,7 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        org, pk, token = setup(hub)
+        org, pk, token = setup(hub, args.clients * args.conns)
         print(
             f"cpus={os.cpu_count()} clients={args.clients} conns/client={args.conns} "
             f"seconds={args.seconds} points/record={POINTS} store.synchronous=full"

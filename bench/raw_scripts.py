@@ -2,7 +2,8 @@
 
 Each message is one record of 5 measurepoints: as 20 raw bytes on the up_raw topic
 (decoded by a realistic script in the QuickJS sandbox) or as the equivalent JSON request
-on the measurepoint topic. Client processes (paho-mqtt) publish at QoS 1 with many
+on the measurepoint topic, live data (each client its own 50 devices, a device's times
+one second apart and never repeated). Client processes (paho-mqtt) publish at QoS 1 with many
 messages in flight and wait for every reply. Prints messages/s for both paths and the
 ratio (target: raw >= 60% of JSON), and the CPU time per message of the hub with its
 script workers (steadier than the rate on a shared machine).
@@ -27,7 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.procstat import cpu_seconds
 from tests.conftest import ADMIN_TOKEN, HubProcess
 
-DEVICES = 50
+DEVICES = 50  # per client
+MAX_CLIENTS = 5  # a device's number is one byte of the frame
+POOL = 40_000  # messages per client, sent in turn (more than a run sends: no resends)
 
 
 SCRIPT = """
@@ -45,7 +48,9 @@ function rawDataToJsonStr(rawData) {
 
 
 def frame(seq: int) -> bytes:
-    dev = seq % DEVICES
+    """Message ``seq``: client ``seq // 1_000_000`` sends for devices of its own (live
+    data: each device has one sender, its times one second apart, never repeated)."""
+    dev = (seq // 1_000_000) * DEVICES + seq % DEVICES
     return (
         seq.to_bytes(4, "big")
         + bytes([dev])
@@ -118,7 +123,7 @@ def client_main(
     c.subscribe(topic + "_reply", qos=0)
     time.sleep(0.3)
     make = frame if kind == "raw" else as_json
-    messages = [make(client * 1_000_000 + i) for i in range(5000)]
+    messages = [make(client * 1_000_000 + i) for i in range(POOL)]
     sent = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -156,7 +161,7 @@ def setup(hub: HubProcess) -> tuple[str, str, str, str]:
             pk = p.json()["productKey"]
             api.post(
                 f"/api/v1/orgs/rawbench/products/{pk}/devices",
-                json=[{"deviceKey": f"dev{i}"} for i in range(DEVICES)],
+                json=[{"deviceKey": f"dev{i}"} for i in range(DEVICES * MAX_CLIENTS)],
             ).raise_for_status()
             keys[fmt] = pk
         api.put(
@@ -198,6 +203,8 @@ def main() -> None:
     ap.add_argument("--inflight", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=10)
     args = ap.parse_args()
+    if args.clients > MAX_CLIENTS:
+        raise SystemExit(f"--clients must be <= {MAX_CLIENTS}")
     with tempfile.TemporaryDirectory() as d:
         hub = HubProcess(Path(d) / "data", extra=["--set", "log.level=warning"])
         hub.start()

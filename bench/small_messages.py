@@ -22,7 +22,7 @@ shared machine disturbs less than the rate. Printed beside them: ThingsBoard CE'
 and the target of 15,000 messages/s.
 
     .venv/bin/python bench/small_messages.py [--clients 2] [--conns 2] [--inflight 64]
-        [--seconds 10] [--rounds 1] [--profile out.svg]
+        [--seconds 10] [--rounds 1] [--profile out.svg] [--shared-devices]
 
 ``--profile FILE`` records the hub with py-spy (``--format raw`` if FILE ends in .txt)
 during the hub's first round.
@@ -134,6 +134,7 @@ def client_main(
     start_at: float,
     out: Any,
     shared: bool,
+    round_: int,
 ) -> None:
     """``conns`` connections, each keeping ``inflight`` QoS 1 PUBLISHes unacknowledged.
     The times of a device's messages increase by one second per message and never repeat
@@ -153,7 +154,7 @@ def client_main(
         s.sendall(sub)
         s.recv(5)
         slot = index * conns + c
-        base = slot * 10_000_000 if shared else 0
+        base = (slot * 10_000_000 if shared else 0) + round_ * 100_000_000
         # packets of id 1..65535 for a pool of messages
         devices = device_keys(slot, shared)
         pool = [message(i, devices) for i in range(4096)]
@@ -243,9 +244,16 @@ def client_main(
 
 
 def load(
-    port: int, topic: str, user: str, password: str, args: argparse.Namespace, pid: int
+    port: int,
+    topic: str,
+    user: str,
+    password: str,
+    args: argparse.Namespace,
+    pid: int,
+    round_: int,
 ) -> tuple[float, float]:
-    """(messages/s, server CPU microseconds per message)."""
+    """(messages/s, server CPU microseconds per message); every round sends later times
+    than the rounds before (a round is not a resend of the last)."""
     q: Any = mp.Queue()
     start_at = time.time() + 0.5
     procs = [
@@ -263,6 +271,7 @@ def load(
                 start_at,
                 q,
                 args.shared_devices,
+                round_,
             ),
         )
         for i in range(args.clients)
@@ -428,12 +437,12 @@ def main() -> None:
                         ],
                         stdout=subprocess.DEVNULL,
                     )
-                rate, cpu = load(hub.mqtt_port, topic, user, password, args, hub.proc.pid)
+                rate, cpu = load(hub.mqtt_port, topic, user, password, args, hub.proc.pid, r)
                 hub_rates.append(rate)
                 hub_cpu.append(cpu)
                 if spy is not None:
                     spy.wait()
-                rate, cpu = load(bare_port, topic, "u", "p", args, bare.pid)
+                rate, cpu = load(bare_port, topic, "u", "p", args, bare.pid, r)
                 bare_rates.append(rate)
                 bare_cpu.append(cpu)
                 print(

@@ -30,7 +30,7 @@ from .api.common import EXCEPTION_HANDLERS
 from .api.console import console_router
 from .api.enterprises import enterprise_router
 from .api.files import files_admin_router, files_router
-from .api.integration import integration_router
+from .api.integration import integration_first, integration_router
 from .api.logtail import logtail_router
 from .api.metrics import HubCollector, StreamCollector, metrics_registry
 from .api.metrics import metrics as metrics_route
@@ -430,7 +430,7 @@ class Hub:
             cert, key = self.tls_files()
             https = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
         config = uvicorn.Config(
-            self.http_app(),
+            integration_first(self.http_app()),
             host=host,
             port=self.settings["http.port"],
             lifespan="off",

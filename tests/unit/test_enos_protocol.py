@@ -17,6 +17,7 @@ from headrace.client.connection import signed_login
 from headrace.client.errors import REPLY_ERRORS, IntegrationReplyError, reply_error
 from headrace.errors import LoginRefused
 from headrace.ingest.auth import authenticate
+from headrace.ingest.pipeline import Result
 from headrace.proto import enos
 from headrace.state.registry import ChannelCreate, Registry
 from tests.unit import test_http_services
@@ -174,3 +175,23 @@ async def test_the_client_refuses_kinds_it_cannot_post() -> None:
     with pytest.raises(ValueError):
         await client.send_request("PK1", "nonsense", b"{}")
     assert client.sent == []
+
+
+# -- the pipeline's reply bytes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rid",
+    ["1", "", 'quote " and \\ and \u00e9 and \u2028', 7, -1.5, None, True, [1, "a"], {"k": 1}],
+)
+def test_a_success_reply_is_the_encoding_of_its_document(rid: Any) -> None:
+    ok = Result(rid, enos.REPLY_OK, "success")
+    assert ok.reply_bytes() == msgspec.json.encode(ok.reply())
+    assert msgspec.json.decode(ok.reply_bytes()) == {
+        "id": rid,
+        "code": 200,
+        "message": "success",
+        "data": {},
+    }
+    refused = Result(rid, enos.REPLY_MODEL_INVALID, "bad", errors=[{"index": 0}])
+    assert refused.reply_bytes() == msgspec.json.encode(refused.reply())

@@ -28,8 +28,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
-from litestar import Response, Router, asgi
-from litestar.types import Receive, Scope, Send
+from litestar import Litestar, Response, Router, asgi
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
 from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
 
 from ..errors import Refused, TokenRejected
@@ -371,9 +372,36 @@ async def integrate(scope: Scope, receive: Receive, send: Send) -> None:
     """Upload measurepoints, attributes or events (with files) of an organization's devices.
 
     A raw ASGI handler: the body is streamed from ``receive``, never buffered by the
-    framework, and the per-request cost stays small.
+    framework, and the per-request cost stays small. Requests for exactly this path are
+    served by ``integration_first`` before the framework (this route answers the others:
+    a path Litestar normalizes to it, and it documents the endpoint in the OpenAPI).
     """
-    svc: Services = scope["litestar_app"].state.services
+    await serve_integration(scope["litestar_app"].state.services, scope, receive, send)
+
+
+def integration_first(app: Litestar) -> ASGIApp:
+    """``app`` with the integration endpoint served ahead of it (with the services of
+    ``app``'s state).
+
+    The endpoint needs nothing of the framework (it reads its token, query and body
+    itself, answers every error itself, and has no admin principal to audit), and the
+    framework's stack (exception middleware, the audit middleware, routing, the route's
+    scope copy) was about a fifth of the event loop's time of a single-record post.
+    """
+
+    svc: Services = app.state.services
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and scope["path"] == PATH:
+            await serve_integration(svc, scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return dispatch
+
+
+async def serve_integration(svc: Services, scope: Scope, receive: Receive, send: Send) -> None:
+    """One request of the endpoint (``integrate``), answered in full."""
     request_id = new_request_id()
     if scope.get("method") != "POST":
         body = reply_body(REPLY_UNKNOWN_METHOD, "use POST", request_id)

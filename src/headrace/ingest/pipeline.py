@@ -86,8 +86,18 @@ class Result:
         return {"id": self.id, "code": self.code, "message": self.message, "data": data}
 
     def reply_bytes(self) -> bytes:
-        """What goes back on the wire: the script's encoding for raw data, else JSON."""
-        return self.wire if self.wire is not None else json_encode(self.reply())
+        """What goes back on the wire: the script's encoding for raw data, else JSON
+        (a success's bytes put together around its id: the one reply of most requests)."""
+        if self.wire is not None:
+            return self.wire
+        if self.code == REPLY_OK and not self.errors and self.message == "success":
+            return _OK_HEAD + json_encode(self.id) + _OK_TAIL
+        return json_encode(self.reply())
+
+
+# json_encode(Result(id, REPLY_OK, "success").reply()) is _OK_HEAD + the id's JSON + _OK_TAIL
+_OK_HEAD = b'{"id":'
+_OK_TAIL = b',"code":%d,"message":"success","data":{}}' % REPLY_OK
 
 
 class RawCodec(Protocol):

@@ -1,0 +1,98 @@
+"""The store alone under small messages: what the hub's writer thread can take.
+
+Writes single-record requests (1 record x 5 measurepoints, live data: each device's
+times one second apart, never repeated) into ``SQLiteStore`` with ``synchronous=full``,
+``--group`` requests merged into one ``write_batch`` (what the pipeline does with the
+requests of one loop turn), several writes in flight (the engine's group commit), each
+request with its message-log payload record as the hub writes it. ``--devices`` devices
+in rotation: with as many devices as requests in flight, every request's samples are a
+chunk row per point. Prints requests/s and the CPU time per request (every thread of
+the process: the writer's and the generating loop's).
+
+    .venv/bin/python bench/store_small.py [--seconds 5] [--group 64] [--devices 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+
+from headrace.store.base import WriteBatch
+from headrace.store.sqlite.store import SQLiteStore
+
+POINTS = ("voltage", "current", "power", "temp", "status")
+_enc = msgspec.json.Encoder()
+
+
+def request(device: int, when: int, seq: int) -> WriteBatch:
+    b = WriteBatch(source=1)
+    for i, p in enumerate(POINTS):
+        b.samples.append((device, p, when, 230.1 + i + seq % 7, None))
+    doc = {"topic": "t", "size": 260, "requestId": str(seq), "items": 1, "code": 200}
+    b.log.append(("ch", when, "payload", _enc.encode(doc)))
+    return b
+
+
+def merged(batches: list[WriteBatch]) -> WriteBatch:
+    out = WriteBatch(source=1)
+    for b in batches:
+        out.samples.extend(b.samples)
+        out.log.extend(b.log)
+    return out
+
+
+async def run(args: argparse.Namespace, path: Path) -> tuple[float, float]:
+    store = SQLiteStore(path, synchronous="full")
+    store.start()
+    seq = 0
+    t0 = 1_600_000_000_000
+
+    def next_write() -> WriteBatch:
+        nonlocal seq
+        out = []
+        for _ in range(args.group):
+            out.append(request(seq % args.devices, t0 + (seq // args.devices) * 1000, seq))
+            seq += 1
+        return merged(out)
+
+    async def writer(stop: float) -> None:
+        while time.perf_counter() < stop:
+            await store.write_batch(next_write())
+
+    await store.write_batch(next_write())  # warm: every device's first chunk
+    seq0 = seq
+    cpu0 = time.process_time()
+    started = time.perf_counter()
+    stop = started + args.seconds
+    await asyncio.gather(*(writer(stop) for _ in range(args.inflight)))
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
+    done = seq - seq0
+    store.close()
+    return done / elapsed, cpu / done * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--group", type=int, default=64, help="requests per merged write")
+    ap.add_argument("--inflight", type=int, default=4, help="merged writes in flight")
+    ap.add_argument("--devices", type=int, default=200)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        rate, cpu = asyncio.run(run(args, Path(d) / "store.db"))
+    print(
+        f"cpus={os.cpu_count()} group={args.group} inflight={args.inflight} "
+        f"devices={args.devices} synchronous=full, 1 record x {len(POINTS)} points per request"
+    )
+    print(f"store alone: {rate:,.0f} requests/s   {cpu:.1f} us CPU/request")
+
+
+if __name__ == "__main__":
+    main()
