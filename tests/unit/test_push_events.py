@@ -13,10 +13,11 @@ import pytest
 
 from headrace.model.types import Device, Product, ThingModel
 from headrace.model.validate import compile_model
-from headrace.push.events import ALERT, FAULT, KV, KV_DOC_LIMIT, RAW, Deriver
+from headrace.push.events import ALERT, FAULT, KV, KV_DOC_LIMIT, RAW, Derived, Deriver
 from headrace.state.registry import DeviceEntry, Registry
 from headrace.store.base import WriteBatch
 from headrace.store.sqlite.store import SQLiteStore
+from headrace.stream import records as R
 
 ALL = frozenset({KV, RAW, FAULT, ALERT})
 MODEL = msgspec.convert(
@@ -58,6 +59,29 @@ def dev(i: int, group: str = "") -> DeviceEntry:
     )
 
 
+def derive(
+    deriver: Deriver,
+    batch: WriteBatch,
+    devices: list[DeviceEntry],
+    raw: bytes | None,
+    now: int,
+    wants: Any,
+) -> Derived:
+    """The events of one request as the fan-out makes them: the request's stream records
+    (``stream.records.Builder``, as the pipeline's ``before_write`` writes them), each
+    through ``Deriver.record_events``."""
+    deriver.remember_macs(batch)
+    by_asset = {e.device.assetId: e for e in devices}
+    rows = R.Builder(deriver.registry).batch_rows(
+        batch, list(by_asset.values()), raw, now, lambda *_: True
+    )
+    out = Derived()
+    for seq, (_org, _kind, doc) in enumerate(rows, 1):
+        rec = R.decode(seq, now, doc)
+        deriver.record_events(rec, by_asset[rec.assetId], wants(rec.product), out)
+    return out
+
+
 def docs(derived: Any) -> list[dict[str, Any]]:
     return [json.loads(e.doc) for e in derived.events]
 
@@ -70,13 +94,13 @@ def test_kv_per_record_with_device_fields(deriver: Deriver) -> None:
     d1, d2 = dev(1, "g"), dev(2)
     batch = WriteBatch(
         samples=[
-            (1, "temp", 1000, 1.5, None),
+            (1, "temp", 1000, 1.5, None),  # one request item: (device, time) and its points
+            (1, "note", 1000, "hi", None),
             (2, "temp", 1000, 2.5, None),
             (1, "temp", 2000, 3.5, None),
-            (1, "note", 1000, "hi", None),
         ]
     )
-    out = docs(deriver.derive(batch, [d1, d2, d1], None, 99_000, want()))
+    out = docs(derive(deriver, batch, [d1, d2, d1], None, 99_000, want()))
     assert out == [
         {
             "event_type": KV,
@@ -111,11 +135,11 @@ def test_kv_per_record_with_device_fields(deriver: Deriver) -> None:
 def test_attributes_kv_and_mac(deriver: Deriver) -> None:
     d1 = dev(1)
     batch = WriteBatch(attributes=[(1, "mac", "AA:BB", 5000), (1, "site", "north", 5000)])
-    (ev,) = docs(deriver.derive(batch, [d1], None, 5000, want()))
+    (ev,) = docs(derive(deriver, batch, [d1], None, 5000, want()))
     assert ev["data"] == {"mac": "AA:BB", "site": "north"} and ev["mac"] == "AA:BB"
     assert ev["created_at"] == 5.0
     later = WriteBatch(samples=[(1, "temp", 6000, 1.0, None)])
-    assert docs(deriver.derive(later, [d1], None, 6000, want()))[0]["mac"] == "AA:BB"
+    assert docs(derive(deriver, later, [d1], None, 6000, want()))[0]["mac"] == "AA:BB"
     # loaded from the store at start
     fresh = Deriver(deriver.registry)
     fresh.load([], [(1, "CC:DD"), (2, 12345), (3, b"[1]")])
@@ -125,14 +149,14 @@ def test_attributes_kv_and_mac(deriver: Deriver) -> None:
 def test_raw_event_per_device(deriver: Deriver) -> None:
     raw = bytes([0, 1, 0xFF, 0x80])
     batch = WriteBatch(samples=[(1, "temp", 1000, 1.0, None)])
-    out = docs(deriver.derive(batch, [dev(1)], raw, 7000, want()))
+    out = docs(derive(deriver, batch, [dev(1)], raw, 7000, want()))
     assert [e["event_type"] for e in out] == [RAW, KV]
     assert base64.b64decode(out[0]["data"]) == raw and out[0]["created_at"] == 7.0
 
 
 def test_unwanted_types_are_not_built(deriver: Deriver) -> None:
     batch = WriteBatch(samples=[(1, "temp", 1000, 1.0, None), (1, "fan", 1000, True, None)])
-    out = deriver.derive(batch, [dev(1)], b"x", 1000, want(frozenset()))
+    out = derive(deriver, batch, [dev(1)], b"x", 1000, want(frozenset()))
     assert out.events == []
     # the fault state is tracked all the same (stable ids whoever subscribes later)
     assert out.faults == [("A1", "fan", 1, deriver.faults[("A1", "fan")].event_id, 1000)]
@@ -144,7 +168,7 @@ def test_fault_lifecycle(deriver: Deriver) -> None:
     def step(ts: int, **values: Any) -> list[dict[str, Any]]:
         batch = WriteBatch(samples=[(1, k, ts, v, None) for k, v in values.items()])
         return [
-            e for e in docs(deriver.derive(batch, [d], None, ts, want())) if e["event_type"] != KV
+            e for e in docs(derive(deriver, batch, [d], None, ts, want())) if e["event_type"] != KV
         ]
 
     assert step(1000, fan=False, level=0) == []  # 0 from the start: no event
@@ -165,21 +189,23 @@ def test_fault_lifecycle(deriver: Deriver) -> None:
 
 def test_fault_state_survives_via_rows(deriver: Deriver) -> None:
     batch = WriteBatch(samples=[(1, "fan", 1000, True, None)])
-    out = deriver.derive(batch, [dev(1)], None, 1000, want())
+    out = derive(deriver, batch, [dev(1)], None, 1000, want())
     fresh = Deriver(deriver.registry)
     fresh.load(out.faults, [])
-    off = fresh.derive(
-        WriteBatch(samples=[(1, "fan", 2000, False, None)]), [dev(1)], None, 0, want()
+    off = derive(
+        fresh, WriteBatch(samples=[(1, "fan", 2000, False, None)]), [dev(1)], None, 0, want()
     )
     assert json.loads(off.events[-1].doc)["event_id"] == out.faults[0][3]
 
 
 def test_undo_restores_state(deriver: Deriver) -> None:
-    out = deriver.derive(WriteBatch(samples=[(1, "fan", 1000, 1, None)]), [dev(1)], None, 0, want())
+    out = derive(
+        deriver, WriteBatch(samples=[(1, "fan", 1000, 1, None)]), [dev(1)], None, 0, want()
+    )
     deriver.undo(out)
     assert ("A1", "fan") not in deriver.faults
-    again = deriver.derive(
-        WriteBatch(samples=[(1, "fan", 1000, 1, None)]), [dev(1)], None, 0, want()
+    again = derive(
+        deriver, WriteBatch(samples=[(1, "fan", 1000, 1, None)]), [dev(1)], None, 0, want()
     )
     assert len(again.faults) == 1  # the change is seen again when the request is resent
 
@@ -188,7 +214,7 @@ def test_big_kv_is_split_and_single_values_are_not(deriver: Deriver) -> None:
     values = {f"k{i}": "x" * 1000 for i in range(20)}  # ~20 KiB in all
     deriver.registry.models[("o", "m")] = (MODEL, compile_model(MODEL))
     batch = WriteBatch(samples=[(1, k, 1000, v, None) for k, v in values.items()])
-    out = deriver.derive(batch, [dev(1)], None, 0, want())
+    out = derive(deriver, batch, [dev(1)], None, 0, want())
     assert len(out.events) > 2
     merged: dict[str, Any] = {}
     for e in out.events:
@@ -196,7 +222,7 @@ def test_big_kv_is_split_and_single_values_are_not(deriver: Deriver) -> None:
         merged.update(json.loads(e.doc)["data"])
     assert merged == values
     one = WriteBatch(samples=[(1, "note", 1000, "y" * 9000, None)])
-    (big,) = deriver.derive(one, [dev(1)], None, 0, want()).events
+    (big,) = derive(deriver, one, [dev(1)], None, 0, want()).events
     assert len(big.doc) > KV_DOC_LIMIT  # cannot be split: sent as it is
 
 

@@ -27,7 +27,6 @@ one request's batch in memory and maps them the same way (tests, tools).
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -143,72 +142,6 @@ class Deriver:
             return {}
         model = self.registry.models.get((p.orgId, p.modelId))
         return model[1].flagged if model is not None else {}
-
-    # -- one request -------------------------------------------------------------------------
-
-    def derive(
-        self,
-        batch: WriteBatch,
-        devices: list[DeviceEntry],
-        raw: bytes | None,
-        now_ms: int,
-        wants: Wants,
-    ) -> Derived:
-        """The events of one request: its records (raw per device, one per (device,
-        time) of samples, one per device of attributes), each through ``record_events``."""
-        out = Derived()
-        by_id = {e.id: e for e in devices}
-        self.remember_macs(batch)
-        wanted: dict[str, frozenset[str]] = {}
-
-        def want(pk: str) -> frozenset[str]:
-            w = wanted.get(pk)
-            if w is None:
-                w = wanted[pk] = wants(pk)
-            return w
-
-        source = R.REALTIME if batch.source == 1 else R.HISTORY
-
-        def record(entry: DeviceEntry, kind: str, ts: int, content: dict[str, Any]) -> None:
-            d = entry.device
-            rec = R.Record(
-                org=d.orgId,
-                product=d.productKey,
-                model="",
-                assetId=d.assetId,
-                deviceKey=d.deviceKey,
-                source=source,
-                kind=kind,
-                time=ts,
-                content=content,
-            )
-            self.record_events(rec, entry, want(d.productKey), out)
-
-        if raw is not None:
-            encoded = base64.b64encode(raw).decode("ascii")
-            for entry in by_id.values():
-                record(entry, R.RAW, now_ms, {"raw": encoded})
-        samples: dict[tuple[int, int], dict[str, Any]] = {}
-        for dev, point, ts, value, _quality in batch.samples:
-            rec = samples.get((dev, ts))
-            if rec is None:
-                rec = samples[(dev, ts)] = {}
-            rec[point] = value
-        for (dev, ts), data in samples.items():
-            e = by_id.get(dev)
-            if e is not None:
-                record(e, R.MEASUREPOINT, ts, {"measurepoints": data})
-        attrs: dict[int, tuple[int, dict[str, Any]]] = {}
-        for dev, name, value, updated_at in batch.attributes:
-            slot = attrs.get(dev)
-            if slot is None:
-                slot = attrs[dev] = (updated_at, {})
-            slot[1][name] = value
-        for dev, (updated_at, data) in attrs.items():
-            e = by_id.get(dev)
-            if e is not None:
-                record(e, R.ATTRIBUTE, updated_at, {"attributes": data})
-        return out
 
     def record_events(
         self, rec: R.Record, entry: DeviceEntry, w: frozenset[str], out: Derived
