@@ -21,8 +21,7 @@ records.
 Documents are the push lines without ``cmd`` and ``delivery_id`` (spliced in at push
 time), encoded once and shared by every enterprise that gets them. A ``device_status_kv``
 whose line would pass the 8 KiB a popular client accepts is split into several events
-with fewer keys each (C.1: "where the payload allows"). ``derive`` makes the records of
-one request's batch in memory and maps them the same way (tests, tools).
+with fewer keys each (C.1: "where the payload allows").
 """
 
 from __future__ import annotations
