@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything headrace and its tests need on a fresh Debian machine (idempotent):
 # Debian packages (mosquitto-clients for the end-to-end tests, chromium and nodejs/npm for
-# the web console and its browser tests, rabbitmq-server for the noti bench's peer), a virtualenv in .venv, the package with its
+# the web console and its browser tests), a virtualenv in .venv, the package with its
 # test extras, and the console's one npm dependency (uPlot, `npm ci`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,8 +10,6 @@ need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
-# RabbitMQ 3.10, the peer bench/noti_push.py starts on its own ports (not as a service)
-[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
