@@ -541,3 +541,50 @@ def test_chunks_compressed_in_turn_each_read_alone() -> None:
     c = zlib.compressobj(1, zlib.DEFLATED, -10, 4)
     old = b"\x01" + c.compress(shuffled) + c.flush()
     assert chunks.decode_values(chunks.KIND_FLOAT, old) == runs[1]
+
+
+async def test_an_exact_resend_writes_no_chunk_and_a_near_one_replaces(
+    store: SQLiteStore,
+) -> None:
+    """A resend of exactly what is stored leaves the chunks as they are (no decode-merge-
+    encode rewrite); one that differs only in type, sign of zero, key order, quality or
+    source is a later value and replaces the stored one."""
+    base: list[Any] = [1, True, 0.0, {"a": 1, "b": 2}, "x", 2.5]
+    for r in range(3):  # chunks of 100 that the resends overlap
+        await store.write_batch(
+            WriteBatch(
+                samples=[
+                    (1, f"p{i}", r * 100 + k, v, None)
+                    for k in range(100)
+                    for i, v in enumerate(base)
+                ]
+            )
+        )
+
+    def changes() -> int:
+        return int(store.engine.write_sync(lambda c: c.total_changes))
+
+    def resend(values: list[Any], quality: int | None = None, source: int = 0) -> WriteBatch:
+        return WriteBatch(
+            source=source,
+            samples=[
+                (1, f"p{i}", 150 + k, v, quality) for k in range(10) for i, v in enumerate(values)
+            ],
+        )
+
+    before = changes()
+    await store.write_batch(resend(base))
+    exact = changes() - before
+    near: list[Any] = [1.0, 1, -0.0, {"b": 2, "a": 1}, "x", 2.5]
+    before = changes()
+    await store.write_batch(resend(near))
+    replaced = changes() - before
+    assert exact < replaced  # the exact resend rewrote no chunk (latest rows may update)
+    for i, v in enumerate(near):
+        rows = await store.query_samples(1, [f"p{i}"], 150, 160, 100, False, None)
+        assert len(rows) == 10 and all(same(r.value, v) for r in rows), (i, rows[:1])
+    await store.write_batch(resend(near, quality=7, source=1))
+    rows = await store.query_samples(1, ["p4"], 150, 160, 100, False, None)
+    assert {(r.quality, r.source) for r in rows} == {(7, 1)}
+    rows = await store.query_samples(1, ["p0"], 0, 10**6, 1000, False, None)
+    assert len(rows) == 300 and same(rows[0].value, 1) and same(rows[150].value, 1.0)
