@@ -9,7 +9,6 @@ import itertools
 import math
 import sqlite3
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,6 @@ from headrace.store.sqlite.schema import MIGRATIONS
 from headrace.store.sqlite.store import SQLiteStore
 
 Model = dict[tuple[int, str], dict[int, tuple[Any, int | None, int]]]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "s.db")
-    s.start()
-    yield s
-    s.close()
 
 
 def apply(model: Model, batch: WriteBatch) -> None:

@@ -357,22 +357,18 @@ class Stream:
         except RuntimeError:  # the loop is closed
             pass
 
-    def _committed(
-        self, head: int, entries: list[tuple[int, int, bytes]], t: float | None = None
-    ) -> None:
+    def _committed(self, head: int, entries: list[tuple[int, int, bytes]], t: float) -> None:
         index = self._index
         last = index[-1] if index else None
         times = self._commit_times
-        if t is not None:
-            if len(times) > 20_000:  # the oldest half forgotten
-                for k in list(itertools.islice(times, 10_000)):
-                    del times[k]
-            prev = -1
-            for _seq, at, _doc in entries:
-                if at != prev:
-                    times[at] = t
-                    prev = at
-        for seq, at, doc in entries:
+        if len(times) > 20_000:  # the oldest half forgotten
+            for k in list(itertools.islice(times, 10_000)):
+                del times[k]
+        prev = -1
+        for seq, at, doc in entries:  # one pass: commit times and the time index
+            if at != prev:
+                times[at] = t
+                prev = at
             nbytes = len(doc)
             if last is not None and at // _BUCKET_MS == last.first_at // _BUCKET_MS:
                 last.last = seq
