@@ -130,7 +130,12 @@ class Hub:
             isolation=s["script.isolation"],
         )
         # the outbound stream: what was committed, in commit order, for every way out
-        self.stream = Stream(self.store, self.registry, replay_seconds=s["stream.replay_seconds"])
+        self.stream = Stream(
+            self.store,
+            self.registry,
+            replay_seconds=s["stream.replay_seconds"],
+            memory_bytes=s["stream.memory_bytes"],
+        )
         # -- the one way in: every edge hands its requests to the pipeline --------------
         self.pipeline = Pipeline(
             self.registry,

@@ -258,3 +258,45 @@ def test_the_high_water_mark_survives_the_move_into_store_meta(tmp_path: Path) -
         await hub.close()
 
     asyncio.run(run())
+
+
+async def test_recent_commits_are_read_from_memory_as_the_store_has_them(
+    tmp_path: Path,
+) -> None:
+    h = Hub(tmp_path)
+    h.stream.memory_bytes = 2000  # a few commits' worth: the older ones only in the store
+    await h.start()
+    try:
+        c = h.stream.open("all", Filter(), Retention())
+        for i in range(40):
+            rows = h.stream.online_rows(dev(i % 3), i % 2 == 0, 1000 + i, "10.0.0.1")
+            rows += h.stream.online_rows(dev(i % 3 + 5), True, 1000 + i, "")
+            await h.store.stream_append(rows)
+        assert h.stream.head == 80
+        assert 1 < len(h.stream._recent) < 40
+        first_kept = h.stream._recent[0][0][0]
+        for after in (0, first_kept - 2, first_kept - 1, first_kept, 50, 79, h.stream.head - 1):
+            for limit in (1, 7, 1000):
+                stored = await h.store.stream_read(after, limit)
+                memory = h.stream._from_memory(after, limit)
+                if after + 1 >= first_kept:
+                    assert memory == stored, (after, limit)
+                else:
+                    assert memory is None  # older than memory: the store answers
+        assert h.stream._from_memory(h.stream.head, 10) == []
+        before = h.stream.store_reads, h.stream.memory_reads
+        got = await c.read(limit=10_000)  # from the start: the store
+        assert [r.seq for r in got] == [s for s, _a, _d in await h.store.stream_read(0, 10_000)]
+        rows = h.stream.online_rows(dev(1), False, 5000, "")
+        await h.store.stream_append(rows)
+        assert [(r.seq, r.kind) for r in await c.read()] == [(h.stream.head, "offline")]
+        assert (h.stream.store_reads, h.stream.memory_reads) == (before[0] + 1, before[1] + 1)
+    finally:
+        await h.close()
+    # after a restart memory holds nothing: every read goes to the store
+    h = Hub(tmp_path)
+    await h.start()
+    try:
+        assert h.stream._from_memory(0, 10) is None
+    finally:
+        await h.close()
