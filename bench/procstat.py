@@ -21,3 +21,20 @@ def cpu_seconds(pid: int) -> float:
         if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
             total += (int(fields[11]) + int(fields[12])) / tick
     return total
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time (user + system) of each thread of a process so far, by thread name (the
+    names of threads that share one are summed): which thread a load binds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        name = head.split("(", 1)[1]
+        fields = rest.split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out

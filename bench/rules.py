@@ -42,7 +42,7 @@ from tests.conftest import ADMIN_TOKEN, HubProcess
 from tests.e2e.kafka_support import Tansu
 
 from mqtt_import import PK, POINTS, RECORDS, client_main, setup
-from procstat import cpu_seconds
+from procstat import cpu_seconds, thread_cpu_seconds
 
 TOPIC = "MEASURE_POINT_ORIGIN_OFFLINE_bench"
 
@@ -65,6 +65,7 @@ def load(
     (and its children) and of the broker during it."""
     assert hub.proc is not None
     cpu0 = cpu_seconds(hub.proc.pid), cpu_seconds(broker_pid) if broker_pid else 0.0
+    threads0 = thread_cpu_seconds(hub.proc.pid)
     out: mp.Queue = mp.Queue()
     procs = [
         mp.Process(
@@ -82,9 +83,16 @@ def load(
     elapsed = max(r["elapsed"] for r in results)
     lat = sorted(x for r in results for x in r["lat"])
     hub_cpu = cpu_seconds(hub.proc.pid) - cpu0[0]
+    threads = {
+        name: t - threads0.get(name, 0.0) for name, t in thread_cpu_seconds(hub.proc.pid).items()
+    }
     broker_cpu = (cpu_seconds(broker_pid) - cpu0[1]) if broker_pid else 0.0
     return {
         "hub_us": hub_cpu / max(ok * RECORDS, 1) * 1e6,
+        # the busiest threads' share of one core during the load, by OS thread name: the
+        # hub's Python threads all show as "python" (one GIL: together at most ~1 core),
+        # librdkafka's as rdk:*
+        "threads": sorted(((t / elapsed, n) for n, t in threads.items()), reverse=True)[:4],
         "broker_us": broker_cpu / max(ok * RECORDS, 1) * 1e6,
         "records_s": ok * RECORDS / elapsed,
         "ok": ok,
@@ -397,6 +405,9 @@ def main() -> None:
             f"{ruled['hub_us']:.1f} us/record, broker {ruled['broker_us']:.1f} us/record): "
             f"{ratios[-1]:.0%}"
         )
+        for what, load_ in (("without", plain), ("with", ruled)):
+            busy = ", ".join(f"{n} {share:.0%}" for share, n in load_["threads"])
+            print(f"  hub threads' CPU, share of one core, {what} the rule: {busy}")
         print(
             f"  ceiling: without rules beside a minimal producer sending 80% of that rate: "
             f"{ceiling['records_s']:10,.0f} records/s (hub CPU {ceiling['hub_us']:.1f} "
