@@ -400,31 +400,23 @@ class Fanout:
         sources: list[bool] = []  # per event: real-time or not
         events = out.events
         fault_of: list[tuple[DeviceEntry, str]] = []  # per fault change: its entry, source
+        flagged: dict[str, bool] = {}  # product -> its model flags fault/alert points
+        spliced = self.deriver.kv_spliced
         for seq, at, doc in rows:
             try:
                 lean = R.decode_lean(seq, at, doc)
             except msgspec.DecodeError:
                 continue
-            w = shape(lean.product, lean.source, lean.kind)
+            product = lean.product
+            w = shape(product, lean.source, lean.kind)
             if w is None:
                 continue
             entry = find(lean.org, asset_id=lean.assetId)
             if entry is None:
                 continue  # deleted since
-            rec = R.Record(
-                org=lean.org,
-                product=lean.product,
-                model=lean.model,
-                assetId=lean.assetId,
-                deviceKey=lean.deviceKey,
-                source=lean.source,
-                kind=lean.kind,
-                time=lean.time,
-                content=_decode_content(lean.content),
-            )
-            realtime = rec.source == R.REALTIME
-            aid = rec.assetId
-            kind = rec.kind
+            realtime = lean.source == R.REALTIME
+            aid = lean.assetId
+            kind = lean.kind
             if kind == R.ONLINE:
                 if aid in self._announced:
                     self._announced.discard(aid)  # announced with its data already
@@ -434,7 +426,7 @@ class Fanout:
             elif (
                 realtime
                 and aid not in self._announced
-                and ONLINE in self.directory.wants(rec.product, True)
+                and ONLINE in self.directory.wants(product, True)
                 and not self.online.is_online(entry)
             ):
                 # the online tracker marks it online after this commit (and its record of
@@ -442,8 +434,29 @@ class Fanout:
                 self._announced.add(aid)
                 ip = self._ips.pop(aid, "")
                 doc1 = self.deriver.online_doc(entry, True, now_ms(), ip)
-                events.append(Event(rec.product, ONLINE, doc1))
+                events.append(Event(product, ONLINE, doc1))
                 sources.append(True)
+            if kind == R.MEASUREPOINT and KV in w:
+                f = flagged.get(product)
+                if f is None:
+                    f = flagged[product] = bool(self.deriver.flagged(product))
+                if not f:  # no fault state to follow: the values go in as they are
+                    kv = spliced(entry, lean.time, lean.content)
+                    if kv is not None:
+                        events.append(Event(product, KV, kv))
+                        sources.append(realtime)
+                        continue
+            rec = R.Record(
+                org=lean.org,
+                product=product,
+                model=lean.model,
+                assetId=aid,
+                deviceKey=lean.deviceKey,
+                source=lean.source,
+                kind=kind,
+                time=lean.time,
+                content=_decode_content(lean.content),
+            )
             n_events, n_faults = len(events), len(out.faults)
             self.deriver.record_events(rec, entry, w, out)
             sources.extend([realtime] * (len(events) - n_events))
