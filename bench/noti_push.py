@@ -9,18 +9,24 @@ own process: asyncio + ssl, acking every push as it reads it) consumes the queue
    (the queue fills; the ingest rate is printed too), then the client logs in and acks
    every push. events/s = N / (login -> last push received); the time until the hub has
    committed the last ack is printed beside it.
-2. Latency at a fixed moderate rate: the client is connected (prefetch 1000) and the
-   producer publishes RATE events/s (requests of 10 records, each carrying its publish
-   time) for SECONDS; per event, push received - published: p50/p99.
+2. Latency at a fixed rate: the client is connected (prefetch 1000) and PRODUCERS
+   open-loop processes (bodies encoded beforehand, each request sent when due whatever
+   the replies, their lateness reported) publish RATE events/s between them (requests
+   of 10 records, each carrying its publish time) for SECONDS; per event, push received
+   - published: p50/p99. The same load on a product no enterprise subscribes to first
+   (the ingest-only peer).
 
 3. The peer, RabbitMQ 3.10 (``bench/rabbitmq_peer.py``), measured in the same run after the
    hub stopped, when Debian's ``rabbitmq-server`` is installed (else the run says so): its
    own server on free ports in a temporary directory, persistent messages, publisher
-   confirms in batches of 10, one consumer acking every delivery over TLS (aiormq), a
-   classic and a quorum queue: the same throughput (prefetch 1000) and latency phases.
+   confirms for every batch of 10, one consumer acking every delivery over TLS (lean
+   pamqp clients on both sides; the latency phase's publishers open loop like the
+   hub's producers), a classic and a quorum queue: the same throughput (prefetch 1000)
+   and latency phases.
 
     .venv/bin/python bench/noti_push.py [--events 300000] [--rate 5000] [--seconds 10]
-        [--rabbit-events 100000] [--no-rabbitmq]
+        [--producers 2] [--rabbit-events 100000] [--no-rabbitmq] [--latency-only]
+        [--hub-set key=value ...]
 
 Targets: prefetch 1000 >= 2x the RabbitMQ quorum queue's rate measured in the same run;
 p99 publish -> push <= 10 ms at 5,000 events/s.

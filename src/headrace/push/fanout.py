@@ -20,7 +20,9 @@ records it holds).
 
 It follows the head: right after each commit the stream hands it the committed records
 from memory (``Stream.tails``), in commit order. It maps each record to its events
-(``push.events.Deriver.record_events``), puts them at the head of every queue that
+(``push.events.Deriver.record_events``; a measurepoint record of a product without
+fault points straight to its device_status_kv, its values spliced from the record's
+JSON: ``Deriver.kv_spliced``), puts them at the head of every queue that
 wants them (pushed at once: the data is committed), and writes them to the queues'
 rows in ONE store write at a time with the fault states they changed, the acks (deleted
 rows) and its stream cursor (``push_write``). A request is answered once its data and
