@@ -9,18 +9,24 @@ own process: asyncio + ssl, acking every push as it reads it) consumes the queue
    (the queue fills; the ingest rate is printed too), then the client logs in and acks
    every push. events/s = N / (login -> last push received); the time until the hub has
    committed the last ack is printed beside it.
-2. Latency at a fixed moderate rate: the client is connected (prefetch 1000) and the
-   producer publishes RATE events/s (requests of 10 records, each carrying its publish
-   time) for SECONDS; per event, push received - published: p50/p99.
+2. Latency at a fixed rate: the client is connected (prefetch 1000) and PRODUCERS
+   open-loop processes (bodies encoded beforehand, each request sent when due whatever
+   the replies, their lateness reported) publish RATE events/s between them (requests
+   of 10 records, each carrying its publish time) for SECONDS; per event, push received
+   - published: p50/p99. The same load on a product no enterprise subscribes to first
+   (the ingest-only peer).
 
 3. The peer, RabbitMQ 3.10 (``bench/rabbitmq_peer.py``), measured in the same run after the
    hub stopped, when Debian's ``rabbitmq-server`` is installed (else the run says so): its
    own server on free ports in a temporary directory, persistent messages, publisher
-   confirms in batches of 10, one consumer acking every delivery over TLS (aiormq), a
-   classic and a quorum queue: the same throughput (prefetch 1000) and latency phases.
+   confirms for every batch of 10, one consumer acking every delivery over TLS (lean
+   pamqp clients on both sides; the latency phase's publishers open loop like the
+   hub's producers), a classic and a quorum queue: the same throughput (prefetch 1000)
+   and latency phases.
 
     .venv/bin/python bench/noti_push.py [--events 300000] [--rate 5000] [--seconds 10]
-        [--rabbit-events 100000] [--no-rabbitmq]
+        [--producers 2] [--rabbit-events 100000] [--no-rabbitmq] [--latency-only]
+        [--hub-set key=value ...]
 
 Targets: prefetch 1000 >= 2x the RabbitMQ quorum queue's rate measured in the same run;
 p99 publish -> push <= 10 ms at 5,000 events/s.
@@ -138,14 +144,23 @@ def producer_main(
     rate: float,
     inflight: int,
     out: Any,
+    index: int = 0,
+    go: Any = None,
 ) -> None:
-    """Publish ``requests`` requests of ``records`` records; at ``rate`` requests/s if
-    given (each record carries its publish time in "t"), else as fast as ``inflight``
-    allows."""
+    """Publish ``requests`` requests of ``records`` records over one MQTT connection.
+
+    ``rate`` 0: as fast as ``inflight`` unanswered requests allow (closed loop: the
+    throughput phases). ``rate`` > 0 (requests/s): open loop. The bodies are encoded
+    before the start (the publish time spliced in when sent); the process says "ready"
+    on ``out`` and waits for a start time (wall clock) on ``go``, so that several
+    producer processes share the load, evenly interleaved; then request k is sent at
+    start + k/rate (at once when late) whatever the replies, its records' "t" = the wall
+    time it is handed to paho. Each send's lateness against its schedule is reported:
+    the generator's own steadiness."""
     import paho.mqtt.client as mqtt
 
     topic = f"/sys/{pk}/integration/measurepoint/post"
-    pending: dict[str, float] = {}
+    pending: dict[bytes, float] = {}
     replies: list[float] = []
     failed = 0
     cond = threading.Condition()
@@ -153,16 +168,20 @@ def producer_main(
 
     def on_message(_c: Any, _u: Any, msg: Any) -> None:
         nonlocal failed
-        reply = json.loads(msg.payload)
+        payload = msg.payload
+        now = time.perf_counter()
+        i = payload.index(b'"id":') + 5  # the request id, without parsing the reply
+        i = payload.index(b'"', i) + 1
+        rid = payload[i : payload.index(b'"', i)]
         with cond:
-            t0 = pending.pop(reply["id"], None)
+            t0 = pending.pop(rid, None)
             if t0 is not None:
-                replies.append(time.perf_counter() - t0)
-            if reply["code"] != 200:
+                replies.append(now - t0)
+            if b'"code":200' not in payload:
                 failed += 1
             cond.notify()
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"prod-{pk}")
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"prod-{pk}-{index}")
     c.username_pw_set(username, password)
     c.max_inflight_messages_set(inflight)
     c.max_queued_messages_set(0)
@@ -172,44 +191,70 @@ def producer_main(
     c.loop_start()
     connected.wait(10)
     c.subscribe(topic + "_reply", qos=0)
-    time.sleep(0.3)
-    base = int(time.time() * 1000) - 10_000_000
-    start = time.perf_counter()
+    base = int(time.time() * 1000) - 10_000_000 + index * 1_000_000
+    bodies: list[tuple[bytes, list[bytes]]] = []
     for k in range(requests):
-        if rate:
-            due = start + k / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        with cond:
-            while len(pending) >= inflight:
-                cond.wait(1)
-            rid = f"r{k}"
-        now = time.time()
+        rid = f"p{index}r{k}"
         recs = [
             {
-                "deviceKey": f"dev{(k * records + r) % DEVICES}",
+                "deviceKey": f"dev{(k * records + r + index * 7) % DEVICES}",
                 "time": base + k * records + r,
-                "measurepoints": {"t": now, "seq": k * records + r, "v": r * 0.5},
+                "measurepoints": {"t": "@T@", "seq": k * records + r, "v": r * 0.5},
             }
             for r in range(records)
         ]
-        body = request(pk, rid, recs)
+        bodies.append((rid.encode(), request(pk, rid, recs).split(b'"@T@"')))
+    time.sleep(0.3)
+    if go is not None:
+        out.put(("ready", index))
+        start_wall = go.get(timeout=60)
+    else:
+        start_wall = time.time()
+    perf0 = time.perf_counter() + (start_wall - time.time())  # the start, on the perf clock
+    late: list[float] = []
+    first_sent = 0.0
+    for k, (rid, parts) in enumerate(bodies):
+        if rate:
+            due = perf0 + k / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            late.append(max(0.0, time.perf_counter() - due))
+        else:
+            with cond:
+                while len(pending) >= inflight:
+                    cond.wait(1)
+        now = time.time()
+        body = repr(now).encode().join(parts)
         with cond:
             pending[rid] = time.perf_counter()
         c.publish(topic, body, qos=1)
+        if not first_sent:
+            first_sent = now
+    last_sent = time.time()
     with cond:
         while pending and cond.wait(30):
             pass
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - max(perf0, 0.0)
     c.loop_stop()
     c.disconnect()
-    out.put({"elapsed": elapsed, "failed": failed, "unanswered": len(pending), "replies": replies})
+    out.put(
+        {
+            "elapsed": elapsed,
+            "first_sent": first_sent,
+            "last_sent": last_sent,
+            "failed": failed,
+            "unanswered": len(pending),
+            "replies": replies,
+            "late": late,
+        }
+    )
 
 
 def produce(
     hub: HubProcess, cfg: dict[str, Any], pk: str, requests: int, records: int, rate: float = 0
 ) -> Any:
+    """One closed-loop producer process (32 requests in flight)."""
     q: Any = mp.Queue()
     p = mp.Process(
         target=producer_main,
@@ -217,6 +262,47 @@ def produce(
     )
     p.start()
     return p, q
+
+
+def produce_paced(
+    hub: HubProcess,
+    cfg: dict[str, Any],
+    pk: str,
+    requests: int,
+    records: int,
+    rate: float,
+    procs: int,
+) -> dict[str, Any]:
+    """``procs`` open-loop producer processes sending ``rate`` requests/s between them
+    (evenly interleaved), each on its own connection; returns their merged results:
+    the offered rate is measured from the first to the last send."""
+    q: Any = mp.Queue()
+    gos = [mp.Queue() for _ in range(procs)]
+    per = requests // procs
+    ps = []
+    for i in range(procs):
+        n = per + (1 if i < requests % procs else 0)
+        args = (hub.mqtt_port, cfg["username"], cfg["password"], pk, n, records)
+        p = mp.Process(target=producer_main, args=(*args, rate / procs, 64, q, i, gos[i]))
+        p.start()
+        ps.append(p)
+    for _ in range(procs):
+        kind, _i = q.get(timeout=120)
+        assert kind == "ready"
+    start = time.time() + 0.2
+    for i, g in enumerate(gos):
+        g.put(start + i / rate)
+    res = [q.get(timeout=600) for _ in range(procs)]
+    for p in ps:
+        p.join()
+    span = max(r["last_sent"] for r in res) - min(r["first_sent"] for r in res)
+    return {
+        "offered": (requests - 1) * records / span if span > 0 else 0.0,
+        "failed": sum(r["failed"] for r in res),
+        "unanswered": sum(r["unanswered"] for r in res),
+        "replies": sorted(x for r in res for x in r["replies"]),
+        "late": sorted(x for r in res for x in r["late"]),
+    }
 
 
 # -- the consumer (asyncio + ssl, its own process) --------------------------------------------
@@ -331,22 +417,22 @@ def throughput(
 
 
 def latency(
-    hub: HubProcess, cfg: dict[str, Any], phase: str, rate: int, seconds: float
+    hub: HubProcess, cfg: dict[str, Any], phase: str, rate: int, seconds: float, procs: int
 ) -> dict[str, float]:
     eid, secret = cfg["enterprises"][phase]
     records = 10
     requests = int(rate * seconds / records)
     c, cq = consumer(hub, eid, secret, 1000, requests * records)
-    p, q = produce(hub, cfg, phase, requests, records, rate=rate / records)
-    res = q.get(timeout=600)
-    p.join()
+    res = produce_paced(hub, cfg, phase, requests, records, rate / records, procs)
     _kind, done = cq.get(timeout=600)
     c.join()
+    assert not res["failed"] and not res["unanswered"], res
     lat = sorted(done["lat"])
-    replies = sorted(res["replies"])
+    replies = res["replies"]
     return {
         "events": len(lat),
-        "offered": requests * records / res["elapsed"],
+        "offered": res["offered"],
+        "late_p99": pct(res["late"], 99),
         "p50": pct(lat, 50),
         "p99": pct(lat, 99),
         "max": lat[-1] * 1000,
@@ -356,16 +442,19 @@ def latency(
 
 
 def ingest_only(
-    hub: HubProcess, cfg: dict[str, Any], rate: int, seconds: float
+    hub: HubProcess, cfg: dict[str, Any], rate: int, seconds: float, procs: int
 ) -> dict[str, float]:
     """The same load on a product no enterprise subscribes to: the ingest's own latency."""
     records = 10
     requests = int(rate * seconds / records)
-    p, q = produce(hub, cfg, "base", requests, records, rate=rate / records)
-    res = q.get(timeout=600)
-    p.join()
-    replies = sorted(res["replies"])
-    return {"p50": pct(replies, 50), "p99": pct(replies, 99)}
+    res = produce_paced(hub, cfg, "base", requests, records, rate / records, procs)
+    replies = res["replies"]
+    return {
+        "offered": res["offered"],
+        "late_p99": pct(res["late"], 99),
+        "p50": pct(replies, 50),
+        "p99": pct(replies, 99),
+    }
 
 
 def commit_floor(data_dir: Path, n: int = 300) -> dict[str, float]:
@@ -402,20 +491,28 @@ def main() -> None:
     ap.add_argument("--events-p5", type=int, default=30_000, help="events for prefetch 5")
     ap.add_argument("--rate", type=int, default=5000)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--producers", type=int, default=2, help="paced producer processes")
     ap.add_argument("--rabbit-events", type=int, default=100_000, help="messages per queue")
     ap.add_argument("--no-rabbitmq", action="store_true", help="skip the RabbitMQ peer")
+    ap.add_argument("--latency-only", action="store_true", help="skip the throughput phases")
+    ap.add_argument("--hub-set", action="append", default=[], help="a hub setting key=value")
     args = ap.parse_args()
     mp.set_start_method("spawn")
+    r5 = r1000 = None
+    extra = ["--set", "log.level=warning"]
+    for kv in args.hub_set:
+        extra += ["--set", kv]
     with tempfile.TemporaryDirectory() as d:
-        hub = HubProcess(Path(d) / "data", extra=["--set", "log.level=warning"])
+        hub = HubProcess(Path(d) / "data", extra=extra)
         hub.start()
         try:
             cfg = setup(hub, ["base", "lat", "p5", "p1000"])
             floor = commit_floor(Path(d))
-            base = ingest_only(hub, cfg, args.rate, args.seconds)
-            lat = latency(hub, cfg, "lat", args.rate, args.seconds)
-            r5 = throughput(hub, cfg, "p5", 5, args.events_p5)
-            r1000 = throughput(hub, cfg, "p1000", 1000, args.events)
+            base = ingest_only(hub, cfg, args.rate, args.seconds, args.producers)
+            lat = latency(hub, cfg, "lat", args.rate, args.seconds, args.producers)
+            if not args.latency_only:
+                r5 = throughput(hub, cfg, "p5", 5, args.events_p5)
+                r1000 = throughput(hub, cfg, "p1000", 1000, args.events)
         finally:
             hub.stop()
     load_hub = os.getloadavg()
@@ -426,10 +523,13 @@ def main() -> None:
             rmq.start()
             try:
                 for kind in ("classic", "quorum"):
-                    peer[kind] = {
-                        "lat": rabbitmq_peer.latency(rmq, kind, args.rate, args.seconds),
-                        "tp": rabbitmq_peer.throughput(rmq, kind, args.rabbit_events),
+                    m = peer[kind] = {
+                        "lat": rabbitmq_peer.latency(
+                            rmq, kind, args.rate, args.seconds, args.producers
+                        )
                     }
+                    if not args.latency_only:
+                        m["tp"] = rabbitmq_peer.throughput(rmq, kind, args.rabbit_events)
             finally:
                 rmq.stop()
     load = os.getloadavg()
@@ -440,8 +540,10 @@ def main() -> None:
     )
     quorum = peer.get("quorum")
     for p, r in ((5, r5), (1000, r1000)):
+        if r is None:
+            continue
         target = ""
-        if p == 1000 and quorum is not None:
+        if p == 1000 and quorum is not None and "tp" in quorum:
             ratio = r["rate"] / quorum["tp"]["rate"]
             target = f"   ({ratio:.2f}x the quorum queue; target >= 2x)"
         print(
@@ -451,7 +553,8 @@ def main() -> None:
         )
     print(
         f"  latency publish -> push at {lat['offered']:,.0f} events/s offered "
-        f"({lat['events']:,} events, requests of 10 records, prefetch 1000): "
+        f"({args.producers} paced open-loop producers, sends late p99 {lat['late_p99']:.1f} ms; "
+        f"{lat['events']:,} events, requests of 10 records, prefetch 1000): "
         f"p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms (target <= 10), max {lat['max']:.1f} ms"
     )
     print(
@@ -459,7 +562,8 @@ def main() -> None:
         f"p50 {lat['reply_p50']:.1f} ms, p99 {lat['reply_p99']:.1f} ms"
     )
     print(
-        f"    peer, the same load on a product without enterprises (ingest only): "
+        f"    peer, the same load on a product without enterprises (ingest only, "
+        f"{base['offered']:,.0f} events/s offered, sends late p99 {base['late_p99']:.1f} ms): "
         f"reply p50 {base['p50']:.1f} ms, p99 {base['p99']:.1f} ms"
     )
     print(
@@ -470,12 +574,18 @@ def main() -> None:
         why = "skipped (--no-rabbitmq)" if args.no_rabbitmq else "rabbitmq-server is not installed"
         print(f"  RabbitMQ peer: not measured: {why}")
     for kind, m in peer.items():
-        tp, lt = m["tp"], m["lat"]
+        lt = m["lat"]
+        tp = m.get("tp")
+        if tp is not None:
+            print(
+                f"  RabbitMQ 3.10 {kind} queue (persistent, confirms in batches of 10, TLS; "
+                f"pamqp publisher and consumer): prefetch 1000 {tp['rate']:,.0f} msgs/s delivered "
+                f"({args.rabbit_events:,} queued beforehand at {tp['ingest']:,.0f} msgs/s)"
+            )
         print(
-            f"  RabbitMQ 3.10 {kind} queue (persistent, confirms in batches of 10, TLS; "
-            f"aiormq publisher, pamqp consumer): prefetch 1000 {tp['rate']:,.0f} msgs/s delivered "
-            f"({args.rabbit_events:,} queued beforehand at {tp['ingest']:,.0f} msgs/s); "
-            f"latency publish -> delivery at {lt['offered']:,.0f} msgs/s offered: "
+            f"  RabbitMQ 3.10 {kind} queue latency publish -> delivery at "
+            f"{lt['offered']:,.0f} msgs/s offered ({args.producers} paced open-loop publishers, "
+            f"sends late p99 {lt['late_p99']:.1f} ms): "
             f"p50 {lt['p50']:.1f} ms, p99 {lt['p99']:.1f} ms, max {lt['max']:.1f} ms "
             f"(confirm of a batch p50 {lt['confirm_p50']:.1f} ms, p99 {lt['confirm_p99']:.1f} ms)"
         )

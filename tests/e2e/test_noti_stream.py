@@ -4,6 +4,7 @@ never happened (a crash between the two) are queued from the stream at the next 
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from tests.conftest import HubProcess
@@ -26,8 +27,8 @@ def test_queue_rows_lost_in_a_crash_are_made_again_from_the_stream(tmp_path: Pat
         hub.stop()
         db = sqlite3.connect(hub.data_dir / "headrace.db")
         try:
-            # the 5 events came from the last 5 records (the model's fault points make the
-            # fan-out want every measurepoint record of the product: the fault state)
+            # the 5 events came from the 5 records (those before the enterprise were not
+            # written: the fault state of the model's flagged points needs no stream row)
             blocks = db.execute("SELECT seq, n, kind FROM stream ORDER BY seq").fetchall()
             records = [(seq + i, k) for seq, n, k in blocks for i in range(n)][-5:]
             assert [k for _, k in records] == ["measurepoint"] * 5
@@ -53,5 +54,51 @@ def test_queue_rows_lost_in_a_crash_are_made_again_from_the_stream(tmp_path: Pat
         finally:
             n.close()
         assert "noti events queued from the stream after a restart" in hub.log()
+    finally:
+        hub.stop()
+
+
+def test_fault_state_follows_data_no_consumer_wants_without_stream_rows(tmp_path: Path) -> None:
+    """A product whose model flags fault/alert points, and no consumer that wants its
+    measurepoint records: the fault state follows its data (made in memory) and nothing
+    is written to the stream for it; an enterprise wanting only attr_fault gets its
+    events from those in-memory records too."""
+    hub = HubProcess(tmp_path / "data", ["--set", "stream.replay_seconds=3600"])
+    hub.start()
+    try:
+        with hub.client() as api:
+            t = tenant(api)
+            producer = Producer(hub, t)
+            now = int(time.time() * 1000)
+            # no enterprise yet: the fault starts, nobody is told
+            producer.measurepoints([("d0", {"burner_fault": True, "temp": 1.0})], ts=now)
+            eid, secret = enterprise(api, t, types=["attr_fault"])
+            n = Noti(hub)
+            try:
+                n.login(eid, secret, 10)
+                n.nothing(0.3)
+                producer.measurepoints([("d0", {"burner_fault": False})], ts=now + 10)
+                (cleared,) = n.pushes(1)  # the end of the fault seen with no enterprise
+                assert cleared["event_type"] == "attr_fault", cleared
+                assert cleared["data"]["value"] == 0 and cleared["event_id"], cleared
+                producer.measurepoints([("d0", {"burner_fault": True})], ts=now + 20)
+                (again,) = n.pushes(1)
+                assert again["data"]["value"] == 1 and again["event_id"] != cleared["event_id"]
+                n.ack(cleared["delivery_id"])
+                n.ack(again["delivery_id"])
+            finally:
+                n.close()
+            producer.close()
+        hub.stop()
+        db = sqlite3.connect(hub.data_dir / "headrace.db")
+        try:
+            # nothing in the stream (kept an hour): no consumer wanted any of it
+            assert db.execute("SELECT count(*) FROM stream").fetchone()[0] == 0
+            state = db.execute(
+                "SELECT value, event_id FROM push_fault_state WHERE point='burner_fault'"
+            ).fetchall()
+            assert state == [(1, again["event_id"])]
+        finally:
+            db.close()
     finally:
         hub.stop()

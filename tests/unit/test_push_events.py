@@ -243,3 +243,31 @@ def test_online_docs(deriver: Deriver) -> None:
     }
     off = json.loads(deriver.online_doc(dev(1), False, 2000, "10.0.0.1"))
     assert off["event_type"] == "device_offline" and "ip" not in off
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"temp": 21.5, "note": "x"},
+        {"temp": 0.1 + 0.2, "note": 'quote " back \\ slash \u2028 é 中 \n', "big": 10**18},
+        {"temp": -0.0, "neg": -1e-300, "f": 1e21, "t": True, "n": None},
+        {},
+    ],
+)
+def test_spliced_kv_documents_are_the_decoded_ones(deriver: Deriver, values: Any) -> None:
+    """The fan-out's fast path (values spliced from the stream record as they are) makes
+    the very bytes of the general path (decoded, then encoded again)."""
+    deriver.macs[1] = "aa:bb"
+    content = {"measurepoints": values, "quality": {"temp": 9}} if values else {}
+    raw = msgspec.Raw(msgspec.json.encode(content))  # as the stream's builder writes it
+    spliced = deriver.kv_spliced(dev(1, group="g"), 1_700_000_000_123, raw)
+    events: list[Any] = []
+    deriver._kv(dev(1, group="g"), 1_700_000_000_123, values, events)
+    assert spliced == events[0].doc
+    assert json.loads(spliced)["data"] == json.loads(json.dumps(values))
+
+
+def test_spliced_kv_document_too_long_is_left_to_the_split(deriver: Deriver) -> None:
+    values = {"note": "x" * KV_DOC_LIMIT}
+    raw = msgspec.Raw(msgspec.json.encode({"measurepoints": values}))
+    assert deriver.kv_spliced(dev(1), 1000, raw) is None

@@ -51,6 +51,15 @@ KV_DOC_LIMIT: Final = OUTBOUND_LINE_TARGET - 80
 _encode = msgspec.json.Encoder().encode
 
 
+class _Measurepoints(msgspec.Struct):
+    """A measurepoint record's content with its values left as JSON."""
+
+    measurepoints: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+_decode_measurepoints = msgspec.json.Decoder(_Measurepoints).decode
+
+
 @dataclass(slots=True)
 class Event:
     product_key: str
@@ -127,6 +136,16 @@ class Deriver:
         half = len(items) // 2
         self._kv(entry, ts_ms, dict(items[:half]), out)
         self._kv(entry, ts_ms, dict(items[half:]), out)
+
+    def kv_spliced(self, entry: DeviceEntry, ts_ms: int, content: msgspec.Raw) -> bytes | None:
+        """The device_status_kv document of a measurepoint record's content (JSON, as the
+        stream holds it) with its values spliced in as they are, not decoded and
+        encoded again: the same bytes as ``_kv`` (msgspec wrote them; unit-tested).
+        None when the document passes KV_DOC_LIMIT (``_kv`` splits it)."""
+        data = _decode_measurepoints(content).measurepoints
+        head = _encode(self.base(entry, KV, ts_ms))
+        doc = b"".join((head[:-1], b',"data":', data, b"}"))
+        return doc if len(doc) <= KV_DOC_LIMIT else None
 
     def remember_macs(self, batch: WriteBatch) -> None:
         """Keep the "mac" attributes of a request that produces no events."""

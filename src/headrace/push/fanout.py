@@ -3,14 +3,26 @@
 The fan-out is one consumer of the outbound stream (``stream.Stream``, cursor ``noti``)
 whose filter is what the enterprises want: the products they subscribe to, the record
 kinds their event types come from (measurepoint and attribute: ``device_status_kv``; raw;
-online; offline), real-time records, and history for enterprises with ``historyEvents``;
-and the measurepoints of products whose model flags fault/alert points (the fault state
-follows them whoever subscribes). Records are written only when such a consumer wants
-them: with no enterprise and no flagged point nothing is written for noti.
+online; offline), real-time records, and history for enterprises with ``historyEvents``.
+Records are written only when such a consumer wants them: with no enterprise nothing is
+written for noti.
+
+The fault/alert state follows the flagged points of every product whoever subscribes,
+but needs no stream rows of its own: measurepoint records that no enterprise wants as
+``device_status_kv`` (a product whose model flags points; none, or only attr_fault /
+attr_alert wanted) are made in memory before the request's write (``before_write``,
+with the stream's own record builder) and mapped after its commit (``on_stored``) like
+the stream's; a request whose records changed a fault state, or made events, is
+answered once the fan-out's write of those (fault states, queue rows, fault/alert
+records) has committed. A crash before it leaves the request unanswered: its sender
+sends it again and the change is derived again (what the stream's cursor does for the
+records it holds).
 
 It follows the head: right after each commit the stream hands it the committed records
 from memory (``Stream.tails``), in commit order. It maps each record to its events
-(``push.events.Deriver.record_events``), puts them at the head of every queue that
+(``push.events.Deriver.record_events``; a measurepoint record of a product without
+fault points straight to its device_status_kv, its values spliced from the record's
+JSON: ``Deriver.kv_spliced``), puts them at the head of every queue that
 wants them (pushed at once: the data is committed), and writes them to the queues'
 rows in ONE store write at a time with the fault states they changed, the acks (deleted
 rows) and its stream cursor (``push_write``). A request is answered once its data and
@@ -90,9 +102,13 @@ class _Append:
 
     appends: list[tuple[EnterpriseQueue, list[Entry]]]
     faults: list[FaultRow]
-    upto: int  # the stream position these records reach
+    upto: int  # the stream position these records reach (0: records made in memory)
     stream: list[StreamRow] = field(default_factory=list)  # fault/alert records
     records: int = 0
+    done: asyncio.Future[None] | None = None  # set once written (a request waits for it)
+
+
+MEMORY_PENDING = 10_000  # requests whose in-memory records wait for their commit
 
 
 class Fanout:
@@ -123,6 +139,9 @@ class Fanout:
         self.oversize = 0  # events whose push line passes 8 KiB (raw data)
         self.consumer: Consumer | None = None
         self._shapes: dict[tuple[str, str, str], frozenset[str] | None] = {}
+        self._memory_shapes: dict[tuple[str, str], bool] = {}
+        # request -> its measurepoint records made in memory (fault state only), by id
+        self._memory: dict[int, tuple[Result, list[StreamRow]]] = {}
         self._recovering = True  # until the records after the cursor are queued
         self._held: list[list[tuple[int, int, bytes]]] = []
         self._task: asyncio.Task[None] | None = None
@@ -150,7 +169,7 @@ class Fanout:
         for eid, ent in self.directory.enterprises.items():
             self._open(ent, infos.pop(eid, None))
         self._orphans = list(infos)  # queues left by enterprises deleted mid-way
-        self.consumer = self.stream.open(CONSUMER, NotiFilter(fn=self._shape), R.Retention())
+        self.consumer = self.stream.open(CONSUMER, NotiFilter(fn=self._stored), R.Retention())
         self.stream.tails.append(self._tail)
 
     async def start(self) -> None:
@@ -211,6 +230,7 @@ class Fanout:
 
     def _invalidate(self) -> None:
         self._shapes.clear()
+        self._memory_shapes.clear()
         self.stream.invalidate()
 
     # -- queues --------------------------------------------------------------------------------
@@ -288,6 +308,28 @@ class Fanout:
         self._shapes[key] = out
         return out
 
+    def _stored(self, product: str, source: str, kind: str) -> frozenset[str] | None:
+        """What the fan-out wants written to the stream: the records of ``_shape`` but
+        the measurepoints no enterprise wants as device_status_kv (those are made in
+        memory for the fault state: ``_in_memory``)."""
+        w = self._shape(product, source, kind)
+        if w is None or (kind == R.MEASUREPOINT and KV not in w):
+            return None
+        return w
+
+    def _in_memory(self, product: str, source: str) -> bool:
+        """Whether this product's measurepoint records of ``source`` are made in memory
+        only (its model flags fault/alert points and no enterprise wants them as kv)."""
+        key = (product, source)
+        v = self._memory_shapes.get(key)
+        if v is None:
+            w = self._shape(product, source, R.MEASUREPOINT)
+            v = self._memory_shapes[key] = w is not None and KV not in w
+        return v
+
+    def _memory_wants(self, org: str, product: str, model: str, source: str, kind: str) -> bool:
+        return kind == R.MEASUREPOINT and self._in_memory(product, source)
+
     # -- the pipeline's hooks -------------------------------------------------------------------
 
     def before_write(self, result: Result, origin: Origin) -> None:
@@ -296,6 +338,18 @@ class Fanout:
         batch = result.batch
         if batch is None:
             return
+        source = R.REALTIME if batch.source == 1 else R.HISTORY
+        in_memory = self._in_memory
+        if any(in_memory(e.device.productKey, source) for e in result.devices):
+            # records for the fault state only: made like the stream's, never written
+            rows = self.stream.builder.batch_rows(
+                batch, result.devices, None, now_ms(), self._memory_wants
+            )
+            if rows:
+                mem = self._memory
+                if len(mem) >= MEMORY_PENDING:  # requests whose write failed: forgotten
+                    del mem[next(iter(mem))]
+                mem[id(result)] = (result, rows)
         if batch.attributes:
             self.deriver.remember_macs(batch)
         if batch.source == 1:
@@ -306,15 +360,28 @@ class Fanout:
                     self._ips[entry.device.assetId] = origin.ip
 
     def on_stored(self, result: Result, origin: Origin) -> Awaitable[None] | None:
-        """After a request's commit: it waits only while the queue writes are far
-        behind (BACKLOG records), so that a flood cannot outrun them without bound."""
+        """After a request's commit: its records made in memory are mapped now, and it
+        waits for the write of what they changed (fault states, events); else it waits
+        only while the queue writes are far behind (BACKLOG records), so that a flood
+        cannot outrun them without bound."""
+        written: asyncio.Future[None] | None = None
+        mem = self._memory.pop(id(result), None)
+        if mem is not None and mem[0] is result:
+            at = now_ms()
+            item = self._records([(0, at, doc) for _org, _kind, doc in mem[1]])
+            if item is not None and (item.appends or item.faults):
+                written = item.done = asyncio.get_running_loop().create_future()
         if self._backlog <= BACKLOG:
-            return None
+            return written
         if self._drained is None:
             self._drained = asyncio.Event()
-        return self._wait_drained(self._drained)
+        return self._wait_drained(self._drained, written)
 
-    async def _wait_drained(self, ev: asyncio.Event) -> None:
+    async def _wait_drained(
+        self, ev: asyncio.Event, written: asyncio.Future[None] | None = None
+    ) -> None:
+        if written is not None:
+            await written
         await ev.wait()
 
     # -- committed records -> events -> queues ------------------------------------------------
@@ -326,38 +393,32 @@ class Fanout:
             return
         self._records(entries)
 
-    def _records(self, rows: list[tuple[int, int, bytes]]) -> None:
+    def _records(self, rows: list[tuple[int, int, bytes]]) -> _Append | None:
+        """Map records (the stream's, or made in memory: seq 0) to events and queue
+        them; returns what waits to be written (None: nothing)."""
         shape = self._shape
         find = self.registry.find_device
         out = Derived()
         sources: list[bool] = []  # per event: real-time or not
         events = out.events
         fault_of: list[tuple[DeviceEntry, str]] = []  # per fault change: its entry, source
+        flagged: dict[str, bool] = {}  # product -> its model flags fault/alert points
+        spliced = self.deriver.kv_spliced
         for seq, at, doc in rows:
             try:
                 lean = R.decode_lean(seq, at, doc)
             except msgspec.DecodeError:
                 continue
-            w = shape(lean.product, lean.source, lean.kind)
+            product = lean.product
+            w = shape(product, lean.source, lean.kind)
             if w is None:
                 continue
             entry = find(lean.org, asset_id=lean.assetId)
             if entry is None:
                 continue  # deleted since
-            rec = R.Record(
-                org=lean.org,
-                product=lean.product,
-                model=lean.model,
-                assetId=lean.assetId,
-                deviceKey=lean.deviceKey,
-                source=lean.source,
-                kind=lean.kind,
-                time=lean.time,
-                content=_decode_content(lean.content),
-            )
-            realtime = rec.source == R.REALTIME
-            aid = rec.assetId
-            kind = rec.kind
+            realtime = lean.source == R.REALTIME
+            aid = lean.assetId
+            kind = lean.kind
             if kind == R.ONLINE:
                 if aid in self._announced:
                     self._announced.discard(aid)  # announced with its data already
@@ -367,7 +428,7 @@ class Fanout:
             elif (
                 realtime
                 and aid not in self._announced
-                and ONLINE in self.directory.wants(rec.product, True)
+                and ONLINE in self.directory.wants(product, True)
                 and not self.online.is_online(entry)
             ):
                 # the online tracker marks it online after this commit (and its record of
@@ -375,14 +436,37 @@ class Fanout:
                 self._announced.add(aid)
                 ip = self._ips.pop(aid, "")
                 doc1 = self.deriver.online_doc(entry, True, now_ms(), ip)
-                events.append(Event(rec.product, ONLINE, doc1))
+                events.append(Event(product, ONLINE, doc1))
                 sources.append(True)
+            if kind == R.MEASUREPOINT and KV in w:
+                f = flagged.get(product)
+                if f is None:
+                    f = flagged[product] = bool(self.deriver.flagged(product))
+                if not f:  # no fault state to follow: the values go in as they are
+                    kv = spliced(entry, lean.time, lean.content)
+                    if kv is not None:
+                        events.append(Event(product, KV, kv))
+                        sources.append(realtime)
+                        continue
+            rec = R.Record(
+                org=lean.org,
+                product=product,
+                model=lean.model,
+                assetId=aid,
+                deviceKey=lean.deviceKey,
+                source=lean.source,
+                kind=kind,
+                time=lean.time,
+                content=_decode_content(lean.content),
+            )
             n_events, n_faults = len(events), len(out.faults)
             self.deriver.record_events(rec, entry, w, out)
             sources.extend([realtime] * (len(events) - n_events))
             fault_of.extend([(entry, rec.source)] * (len(out.faults) - n_faults))
         upto = rows[-1][0]
-        self._append(events, sources, out.faults, self._fault_records(out, fault_of), upto, rows)
+        return self._append(
+            events, sources, out.faults, self._fault_records(out, fault_of), upto, rows
+        )
 
     def _fault_records(
         self, derived: Derived, fault_of: list[tuple[DeviceEntry, str]]
@@ -408,7 +492,7 @@ class Fanout:
         stream: list[StreamRow],
         upto: int,
         rows: list[Any],
-    ) -> None:
+    ) -> _Append | None:
         per_queue: dict[str, list[bytes]] = {}
         recipients = self.directory.recipients
         for ev, realtime in zip(events, sources, strict=True):
@@ -432,10 +516,12 @@ class Fanout:
                 q.pump()  # committed data: pushed at once
         if not appends and not faults and not self._pending and not self._writing:
             self._advance(upto)  # nothing to write: the cursor moves (saved by the stream)
-            return
-        self._pending.append(_Append(appends, faults, upto, stream, len(rows)))
+            return None
+        item = _Append(appends, faults, upto, stream, len(rows))
+        self._pending.append(item)
         self._backlog += len(rows)
         self._wake.set()
+        return item
 
     def _advance(self, upto: int) -> None:
         c = self.consumer
@@ -473,6 +559,9 @@ class Fanout:
                     await asyncio.sleep(1.0)
                     continue
                 self._backlog -= sum(item.records for item in batch)
+                for item in batch:
+                    if item.done is not None and not item.done.done():
+                        item.done.set_result(None)
                 if self._drained is not None and self._backlog <= BACKLOG:
                     self._drained.set()
                     self._drained = None

@@ -4,9 +4,17 @@
 retries with no message timeout, so librdkafka retries a batch until the broker takes
 it and never lets a later batch of a partition overtake an earlier one (idempotence
 cost ~3x the rate against tansu, and is not needed for order with one in flight;
-duplicates are possible either way after a crash: delivery is at-least-once). A broker
-that is down shows as failed attempts and the last error (librdkafka's error callback);
-the messages wait in librdkafka's queue and the rule falls behind.
+duplicates are possible either way after a crash: delivery is at-least-once). The
+messages wait in librdkafka's queue and the rule falls behind while the broker is away.
+
+A broker that is down (connections refused or closed) shows as failed attempts and the
+last error through librdkafka's error callback. A broker that is *hung* (its process
+stopped, its sockets open) gives librdkafka nothing to report: the produce request waits
+with no error, delivery report or callback (measured against a SIGSTOPped tansu: nothing
+in 25 s, request.timeout.ms notwithstanding). So the watchdog (``stalled``, asked by the
+rule's runner while it waits for a batch) counts a failed attempt each ``STALL_SECONDS``
+that a handed-over message waits with no delivery report at all; it only observes:
+nothing is resent, reordered or dropped.
 
 librdkafka's delivery reports are served by one thread per producer (``poll``); a
 batch's future resolves when its last message is reported.
@@ -25,6 +33,8 @@ from confluent_kafka import KafkaError, Producer
 from .formats import Message
 from .model import KafkaSink
 
+STALL_SECONDS = 5.0  # messages waiting this long with no delivery report: a failed attempt
+
 # errors of one message that retrying cannot fix: the record is dead-lettered
 _PERMANENT = {
     KafkaError.MSG_SIZE_TOO_LARGE,
@@ -40,16 +50,20 @@ _PERMANENT = {
 class _Batch:
     """One ``send``: its future resolves when librdkafka reported every message."""
 
-    __slots__ = ("acked_at", "errors", "future", "left", "loop")
+    __slots__ = ("acked_at", "errors", "future", "left", "loop", "owner", "sent")
 
-    def __init__(self, n: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, n: int, loop: asyncio.AbstractEventLoop, owner: Any = None) -> None:
         self.left = n
+        self.owner = owner  # the KafkaDelivery: the time of its last delivery report
+        self.sent = time.monotonic()  # when it was handed to librdkafka
         self.acked_at = 0.0  # when the last message was reported (time.time())
         self.errors: list[tuple[Message, KafkaError]] = []
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
 
     def delivered(self, err: Any, msg: Any) -> None:  # librdkafka's thread
+        if self.owner is not None:
+            self.owner.last_report = time.monotonic()
         if err is not None:
             self.errors.append((Message(msg.topic(), msg.key(), msg.value(), 0, 0), err))
         self.left -= 1
@@ -98,6 +112,8 @@ def producer_config(sink: KafkaSink, on_error: Callable[[Any], None]) -> dict[st
 class KafkaDelivery:
     def __init__(self, sink: KafkaSink, on_error: Callable[[str], None]) -> None:
         self._on_error = on_error
+        self.last_report = time.monotonic()  # librdkafka's last delivery report (any)
+        self._stall_noted = 0.0
         self.producer = Producer(producer_config(sink, self._error))
         self._running = True
         self._thread = threading.Thread(target=self._poll, name="headrace-kafka", daemon=True)
@@ -115,7 +131,7 @@ class KafkaDelivery:
         """Hand the messages to librdkafka (in order); the returned batch's future
         resolves once the broker acknowledged (or refused) each of them."""
         loop = asyncio.get_running_loop()
-        batch = _Batch(len(messages), loop)
+        batch = _Batch(len(messages), loop, self)
         if not messages:
             batch.future.set_result(None)
             return batch
@@ -128,8 +144,25 @@ class KafkaDelivery:
                     produce(m.topic, m.value, m.key, -1, done)
                     break
                 except BufferError:  # librdkafka's queue is full: the broker is slow or down
+                    self.stalled(batch.sent, "librdkafka's queue is full")
                     await asyncio.sleep(0.01)
         return batch
+
+    def stalled(self, since: float, what: str = "") -> bool:
+        """The watchdog: whether messages handed over at ``since`` (monotonic) have
+        waited ``STALL_SECONDS`` with no delivery report since; if so, a failed attempt
+        is counted (at most one per ``STALL_SECONDS``) with the time it has waited."""
+        now = time.monotonic()
+        quiet = now - max(since, self.last_report)
+        if quiet < STALL_SECONDS:
+            return False
+        if now - self._stall_noted >= STALL_SECONDS:
+            self._stall_noted = now
+            self._on_error(
+                f"kafka: no acknowledgement from the broker for {quiet:.0f} s "
+                f"({what or 'messages waiting'}; the broker is hung or unreachable)"
+            )
+        return True
 
     @staticmethod
     def permanent(err: Any) -> bool:

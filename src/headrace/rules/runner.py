@@ -35,6 +35,7 @@ _TRANSFORM_BATCH = 256
 _BACKOFF_FIRST = 0.2
 _BACKOFF_MAX = 30.0
 _CURSOR_INTERVAL = 0.05
+_STALL_CHECK = 1.0  # how often a batch waiting for its acknowledgement asks the watchdog
 
 
 @dataclass(slots=True)
@@ -260,7 +261,7 @@ class RuleRunner:
         backoff = _BACKOFF_FIRST
         assert self._kafka is not None
         while True:
-            await batch.future
+            await self._acknowledged(batch)
             failed = {(m.topic, m.value) for m, _err in batch.errors}
             if not failed:
                 self._acked(messages, batch.acked_at)
@@ -283,6 +284,18 @@ class RuleRunner:
             messages = retry
             batch = await self._kafka.send(retry)
         self._advance(position)
+
+    async def _acknowledged(self, batch: _Batch) -> None:
+        """Until librdkafka reported every message of the batch; meanwhile its watchdog
+        counts the time the broker gives no answer at all (a hung broker) as failed
+        attempts (``KafkaDelivery.stalled``)."""
+        kafka = self._kafka
+        assert kafka is not None
+        while not batch.future.done():
+            await asyncio.wait([batch.future], timeout=_STALL_CHECK)
+            if not batch.future.done():
+                kafka.stalled(batch.sent, f"{batch.left} messages of a batch waiting")
+        await batch.future
 
     def _acked(self, messages: list[Message], at: float = 0.0) -> None:
         """Count what the sink acknowledged, and its commit-to-acknowledgement time
