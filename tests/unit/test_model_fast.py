@@ -52,7 +52,13 @@ def compiled_path(payload: bytes, model: Any) -> list[dict[str, Any]] | None:
     req, checked = decoded
     if req.method != MP or not req.params:
         return None
-    return list(checked)
+    out = []
+    for names, values, quals in checked:  # as the general path's {point: (value, quality)}
+        assert len(names) == len(values) and (quals is None or len(quals) == len(names))
+        assert quals is None or any(q is not None for q in quals)  # None: no quality at all
+        qs = quals if quals is not None else (None,) * len(names)
+        out.append({n: (v, q) for n, v, q in zip(names, values, qs, strict=True)})
+    return out
 
 
 def agree(model: Any, payload: bytes) -> bool:

@@ -564,7 +564,7 @@ class Pipeline:
         reg = self.registry
         errors: list[dict[str, Any]] = []
         batch = WriteBatch(source=1 if realtime else 0)
-        samples, attributes, events = batch.samples, batch.attributes, batch.events
+        records, attributes, events = batch.measurepoints, batch.attributes, batch.events
         devices: list[DeviceEntry] = []
         points = 0
         compiled_cache: dict[str, Any] = {}
@@ -607,15 +607,16 @@ class Pipeline:
                     ts = given
             try:
                 if method == METHOD_MEASUREPOINT:
-                    if checked is not None:  # checked while decoding
-                        values = checked[index]
+                    if checked is not None:  # checked while decoding: names, values, qualities
+                        names, vals, quals = checked[index]
                     else:
-                        values = compiled.check_measurepoints(item.measurepoints)  # type: ignore[union-attr]
-                    if not values:
+                        names, vals, quals = _columns(
+                            compiled.check_measurepoints(item.measurepoints)  # type: ignore[union-attr]
+                        )
+                    if not names:
                         raise ValueInvalid("no measurepoints given", "measurepoints")
-                    for point, (value, quality) in values.items():
-                        samples.append((dev, point, ts, value, quality))
-                    points += len(values)
+                    records.append((dev, ts, names, vals, quals))
+                    points += len(names)
                 elif method == METHOD_ATTRIBUTE:
                     values = compiled.check_attributes(item.attributes)  # type: ignore[union-attr]
                     if not values:
@@ -654,6 +655,16 @@ def merge_batches(batches: list[WriteBatch]) -> WriteBatch:
         for b in batches:
             rows.extend(getattr(b, name))
     return merged
+
+
+def _columns(
+    checked: dict[str, tuple[Any, int | None]],
+) -> tuple[tuple[str, ...], tuple[Any, ...], tuple[int | None, ...] | None]:
+    """A ``check_measurepoints`` result as a record's names, values and qualities."""
+    names = tuple(checked)
+    values = tuple(v for v, _ in checked.values())
+    quals = tuple(q for _, q in checked.values())
+    return names, values, None if quals.count(None) == len(quals) else quals
 
 
 def _item_error(index: int, item: Item, code: int, message: str) -> dict[str, Any]:

@@ -19,6 +19,8 @@ takes the general path, whose errors (codes, messages, paths) are unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import compress, repeat
+from operator import is_not
 from typing import Annotated, Any
 
 import msgspec
@@ -30,8 +32,11 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 MAX_FILE_URI_LENGTH = 2048  # as validate.MAX_FILE_URI_LENGTH (pinned by a test)
 
-Checked = dict[str, tuple[Any, int | None]]
-"""pointId -> (normalized value, quality or None), as ``CompiledModel.check_measurepoints``."""
+Checked = tuple[tuple[str, ...], tuple[Any, ...], tuple[int | None, ...] | None]
+"""One item's checked measurepoints: (point ids, normalized values, qualities or None when
+no point has one), as ``CompiledModel.check_measurepoints`` makes them, in the model's
+order. An item carrying every point of a model whose points msgspec checks alone gets the
+model's one names tuple and msgspec's own values tuple (no copy)."""
 
 
 def _typed(spec: TypeSpec) -> Any | None:
@@ -101,8 +106,11 @@ def compile_measurepoint_request(
     decode = msgspec.json.Decoder(request).decode
     astuple = msgspec.structs.astuple
     unset = msgspec.UNSET
+    names_all = tuple(names)
     plan = list(zip(names, checks, strict=True))
     only_typed = all(c is None for c in checks)
+    # the names tuple of each subset of points seen (by presence mask): shared by items
+    subsets: dict[tuple[bool, ...], tuple[str, ...]] = {}
 
     def fast(payload: bytes) -> tuple[Any, list[Checked]] | None:
         try:
@@ -110,23 +118,35 @@ def compile_measurepoint_request(
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return None
         out: list[Checked] = []
+        append = out.append
         try:
             for it in req.params:
                 values = astuple(it.measurepoints)
                 if only_typed:
-                    out.append(
-                        {
-                            name: (value, None)
-                            for name, value in zip(names, values)  # noqa: B905  (equal by construction)
-                            if value is not unset
-                        }
-                    )
+                    if unset not in values:  # every point: the model's names, as decoded
+                        append((names_all, values, None))
+                        continue
+                    mask = tuple(map(is_not, values, repeat(unset)))
+                    subset = subsets.get(mask)
+                    if subset is None:
+                        subset = subsets[mask] = tuple(compress(names_all, mask))
+                    append((subset, tuple(compress(values, mask)), None))
                     continue
-                checked: Checked = {}
+                ns: list[str] = []
+                vs: list[Any] = []
+                qs: list[int | None] = []
                 for (name, check), value in zip(plan, values, strict=True):
                     if value is not unset:
-                        checked[name] = (value, None) if check is None else check(value)
-                out.append(checked)
+                        ns.append(name)
+                        if check is None:
+                            vs.append(value)
+                            qs.append(None)
+                        else:
+                            v, q = check(value)
+                            vs.append(v)
+                            qs.append(q)
+                quals = None if qs.count(None) == len(qs) else tuple(qs)
+                append((tuple(ns), tuple(vs), quals))
         except ValueError:  # ValueInvalid: the general path says which and why
             return None
         return req, out
