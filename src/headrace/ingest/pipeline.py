@@ -550,6 +550,44 @@ class Pipeline:
             req.id, METHOD_MEASUREPOINT, req.params, product_key, origin, now, realtime, checked
         )
 
+    def _resolve(
+        self,
+        item: Item,
+        product_key: str,
+        origin: Origin,
+        index: int,
+        errors: list[dict[str, Any]],
+        compiled_cache: dict[str, Any],
+    ) -> tuple[DeviceEntry | None, Any]:
+        """An item's device and its compiled model, or (None, None) with its error added
+        to ``errors`` (not found, no permission)."""
+        reg = self.registry
+        pk = item.productKey or product_key
+        by_asset = bool(item.assetId) and not item.deviceKey
+        entry = reg.find_device(
+            origin.org_id, product_key=pk, device_key=item.deviceKey, asset_id=item.assetId
+        )
+        if by_asset:
+            if entry is None:  # unknown here, whoever else may own it
+                what = f"device {item.assetId!r} not found"
+                errors.append(_item_error(index, item, REPLY_DEVICE_NOT_FOUND, what))
+                return None, None
+            pk = entry.device.productKey
+        if pk not in origin.products or (pk != product_key and product_key):
+            errors.append(
+                _item_error(index, item, REPLY_NO_PERMISSION, f"no permission for product {pk!r}")
+            )
+            return None, None
+        if entry is None:
+            what = f"device {item.deviceKey or item.assetId!r} not found in product {pk!r}"
+            errors.append(_item_error(index, item, REPLY_DEVICE_NOT_FOUND, what))
+            return None, None
+        compiled = compiled_cache.get(pk)
+        if compiled is None:
+            product = reg.products[pk]
+            compiled = compiled_cache[pk] = reg.models[(product.orgId, product.modelId)][1]
+        return entry, compiled
+
     def _validate(
         self,
         rid: Any,
@@ -561,41 +599,32 @@ class Pipeline:
         realtime: bool,
         checked: list[Checked] | None = None,
     ) -> Result:
-        reg = self.registry
         errors: list[dict[str, Any]] = []
         batch = WriteBatch(source=1 if realtime else 0)
         records, attributes, events = batch.measurepoints, batch.attributes, batch.events
         devices: list[DeviceEntry] = []
         points = 0
         compiled_cache: dict[str, Any] = {}
+        # the last item's device, resolved and permitted: an import's items name one device
+        last: tuple[str | None, str | None, str | None] | None = None
+        entry: DeviceEntry | None = None
+        compiled: Any = None
         for index, item in enumerate(items):
-            pk = item.productKey or product_key
-            by_asset = bool(item.assetId) and not item.deviceKey
-            entry = reg.find_device(
-                origin.org_id, product_key=pk, device_key=item.deviceKey, asset_id=item.assetId
-            )
-            if by_asset:
-                if entry is None:  # unknown here, whoever else may own it
-                    what = f"device {item.assetId!r} not found"
-                    errors.append(_item_error(index, item, REPLY_DEVICE_NOT_FOUND, what))
-                    continue
-                pk = entry.device.productKey
-            if pk not in origin.products or (pk != product_key and product_key):
-                errors.append(
-                    _item_error(
-                        index, item, REPLY_NO_PERMISSION, f"no permission for product {pk!r}"
-                    )
+            names_device = (item.productKey, item.deviceKey, item.assetId)
+            if names_device == last:
+                assert entry is not None
+                dev = entry.id
+            else:
+                last = None
+                entry, compiled = self._resolve(
+                    item, product_key, origin, index, errors, compiled_cache
                 )
-                continue
-            if entry is None:
-                what = f"device {item.deviceKey or item.assetId!r} not found in product {pk!r}"
-                errors.append(_item_error(index, item, REPLY_DEVICE_NOT_FOUND, what))
-                continue
-            compiled = compiled_cache.get(pk)
-            if compiled is None:
-                product = reg.products[pk]
-                compiled = compiled_cache[pk] = reg.models[(product.orgId, product.modelId)][1]
-            dev = entry.id
+                if entry is None:
+                    continue
+                last = names_device
+                dev = entry.id
+                if not devices or devices[-1] is not entry:
+                    devices.append(entry)
             ts = now
             if method != METHOD_ATTRIBUTE:
                 given = item.time  # type: ignore[union-attr]
@@ -633,8 +662,6 @@ class Pipeline:
                     points += len(outputs_of)
             except ValueInvalid as e:
                 errors.append(_item_error(index, item, REPLY_MODEL_INVALID, str(e)))
-                continue
-            devices.append(entry)
         if errors:
             first = errors[0]
             return Result(rid, first["code"], first["message"], errors=errors, items=len(items))
