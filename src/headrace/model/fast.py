@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import compress, repeat
-from operator import is_not
+from operator import attrgetter, is_not
 from typing import Annotated, Any
 
 import msgspec
@@ -61,25 +61,12 @@ def _typed(spec: TypeSpec) -> Any | None:
     return None
 
 
-def compile_measurepoint_request(
-    model: ThingModel, validators: dict[str, Callable[[Any], tuple[Any, int | None]]]
-) -> Callable[[bytes], tuple[Any, list[Checked]] | None]:
-    """A function ``payload -> (request, checked values per item)`` or None (not sure:
-    take the general path). ``validators``: the model's compiled point validators."""
-    names: list[str] = []
-    checks: list[Callable[[Any], tuple[Any, int | None]] | None] = []
-    fields: list[tuple[str, Any, Any]] = []
-    rename: dict[str, str] = {}
-    for i, spec in enumerate(model.measurepoints):
-        typed = _typed(spec)
-        attr = f"f{i}"  # point ids may be Python keywords
-        rename[attr] = spec.id
-        fields.append((attr, typed if typed is not None else Any, msgspec.UNSET))
-        names.append(spec.id)
-        checks.append(None if typed is not None else validators[spec.id])
-    points = msgspec.defstruct(
-        f"Points_{model.id}", fields, forbid_unknown_fields=True, rename=rename, gc=False
-    )
+_measurepoints_of = attrgetter("measurepoints")
+
+
+def _request_decoder(points: Any) -> Callable[[bytes], Any]:
+    """The decoder of a whole measurepoint request whose items' measurepoints are
+    ``points``."""
     item = msgspec.defstruct(
         "MeasurepointItem",
         [
@@ -103,7 +90,39 @@ def compile_measurepoint_request(
             ("isRealtimeIntegration", Any, None),
         ],
     )
-    decode = msgspec.json.Decoder(request).decode
+    return msgspec.json.Decoder(request).decode
+
+
+def compile_measurepoint_request(
+    model: ThingModel, validators: dict[str, Callable[[Any], tuple[Any, int | None]]]
+) -> Callable[[bytes], tuple[Any, list[Checked]] | None]:
+    """A function ``payload -> (request, checked values per item)`` or None (not sure:
+    take the general path). ``validators``: the model's compiled point validators."""
+    names: list[str] = []
+    checks: list[Callable[[Any], tuple[Any, int | None]] | None] = []
+    fields: list[tuple[str, Any, Any]] = []
+    rename: dict[str, str] = {}
+    for i, spec in enumerate(model.measurepoints):
+        typed = _typed(spec)
+        attr = f"f{i}"  # point ids may be Python keywords
+        rename[attr] = spec.id
+        fields.append((attr, typed if typed is not None else Any, msgspec.UNSET))
+        names.append(spec.id)
+        checks.append(None if typed is not None else validators[spec.id])
+    points = msgspec.defstruct(
+        f"Points_{model.id}", fields, forbid_unknown_fields=True, rename=rename, gc=False
+    )
+    # every point required: an item carrying all of them (a history import's usual shape)
+    # decodes with no presence check left to Python
+    every = msgspec.defstruct(
+        f"AllPoints_{model.id}",
+        [(attr, typ) for attr, typ, _ in fields],
+        forbid_unknown_fields=True,
+        rename=rename,
+        gc=False,
+    )
+    decode = _request_decoder(points)
+    decode_every = _request_decoder(every)
     astuple = msgspec.structs.astuple
     unset = msgspec.UNSET
     names_all = tuple(names)
@@ -111,14 +130,25 @@ def compile_measurepoint_request(
     only_typed = all(c is None for c in checks)
     # the names tuple of each subset of points seen (by presence mask): shared by items
     subsets: dict[tuple[bool, ...], tuple[str, ...]] = {}
+    # whether the last request carried every point in every item: then try that first
+    last_every = [only_typed]
 
     def fast(payload: bytes) -> tuple[Any, list[Checked]] | None:
+        if last_every[0]:
+            try:
+                req: Any = decode_every(payload)
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                last_every[0] = False
+            else:  # names and values of every item in C: one shared names tuple
+                rows = map(astuple, map(_measurepoints_of, req.params))
+                return req, list(zip(repeat(names_all), rows, repeat(None)))
         try:
-            req: Any = decode(payload)
+            req = decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return None
         out: list[Checked] = []
         append = out.append
+        partial = False
         try:
             for it in req.params:
                 values = astuple(it.measurepoints)
@@ -126,6 +156,7 @@ def compile_measurepoint_request(
                     if unset not in values:  # every point: the model's names, as decoded
                         append((names_all, values, None))
                         continue
+                    partial = True
                     mask = tuple(map(is_not, values, repeat(unset)))
                     subset = subsets.get(mask)
                     if subset is None:
@@ -149,6 +180,8 @@ def compile_measurepoint_request(
                 append((tuple(ns), tuple(vs), quals))
         except ValueError:  # ValueInvalid: the general path says which and why
             return None
+        if only_typed and not partial:
+            last_every[0] = True
         return req, out
 
     return fast
