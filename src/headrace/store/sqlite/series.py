@@ -25,7 +25,7 @@ import logging
 import sqlite3
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from operator import itemgetter, ne
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -522,16 +522,9 @@ def runs_of(records: list[PointRecord]) -> list[Run]:
     usual shape: one names tuple shared by a model's records) is transposed into one run
     per point with ``zip(*values)``, in C too; any other stretch is grouped point by
     point."""
-    if not records:
-        return []
-    ds = list(map(_device_of, records))
-    n = len(ds)
-    if ds.count(ds[0]) == n:
-        return _runs_of_device(ds[0], records)
     out: list[Run] = []
-    cuts = [0, *itertools.compress(range(1, n), map(ne, ds[1:], ds)), n]
-    for a, b in itertools.pairwise(cuts):
-        out += _runs_of_device(ds[a], records[a:b])
+    for d, stretch in itertools.groupby(records, _device_of):
+        out += _runs_of_device(d, list(stretch))
     return out
 
 
