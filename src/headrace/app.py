@@ -26,7 +26,7 @@ from .api.accounts import accounts_router
 from .api.admin import registry_router
 from .api.auth import audit_middleware
 from .api.channels import channel_router
-from .api.common import EXCEPTION_HANDLERS
+from .api.common import EXCEPTION_HANDLERS, document_errors
 from .api.console import console_router
 from .api.enterprises import enterprise_router
 from .api.files import files_admin_router, files_router
@@ -130,7 +130,12 @@ class Hub:
             isolation=s["script.isolation"],
         )
         # the outbound stream: what was committed, in commit order, for every way out
-        self.stream = Stream(self.store, self.registry, replay_seconds=s["stream.replay_seconds"])
+        self.stream = Stream(
+            self.store,
+            self.registry,
+            replay_seconds=s["stream.replay_seconds"],
+            memory_bytes=s["stream.memory_bytes"],
+        )
         # -- the one way in: every edge hands its requests to the pipeline --------------
         self.pipeline = Pipeline(
             self.registry,
@@ -370,7 +375,7 @@ class Hub:
             subscription_jobs=self.subscription_jobs,
             subscriptions=self.subscriptions,
         )
-        return Litestar(
+        app = Litestar(
             route_handlers=[
                 users_router,
                 registry_router,
@@ -406,6 +411,8 @@ class Hub:
             ),
             logging_config=None,
         )
+        document_errors(app)  # the admin API's error shape in its OpenAPI document
+        return app
 
     async def serve(self, on_ready: Callable[[], None] | None = None) -> None:
         """Run every server until SIGINT/SIGTERM (or ``request_stop``), then stop cleanly.

@@ -245,6 +245,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds of the outbound stream kept after every consumer is done with them, so that a rule can replay them (0: pruned as soon as every consumer is done).",
     ),
     Setting(
+        "stream.memory_bytes",
+        int,
+        64 * MiB,
+        "Bytes of the most recently committed outbound stream records also kept in memory, so that consumers that keep up (rules, subscriptions, noti) read them without a store round trip (0: every read goes to the store).",
+    ),
+    Setting(
         "rules.retention_seconds",
         float,
         86400.0,

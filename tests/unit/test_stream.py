@@ -56,8 +56,10 @@ async def write(hub: Hub, batch: WriteBatch, devices: list[DeviceEntry]) -> None
     await hub.store.write_batch(batch)
 
 
-async def rows(store: SQLiteStore) -> list[Any]:
-    return await store.engine.read(lambda c: c.execute("SELECT seq FROM stream").fetchall())
+async def rows(store: SQLiteStore) -> list[int]:
+    """The seqs of the records the stream table holds (its rows are blocks of records)."""
+    blocks = await store.engine.read(lambda c: c.execute("SELECT seq, n FROM stream").fetchall())
+    return [seq + i for seq, n in blocks for i in range(n)]
 
 
 @pytest.fixture
@@ -288,6 +290,110 @@ def test_the_high_water_mark_survives_the_move_into_store_meta(tmp_path: Path) -
             [dev(1)],
         )
         assert [r.seq for r in await c.read()] == [42]
+        await hub.close()
+
+    asyncio.run(run())
+
+
+async def test_recent_commits_are_read_from_memory_as_the_store_has_them(
+    tmp_path: Path,
+) -> None:
+    h = Hub(tmp_path)
+    h.stream.memory_bytes = 2000  # a few commits' worth: the older ones only in the store
+    await h.start()
+    try:
+        c = h.stream.open("all", Filter(), Retention())
+        for i in range(40):
+            rows = h.stream.online_rows(dev(i % 3), i % 2 == 0, 1000 + i, "10.0.0.1")
+            rows += h.stream.online_rows(dev(i % 3 + 5), True, 1000 + i, "")
+            await h.store.stream_append(rows)
+        assert h.stream.head == 80
+        assert 1 < len(h.stream._recent) < 40
+        first_kept = h.stream._recent[0][0][0]
+        for after in (0, first_kept - 2, first_kept - 1, first_kept, 50, 79, h.stream.head - 1):
+            for limit in (1, 7, 1000):
+                stored = await h.store.stream_read(after, limit)
+                memory = h.stream._from_memory(after, limit)
+                if after + 1 >= first_kept:
+                    assert memory == stored, (after, limit)
+                else:
+                    assert memory is None  # older than memory: the store answers
+        assert h.stream._from_memory(h.stream.head, 10) == []
+        before = h.stream.store_reads, h.stream.memory_reads
+        got = await c.read(limit=10_000)  # from the start: the store
+        assert [r.seq for r in got] == [s for s, _a, _d in await h.store.stream_read(0, 10_000)]
+        rows = h.stream.online_rows(dev(1), False, 5000, "")
+        await h.store.stream_append(rows)
+        assert [(r.seq, r.kind) for r in await c.read()] == [(h.stream.head, "offline")]
+        assert (h.stream.store_reads, h.stream.memory_reads) == (before[0] + 1, before[1] + 1)
+    finally:
+        await h.close()
+    # after a restart memory holds nothing: every read goes to the store
+    h = Hub(tmp_path)
+    await h.start()
+    try:
+        assert h.stream._from_memory(0, 10) is None
+    finally:
+        await h.close()
+
+
+def test_blocks_read_count_and_prune_record_by_record(tmp_path: Path) -> None:
+    """A write's records of one organization and kind are one row (a block); reads after
+    any seq (inside a block too), counts and prunes are record by record; rows written
+    before blocks existed (migration 7: blocks of one) read as they did."""
+    from headrace.store.sqlite import stream as st
+    from headrace.store.sqlite.engine import SQLiteEngine
+    from headrace.store.sqlite.schema import MIGRATIONS
+
+    old = SQLiteEngine(tmp_path / "h.db", migrations=MIGRATIONS[:6])
+    old.start()
+    old.write_sync(
+        lambda c: c.executemany(
+            "INSERT INTO stream(seq, at, org, kind, doc) VALUES (?,?,?,?,?)",
+            [(s, 7, "o1", "online", b'{"old":%d}' % s) for s in (1, 2, 3)],
+        )
+    )
+    old.close()
+
+    async def run() -> None:
+        hub = Hub(tmp_path)
+        await hub.start()
+        store = hub.store
+        assert store.stream_head() == 3
+        # one write: 5 of o1/measurepoint, 1 of o2, 3 of o1 again, then 2 events of o1
+        rows = [("o1", "measurepoint", b'{"i":%d}' % i) for i in range(5)]
+        rows += [("o2", "measurepoint", b'{"i":5}')]
+        rows += [("o1", "measurepoint", b'{"i":%d}' % i) for i in (6, 7, 8)]
+        rows += [("o1", "event", b'{"i":9}'), ("o1", "event", b'{"i":10}')]
+        await store.stream_append(rows)
+        blocks = await store.engine.read(
+            lambda c: c.execute("SELECT seq, n FROM stream ORDER BY seq").fetchall()
+        )
+        assert blocks == [(1, 1), (2, 1), (3, 1), (4, 5), (9, 1), (10, 3), (13, 2)]
+        everything = await store.stream_read(0, 1000)
+        docs = [d for _s, _a, d in everything]
+        assert [s for s, _a, _d in everything] == list(range(1, 15))
+        assert docs[:3] == [b'{"old":1}', b'{"old":2}', b'{"old":3}']
+        assert docs[3:] == [r[2] for r in rows]
+        for after in range(15):
+            for limit in (1, 2, 4, 100):
+                got = await store.stream_read(after, limit)
+                assert got == everything[after : after + limit], (after, limit)
+        o2 = await store.stream_read(5, 100, orgs=["o2"])
+        assert [s for s, _a, _d in o2] == [9]
+        for after, through in ((0, 14), (5, 11), (6, 6), (6, 7), (12, 14), (14, 20)):
+            assert await store.stream_count(after, through) == max(0, min(through, 14) - after)
+        # a prune through the middle of a block keeps the block; reads after it go on
+        assert await store.stream_prune(6) == 3  # the three old rows; 4..8 is one block
+        assert await store.stream_read(6, 3) == everything[6:9]
+        assert await store.stream_prune(8) == 5
+        assert [s for s, _a, _d in await store.stream_read(0, 100)] == list(range(9, 15))
+        assert st.BLOCK_MAX >= 1000
+        await hub.close()
+        hub = Hub(tmp_path)  # the head and the time index after a restart
+        await hub.start()
+        assert hub.store.stream_head() == 14 and hub.stream.head == 14
+        assert hub.stream._index[-1].last == 14
         await hub.close()
 
     asyncio.run(run())

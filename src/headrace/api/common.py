@@ -7,8 +7,11 @@ import time
 from typing import Any
 
 import msgspec
-from litestar import Request, Response
+from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.routes import HTTPRoute
 
 from ..errors import HeadraceError, ValidationFailed, status_names
 from .auth import admin_guard as admin_guard  # every admin route's guard
@@ -94,6 +97,53 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: on_http_exception,
     Exception: on_unexpected,
 }
+
+
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    status: int
+    code: str  # a stable machine name: not_found, validation_failed, ...
+    message: str
+    field: str | None = None  # the request field at fault (422), as a path: a.b[0]
+    line: int | None = None  # a script's syntax error: where
+    column: int | None = None
+
+
+class ErrorAnswer(msgspec.Struct):
+    """Every error answer of the admin API: ``{"error": {status, code, message, field}}``."""
+
+    error: ErrorDetail
+
+
+_ERRORS_ALWAYS = {
+    400: "the request is malformed (a body that is not JSON, a parameter that does not parse)",
+    401: "no credentials, or a token or session the hub does not know",
+    403: "the credentials' role may not do this (an org viewer changing, another org)",
+    404: "what the path names does not exist (or belongs to another org)",
+    422: "a parameter or field is wrong: `field` names it",
+}
+_ERRORS_WITH_BODY = {
+    409: "it conflicts with what exists (a key in use, a state that refuses the change)",
+    413: "the body is larger than the hub takes",
+}
+
+
+def document_errors(app: Litestar, prefix: str = "/api/v1") -> None:
+    """Give every route under ``prefix`` the error answers it has in the OpenAPI document
+    (the hub's error shape, ``ErrorAnswer``, instead of the framework's 400 body); a route's
+    own ``responses`` win."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or not route.path.startswith(prefix):
+            continue
+        for handler in route.route_handlers:
+            assert isinstance(handler, HTTPRouteHandler)
+            statuses = dict(_ERRORS_ALWAYS)
+            if handler.http_methods & {"POST", "PUT", "PATCH"}:
+                statuses.update(_ERRORS_WITH_BODY)
+            documented: dict[int, ResponseSpec] = {
+                status: ResponseSpec(ErrorAnswer, generate_examples=False, description=what)
+                for status, what in sorted(statuses.items())
+            }
+            handler.responses = {**documented, **(handler.responses or {})}
 
 
 def page_limit(limit: int) -> int:

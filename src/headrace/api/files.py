@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 from litestar import Request, Response, Router, delete, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_204_NO_CONTENT
@@ -325,7 +326,14 @@ async def file_info(request: Req, file_id: str) -> dict[str, Any]:
     return _view(_admin_file(request, file_id))
 
 
-@get(_paths("/files/{file_id:str}/content"))
+_CONTENT = {
+    200: ResponseSpec(bytes, False, "the file's bytes", "application/octet-stream"),
+    206: ResponseSpec(bytes, False, "the asked `Range` of them", "application/octet-stream"),
+    416: ResponseSpec(None, description="the `Range` is outside the file", media_type="text/plain"),
+}
+
+
+@get(_paths("/files/{file_id:str}/content"), responses=_CONTENT)
 async def file_content(request: Req, file_id: str) -> Response[Any]:
     rec = _admin_file(request, file_id)
     return content_response(

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, Router, post
 from litestar.exceptions import HTTPException
+from litestar.openapi.datastructures import ResponseSpec
 
 from ..errors import TokenRefused
 from ..proto.enos import TOKEN_BAD_PARAMETER, TOKEN_EMPTY_PARAMETER, TOKEN_INTERNAL, TOKEN_OK
@@ -23,6 +24,25 @@ Req = Request[Any, Any, Any]
 BUSINESS = "apim-token-service"
 MAX_BODY = 16 * 1024
 _enc = msgspec.json.Encoder()
+
+
+class TokenData(msgspec.Struct):
+    accessToken: str
+    expire: int  # seconds the token is valid for
+
+
+class TokenAnswer(msgspec.Struct):
+    """Every answer of the token service (B.1): the outcome is ``status`` (0 success)."""
+
+    status: int
+    msg: str
+    business: str
+    data: TokenData | None
+
+
+_DOCUMENTED = {
+    200: ResponseSpec(TokenAnswer, False, "the outcome is `status` (0: success)"),
+}
 
 
 def _reply(status: int, msg: str, data: Any = None, http_status: int = 200) -> Response[bytes]:
@@ -61,13 +81,13 @@ async def _handle(request: Req, refresh: bool) -> Response[bytes]:
     return _reply(TOKEN_OK, "SUCCESS", {"accessToken": token, "expire": expire})
 
 
-@post("/token/get", request_max_body_size=MAX_BODY, status_code=200)
+@post("/token/get", request_max_body_size=MAX_BODY, status_code=200, responses=_DOCUMENTED)
 async def token_get(request: Req) -> Response[bytes]:
     """Get an access token: ``{appKey, encryption, timestamp}``."""
     return await _handle(request, refresh=False)
 
 
-@post("/token/refresh", request_max_body_size=MAX_BODY, status_code=200)
+@post("/token/refresh", request_max_body_size=MAX_BODY, status_code=200, responses=_DOCUMENTED)
 async def token_refresh(request: Req) -> Response[bytes]:
     """Replace a valid access token: ``{appKey, encryption, timestamp, accessToken}``."""
     return await _handle(request, refresh=True)

@@ -45,9 +45,9 @@ class _Items(msgspec.Struct):
     events: msgspec.Raw = msgspec.Raw(b"")
 
 
-class EnosLean(msgspec.Struct):
-    """A stream record as the ``enos`` format reads it (``Lean`` with the content's
-    item split out)."""
+class EnosLean(msgspec.Struct, gc=False):
+    """A stream record as the ``enos`` format reads it (``Lean`` with the content left
+    as JSON: ``enos_batch`` takes the item out of it)."""
 
     org: str
     product: str
@@ -57,12 +57,19 @@ class EnosLean(msgspec.Struct):
     source: str
     kind: str
     time: int
-    content: _Items
+    content: msgspec.Raw
     seq: int = 0
     at: int = 0
 
 
 _decode_enos = msgspec.json.Decoder(EnosLean).decode
+_decode_items = msgspec.json.Decoder(_Items).decode
+# the content of a record of each kind as the stream's builder writes it, up to the item
+_CONTENT_HEADS = {
+    "measurepoint": b'{"measurepoints":',
+    "attribute": b'{"attributes":',
+    "event": b'{"events":',
+}
 
 
 def decode_enos_rows(rows: list[tuple[int, int, bytes]]) -> list[EnosLean]:
@@ -75,6 +82,20 @@ def decode_enos_rows(rows: list[tuple[int, int, bytes]]) -> list[EnosLean]:
         r.at = at
         out.append(r)
     return out
+
+
+def enos_item(kind: str, content: bytes) -> bytes:
+    """The JSON of a record's item (its measurepoints, attributes or events) from the
+    record's content JSON: cut out when the content is that item alone (as the builder
+    writes it), else decoded (a ``quality`` beside it is skipped: EnOS's envelope has
+    none). KeyError for a kind the envelope cannot carry or a content without its item."""
+    head = _CONTENT_HEADS[kind]
+    if content.startswith(head) and b'"quality"' not in content:
+        return content[len(head) : -1]
+    item = getattr(_decode_items(content), _ITEM_KEY[kind])
+    if not item:
+        raise KeyError(_ITEM_KEY[kind])
+    return bytes(item)
 
 
 def enos_topic(r: Record) -> str:
@@ -210,23 +231,16 @@ class Formatter:
                 except Exception as e:
                     failed.append((r, f"{type(e).__name__}: {e}"))
             return
-        for r in records:  # enos: the content spliced into the envelope
-            try:
-                content = bytes(r.content)
-                full = msgspec.json.decode(content)
-                item = {"assetId": r.assetId, "time": r.time}
-                ik = _ITEM_KEY[r.kind]
-                item[ik] = full[ik]
-                value = self._head(r.org, r.model)[:-11] + _encode(item) + b"]}"
-                key = r.assetId.encode() if key_is_asset else key_of(r)  # type: ignore[arg-type]
-                out.append(Message(topic_of(r), key, value, r.seq, r.at))  # type: ignore[arg-type]
-            except Exception as e:
-                failed.append((r, f"{type(e).__name__}: {e}"))
+        self.enos_batch(records, out, failed)  # enos: the item spliced into the envelope
 
     def enos_batch(
-        self, records: list[EnosLean], out: list[Message], failed: list[tuple[EnosLean, str]]
+        self,
+        records: list[EnosLean] | list[Lean],
+        out: list[Message],
+        failed: list[tuple[Any, str]],
     ) -> None:
-        """The ``enos`` messages of a page of records read with ``decode_enos_rows``: the
+        """The ``enos`` messages of a page of records (read with ``decode_enos_rows``, or
+        ``Lean``): the
         envelope's head per (organization, model) and each asset's JSON are made once
         and reused, the item's JSON spliced in (the same bytes as ``messages`` makes);
         a record the format cannot carry goes to ``failed`` with the error."""
@@ -238,20 +252,18 @@ class Formatter:
         if len(assets) > 100_000:
             assets.clear()
         join = b"".join
+        items = {
+            "measurepoint": b',"measurepoints":',
+            "attribute": b',"attributes":',
+            "event": b',"events":',
+        }
         for r in records:
             try:
                 kind = r.kind
-                c = r.content
-                if kind == "measurepoint":
-                    ik, item = b',"measurepoints":', c.measurepoints
-                elif kind == "attribute":
-                    ik, item = b',"attributes":', c.attributes
-                elif kind == "event":
-                    ik, item = b',"events":', c.events
-                else:
+                ik = items.get(kind)
+                if ik is None:
                     raise KeyError(kind)
-                if not item:
-                    raise KeyError(ik[2:-2].decode())
+                item = enos_item(kind, bytes(r.content))
                 head = heads.get((r.org, r.model))
                 if head is None:
                     head = self._head(r.org, r.model)

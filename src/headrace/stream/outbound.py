@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
 import time
@@ -36,6 +37,11 @@ if TYPE_CHECKING:  # the pipeline imports the registry: no cycle at run time
 log = logging.getLogger("headrace.stream")
 
 _BUCKET_MS = 100  # the time index's resolution
+
+
+def _seq_of(entry: tuple[int, int, bytes]) -> int:
+    return entry[0]
+
 
 # a consumer's own decoding of a page of stream rows (seq, at, doc)
 RowsDecoder = Callable[[list[tuple[int, int, bytes]]], list[Any]]
@@ -144,6 +150,7 @@ class Stream:
         *,
         prune_interval: float = 1.0,
         replay_seconds: float = 0.0,
+        memory_bytes: int = 64 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -161,6 +168,13 @@ class Stream:
         self._index: deque[_Bucket] = deque()
         self._commit_times: dict[int, float] = {}  # records' at (ms) -> commit time (s)
         self._wants: dict[tuple[str, str, str, str, str], bool] = {}
+        # the last commits' records (seq, at, doc), one list per commit, oldest first,
+        # at most ``memory_bytes`` of docs: reads that keep up are served from here
+        self.memory_bytes = memory_bytes
+        self._recent: deque[list[tuple[int, int, bytes]]] = deque()
+        self._recent_bytes = 0
+        self.memory_reads = 0  # reads served from memory (and from the store: store_reads)
+        self.store_reads = 0
         self._event = asyncio.Event()
         # called on the loop right after each commit with its records ``(seq, at, doc)``:
         # consumers that follow the head (noti) take them from memory, not from the store
@@ -365,11 +379,13 @@ class Stream:
             for k in list(itertools.islice(times, 10_000)):
                 del times[k]
         prev = -1
+        total = 0
         for seq, at, doc in entries:  # one pass: commit times and the time index
             if at != prev:
                 times[at] = t
                 prev = at
             nbytes = len(doc)
+            total += nbytes
             if last is not None and at // _BUCKET_MS == last.first_at // _BUCKET_MS:
                 last.last = seq
                 last.last_at = max(last.last_at, at)
@@ -377,8 +393,14 @@ class Stream:
             else:
                 last = _Bucket(seq, seq, at, at, nbytes)
                 index.append(last)
-            self.bytes += nbytes
+        self.bytes += total
         self.appended += len(entries)
+        if entries and self.memory_bytes > 0:
+            recent = self._recent
+            recent.append(entries)
+            self._recent_bytes += total
+            while self._recent_bytes > self.memory_bytes and len(recent) > 1:
+                self._recent_bytes -= sum(len(e[2]) for e in recent.popleft())
         if head > self.head:
             self.head = head
         for tail in self.tails:  # the committed records, from memory, in commit order
@@ -405,7 +427,12 @@ class Stream:
         those matching ``filter`` only; and the position the scan reached (read on from
         there: it passes records that did not match)."""
         head = self.head  # committed before the query starts: the query sees it all
-        rows = await self.store.stream_read(after, limit, filter.orgs if filter else None)
+        rows = self._from_memory(after, limit)
+        if rows is None:
+            self.store_reads += 1
+            rows = await self.store.stream_read(after, limit, filter.orgs if filter else None)
+        else:
+            self.memory_reads += 1
         dec = decode_lean if lean and not (filter and filter.points) else decode
         if decode_rows is not None and not (filter and filter.points):
             records = decode_rows(rows)
@@ -421,6 +448,43 @@ class Stream:
         if len(rows) < limit:
             upto = max(upto, head)
         return records, upto
+
+    def _from_memory(self, after: int, limit: int) -> list[tuple[int, int, bytes]] | None:
+        """Up to ``limit`` records after ``after`` from the recent commits, or None when
+        memory does not hold everything after ``after`` (then the store answers)."""
+        recent = self._recent
+        if not recent:
+            return None
+        if after + 1 < recent[0][0][0] and not self._holds_all_after(after):
+            return None
+        out: list[tuple[int, int, bytes]] = []
+        # the commit holding the first record after ``after``: from the newest backwards
+        i = len(recent) - 1
+        while i > 0 and recent[i][0][0] > after + 1:
+            i -= 1
+        while i < len(recent) and len(out) < limit:
+            entries = recent[i]
+            if entries[-1][0] > after:
+                if entries[0][0] > after:
+                    out.extend(entries[: limit - len(out)])
+                else:
+                    start = bisect.bisect_right(entries, after, key=_seq_of)
+                    out.extend(entries[start : start + limit - len(out)])
+            i += 1
+        return out
+
+    def _holds_all_after(self, after: int) -> bool:
+        """Whether no committed record after ``after`` is older than what memory holds:
+        every seq between ``after`` and the first kept is pruned or was never committed."""
+        first = self._recent[0][0][0]
+        # the time index knows every committed seq range: a bucket ending after ``after``
+        # and starting before ``first`` holds records memory has not
+        for b in self._index:
+            if b.last > after and b.first < first:
+                return False
+            if b.first >= first:
+                break
+        return True
 
     async def wait(self, after: int, timeout: float | None = None) -> bool:
         """Until the head passes ``after`` (True), or ``timeout`` seconds (False). Woken

@@ -159,4 +159,10 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO store_meta(key, value) SELECT 'stream_' || key, value FROM stream_meta;
     DROP TABLE stream_meta
     """,
+    # 7: the stream in blocks: a row holds the n records (seqs seq..seq+n-1) of one
+    # organization and kind appended by one write; a row of one record keeps its JSON as
+    # it is (every row written before), a block of more a msgpack array of their JSON
+    """
+    ALTER TABLE stream ADD COLUMN n INTEGER NOT NULL DEFAULT 1
+    """,
 )

@@ -1,8 +1,12 @@
 """The outbound stream's part of the SQLite store (``store.base.StreamStore``).
 
-``stream`` holds one row per record, keyed by ``seq``: the commit order. Seqs are taken
-in the writer thread while the write that carries the records runs, so they follow the
-order of commits; a rolled-back write leaves a gap, never a reuse. ``store_meta``
+``stream`` holds the records in blocks: a row is the ``n`` records of one organization
+and kind that one write appended, seqs ``seq .. seq+n-1`` (the commit order), its
+``doc`` the record's JSON when ``n`` is 1, else a msgpack array of the records' JSON
+(one row per block instead of one per record: an import's write appends thousands of
+records). Seqs are taken in the writer thread while the write that carries the records
+runs, so they follow the order of commits; a rolled-back write leaves a gap, never a
+reuse. Every read hands out records one by one, ``(seq, at, doc)``. ``store_meta``
 keeps the highest seq ever pruned (key ``stream_pruned``), so that an emptied stream never restarts its seqs.
 ``stream_cursors`` holds the consumers' durable positions (everything up to a position
 is done for that consumer).
@@ -20,12 +24,35 @@ import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from ..base import StreamRow
 
 if TYPE_CHECKING:
     from .engine import SQLiteEngine
 
 StreamListener = Callable[[int, list[tuple[int, int, bytes]]], None]
+Entry = tuple[int, int, bytes]  # (seq, at, record JSON)
+
+BLOCK_MAX = 4096
+"""Most records in one row (a read after a seq inside a block decodes it whole)."""
+
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder(list[bytes]).decode
+_COLUMNS = "seq, n, at, doc"
+
+
+def _entries(rows: list[tuple[int, int, int, bytes]], after: int) -> list[Entry]:
+    """The records of rows (seq, n, at, doc) in seq order, those after ``after``."""
+    out: list[Entry] = []
+    for seq, n, at, doc in rows:
+        if n == 1:
+            if seq > after:
+                out.append((seq, at, doc))
+            continue
+        skip = max(0, after + 1 - seq)
+        out.extend((seq + i, at, d) for i, d in enumerate(_unpack(doc)[skip:], skip))
+    return out
 
 
 class StreamMixin:
@@ -43,17 +70,26 @@ class StreamMixin:
         self.engine.on_rollback.append(self._stream_rolled_back)
 
     def _stream_append(self, c: sqlite3.Connection, rows: list[StreamRow]) -> None:
-        """Append records inside the current write (writer thread)."""
+        """Append records inside the current write (writer thread): one row per run of
+        records of one organization and kind (at most ``BLOCK_MAX``)."""
         at = int(time.time() * 1000)
-        seq = self._stream_next
-        args = []
+        first = seq = self._stream_next
         txn = self._stream_txn
-        for org, kind, doc in rows:
-            args.append((seq, at, org, kind, doc))
-            txn.append((seq, at, doc))
-            seq += 1
-        self._stream_next = seq
-        c.executemany("INSERT INTO stream(seq, at, org, kind, doc) VALUES (?,?,?,?,?)", args)
+        txn.extend((seq + i, at, row[2]) for i, row in enumerate(rows))
+        args = []
+        i, total = 0, len(rows)
+        while i < total:
+            org, kind, doc = rows[i]
+            j = i + 1
+            while j < total and j - i < BLOCK_MAX and rows[j][0] == org and rows[j][1] == kind:
+                j += 1
+            if j - i == 1:
+                args.append((first + i, 1, at, org, kind, doc))
+            else:
+                args.append((first + i, j - i, at, org, kind, _pack([r[2] for r in rows[i:j]])))
+            i = j
+        self._stream_next = seq + total
+        c.executemany("INSERT INTO stream(seq, n, at, org, kind, doc) VALUES (?,?,?,?,?,?)", args)
 
     def _stream_committed(self) -> None:
         txn = self._stream_txn
@@ -67,13 +103,12 @@ class StreamMixin:
 
     def _stream_rolled_back(self, c: sqlite3.Connection) -> None:
         # what the transaction still holds after a (partial) rollback
-        self._stream_txn = [
-            (r[0], r[1], r[2])
-            for r in c.execute(
-                "SELECT seq, at, doc FROM stream WHERE seq > ? ORDER BY seq",
-                (self._stream_head,),
-            )
-        ]
+        self._stream_txn = _entries(
+            c.execute(
+                f"SELECT {_COLUMNS} FROM stream WHERE seq > ? ORDER BY seq", (self._stream_head,)
+            ).fetchall(),
+            self._stream_head,
+        )
         self._stream_next = max(_high_water(c), self._stream_head) + 1
 
     # -- the protocol ------------------------------------------------------------------
@@ -92,33 +127,45 @@ class StreamMixin:
         """Up to ``limit`` (seq, at, doc) after ``after`` in seq order, of ``orgs`` only
         when given."""
 
-        def fn(c: sqlite3.Connection) -> list[tuple[int, int, bytes]]:
+        def fn(c: sqlite3.Connection) -> list[Entry]:
+            where, args = "", []
             if orgs:
-                marks = ",".join("?" * len(orgs))
-                return c.execute(
-                    f"SELECT seq, at, doc FROM stream WHERE seq > ? AND org IN ({marks}) "
-                    "ORDER BY seq LIMIT ?",
-                    (after, *orgs, limit),
-                ).fetchall()
-            return c.execute(
-                "SELECT seq, at, doc FROM stream WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after, limit),
+                where = f" AND org IN ({','.join('?' * len(orgs))})"
+                args = list(orgs)
+            # the block holding ``after + 1`` starts at or before it, then the blocks after
+            rows = c.execute(
+                f"SELECT {_COLUMNS} FROM stream WHERE seq <= ? AND seq > ?{where} "
+                "ORDER BY seq DESC LIMIT 1",
+                (after, after - BLOCK_MAX, *args),
             ).fetchall()
+            rows += c.execute(
+                f"SELECT {_COLUMNS} FROM stream WHERE seq > ?{where} ORDER BY seq LIMIT ?",
+                (after, *args, limit),
+            ).fetchall()
+            return _entries(rows, after)[:limit]
 
         return await self.engine.read(fn)
 
     async def stream_count(self, after: int, through: int) -> int:
+        """Records with seqs in (after, through]."""
         return await self.engine.read(
             lambda c: c.execute(
-                "SELECT COUNT(*) FROM stream WHERE seq > ? AND seq <= ?", (after, through)
+                "SELECT COALESCE(SUM(MIN(seq + n - 1, ?2) - MAX(seq, ?1 + 1) + 1), 0) "
+                "FROM stream WHERE seq <= ?2 AND seq > ?1 - ?3 AND seq + n - 1 > ?1",
+                (after, through, BLOCK_MAX),
             ).fetchone()[0]
         )
 
     async def stream_prune(self, through: int) -> int:
-        """Delete the records up to seq ``through``; returns how many."""
+        """Delete the records up to seq ``through`` (a block holding later ones too stays
+        until they are pruned: reads skip what is at or below the high-water mark, as
+        they skip what is at or below their cursor); returns how many were deleted."""
 
         def fn(c: sqlite3.Connection) -> int:
-            n = c.execute("DELETE FROM stream WHERE seq <= ?", (through,)).rowcount
+            where = "WHERE seq <= ?1 AND seq + n - 1 <= ?1"  # a range of the key, then n
+            n = c.execute(f"SELECT COALESCE(SUM(n), 0) FROM stream {where}", (through,))
+            n = n.fetchone()[0]
+            c.execute(f"DELETE FROM stream {where}", (through,))
             c.execute(
                 "INSERT INTO store_meta(key, value) VALUES ('stream_pruned', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value=MAX(value, excluded.value)",
@@ -149,7 +196,8 @@ class StreamMixin:
         def fn(c: sqlite3.Connection) -> tuple[dict[str, int], list[Any]]:
             cursors = dict(c.execute("SELECT name, position FROM stream_cursors").fetchall())
             index = c.execute(
-                "SELECT MIN(seq), MAX(seq), MIN(at), MAX(at), SUM(length(doc)) FROM stream "
+                "SELECT MIN(seq), MAX(seq + n - 1), MIN(at), MAX(at), SUM(length(doc)) "
+                "FROM stream "
                 "GROUP BY at / 100 ORDER BY 1"
             ).fetchall()
             return cursors, index
@@ -158,6 +206,7 @@ class StreamMixin:
 
 
 def _high_water(c: sqlite3.Connection) -> int:
-    top = c.execute("SELECT MAX(seq) FROM stream").fetchone()[0] or 0
+    top = c.execute("SELECT seq + n - 1 FROM stream ORDER BY seq DESC LIMIT 1").fetchone()
+    top = top[0] if top else 0
     row = c.execute("SELECT value FROM store_meta WHERE key='stream_pruned'").fetchone()
     return max(int(top), int(row[0]) if row else 0)
