@@ -49,7 +49,7 @@ def write_requests(
     requests: Iterable[list[Run]],
     group: int,
     *,
-    as_samples: bool,
+    as_records: bool,
     seconds: float | None = None,
 ) -> tuple[int, float]:
     """Write ``requests``, ``group`` per commit, until they run out or ``seconds`` of
@@ -62,7 +62,7 @@ def write_requests(
         part = list(itertools.islice(it, group))
         if not part:
             break
-        if as_samples:
+        if as_records:
             writers = [store.batch_writer(WriteBatch(measurepoints=records_of(r))) for r in part]
         else:
             writers = [store.runs_writer(r) for r in part]
