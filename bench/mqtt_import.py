@@ -151,11 +151,11 @@ def client_main(
     out.put({"ok": ok, "failed": failed, "lat": lat, "elapsed": elapsed})
 
 
-def bare_store(seconds: float, group: int, *, as_samples: bool = True) -> float:
+def bare_store(seconds: float, group: int, *, as_records: bool = True) -> float:
     """The store's limit: the same rows through the same engine and schema (the hub's
     SQLite store and writer thread), fed by a minimal script with no network, JSON or
     validation, ``group`` requests per commit (``store_fill``, shared with
-    ``store_reads.py``). ``as_samples``: as the hub's sample rows (``batch_writer``), else
+    ``store_reads.py``). ``as_records``: as the hub's measurepoint records (``batch_writer``), else
     as columns (``runs_writer``: what the store costs when handed columns). Points/s."""
     from headrace.store.sqlite.store import SQLiteStore
 
@@ -170,7 +170,7 @@ def bare_store(seconds: float, group: int, *, as_samples: bool = True) -> float:
         store.start()
         try:
             total, busy = write_requests(
-                store, requests(), group, as_samples=as_samples, seconds=seconds
+                store, requests(), group, as_records=as_records, seconds=seconds
             )
             return total / busy
         finally:
@@ -398,7 +398,7 @@ def main() -> None:
     points_s = ok * RECORDS * POINTS / elapsed
     group = args.clients * args.inflight
     bare = bare_store(min(args.seconds, 10), group)
-    bare_cols = bare_store(min(args.seconds, 10), group, as_samples=False)
+    bare_cols = bare_store(min(args.seconds, 10), group, as_records=False)
     limit = sqlite_limit(min(args.seconds, 10), group)
     peer = influx_peer(args.seconds, args.clients, args.inflight)
     influx, influx_bpp = peer if peer is not None else (None, None)
@@ -415,7 +415,7 @@ def main() -> None:
         f"bare store: {bare:12,.0f} points/s (our store code alone: same requests, chunk encoding and writer thread, synchronous=FULL, {group} requests per commit)"
     )
     print(
-        f"  columns:  {bare_cols:12,.0f} points/s (the same handed over as columns, SQLiteStore.runs_writer: no sample tuples)"
+        f"  columns:  {bare_cols:12,.0f} points/s (the same handed over as columns, SQLiteStore.runs_writer: no records)"
     )
     print(
         f"limit:      {limit:12,.0f} points/s (stdlib sqlite3 writing the same chunk bytes into a bare table, WAL, synchronous=FULL, {group} requests per commit)"

@@ -76,11 +76,9 @@ async def run(n: int) -> dict[str, float]:
                         e = entries[1 + 2 * ((k + r) % DEVICES) + (0 if pk == "p" else 1)]
                         devs.append(e)
                         t = base + k + r
-                        batch.samples += [
-                            (e.id, "t", t, 1.5, None),
-                            (e.id, "seq", t, k + r, None),
-                            (e.id, "v", t, r * 0.5, None),
-                        ]
+                        batch.measurepoints.append(
+                            (e.id, t, ("t", "seq", "v"), (1.5, k + r, r * 0.5), None)
+                        )
                 rows = builder.batch_rows(batch, devs, None, base, all_wanted)
                 if not mix:
                     out = Derived()

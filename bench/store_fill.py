@@ -5,7 +5,7 @@ group of requests per commit (one write function per request, as the hub's group
 runs them).
 
 A request is given as its runs (device id, point name, times, values, qualities): written
-either as the hub's sample rows (``SQLiteStore.batch_writer``, what an ingest request
+either as the hub's measurepoint records (``SQLiteStore.batch_writer``, what an ingest request
 costs the store) or through the bulk write API (``SQLiteStore.runs_writer``, the columns
 as they are: the fast fill).
 """
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from headrace.store.base import WriteBatch
+from headrace.store.base import PointRecord, WriteBatch
 from headrace.store.sqlite.series import Run
 from headrace.store.sqlite.store import SQLiteStore
 
@@ -35,13 +35,13 @@ def request_runs(
     return [(device, f"p{i}", ts, columns(i, k0, records), none) for i in range(points)]
 
 
-def samples_of(runs: list[Run]) -> list[tuple[int, str, int, Any, int | None]]:
-    """The hub's sample rows of a request, record by record as the pipeline makes them."""
-    cols = [
-        zip(itertools.repeat(d, len(ts)), itertools.repeat(p, len(ts)), ts, vs, qs, strict=True)
-        for d, p, ts, vs, qs in runs
-    ]
-    return [s for record in zip(*cols, strict=True) for s in record]
+def records_of(runs: list[Run]) -> list[PointRecord]:
+    """The hub's measurepoint records of a request, one per time as the pipeline makes
+    them (one names tuple shared by all)."""
+    d = runs[0][0]
+    names = tuple(r[1] for r in runs)
+    values = zip(*(r[3] for r in runs), strict=True)
+    return [(d, t, names, vs, None) for t, vs in zip(runs[0][2], values, strict=True)]
 
 
 def write_requests(
@@ -49,7 +49,7 @@ def write_requests(
     requests: Iterable[list[Run]],
     group: int,
     *,
-    as_samples: bool,
+    as_records: bool,
     seconds: float | None = None,
 ) -> tuple[int, float]:
     """Write ``requests``, ``group`` per commit, until they run out or ``seconds`` of
@@ -62,8 +62,8 @@ def write_requests(
         part = list(itertools.islice(it, group))
         if not part:
             break
-        if as_samples:
-            writers = [store.batch_writer(WriteBatch(samples=samples_of(r))) for r in part]
+        if as_records:
+            writers = [store.batch_writer(WriteBatch(measurepoints=records_of(r))) for r in part]
         else:
             writers = [store.runs_writer(r) for r in part]
         t0 = time.perf_counter()

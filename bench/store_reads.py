@@ -75,7 +75,7 @@ def provision(hub: HubProcess, devices: int) -> None:
 
 def fill_headrace(db: Path, devices: int, times: int, records: int) -> tuple[float, dict[str, int]]:
     """Fill through the store's bulk write API (``SQLiteStore.runs_writer``: the columns of
-    each request as they are, no sample tuples), the requests of every device for one
+    each request as they are, no records), the requests of every device for one
     stretch of time per commit (``store_fill``, shared with ``mqtt_import.py``)."""
     store = SQLiteStore(db)
     store.start()
@@ -100,7 +100,7 @@ def fill_headrace(db: Path, devices: int, times: int, records: int) -> tuple[flo
 
     t = time.perf_counter()
     try:
-        write_requests(store, requests(), devices, as_samples=False)
+        write_requests(store, requests(), devices, as_records=False)
     finally:
         store.close()
     return time.perf_counter() - t, ids

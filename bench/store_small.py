@@ -32,8 +32,8 @@ _enc = msgspec.json.Encoder()
 
 def request(device: int, when: int, seq: int) -> WriteBatch:
     b = WriteBatch(source=1)
-    for i, p in enumerate(POINTS):
-        b.samples.append((device, p, when, 230.1 + i + seq % 7, None))
+    values = tuple(230.1 + i + seq % 7 for i in range(len(POINTS)))
+    b.measurepoints.append((device, when, POINTS, values, None))
     doc = {"topic": "t", "size": 260, "requestId": str(seq), "items": 1, "code": 200}
     b.log.append(("ch", when, "payload", _enc.encode(doc)))
     return b
@@ -42,7 +42,7 @@ def request(device: int, when: int, seq: int) -> WriteBatch:
 def merged(batches: list[WriteBatch]) -> WriteBatch:
     out = WriteBatch(source=1)
     for b in batches:
-        out.samples.extend(b.samples)
+        out.measurepoints.extend(b.measurepoints)
         out.log.extend(b.log)
     return out
 

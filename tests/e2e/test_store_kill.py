@@ -15,7 +15,7 @@ from headrace.store.sqlite.store import SQLiteStore
 
 WRITER = r"""
 import asyncio, sys
-from headrace.store.base import WriteBatch
+from headrace.store.base import WriteBatch, point_records
 from headrace.store.sqlite.store import SQLiteStore
 
 async def main():
@@ -28,7 +28,7 @@ async def main():
         # with what is stored
         samples = [(1, "p", k * 50 + i, float(k), None) for i in range(50)]
         samples += [(2, "p", i, k, None) for i in range(50)]
-        await store.write_batch(WriteBatch(samples=samples))
+        await store.write_batch(WriteBatch(measurepoints=point_records(samples)))
         print(k, flush=True)
         sem.release()
 

@@ -52,7 +52,13 @@ def compiled_path(payload: bytes, model: Any) -> list[dict[str, Any]] | None:
     req, checked = decoded
     if req.method != MP or not req.params:
         return None
-    return list(checked)
+    out = []
+    for names, values, quals in checked:  # as the general path's {point: (value, quality)}
+        assert len(names) == len(values) and (quals is None or len(quals) == len(names))
+        assert quals is None or any(q is not None for q in quals)  # None: no quality at all
+        qs = quals if quals is not None else (None,) * len(names)
+        out.append({n: (v, q) for n, v, q in zip(names, values, qs, strict=True)})
+    return out
 
 
 def agree(model: Any, payload: bytes) -> bool:
@@ -188,3 +194,28 @@ def test_point_ids_that_are_python_keywords() -> None:
 
 def test_limits_are_the_validators() -> None:
     assert fast.MAX_FILE_URI_LENGTH == MAX_FILE_URI_LENGTH
+
+
+def test_items_share_one_names_tuple_and_shapes_may_change() -> None:
+    """Items carrying every point get the model's one names tuple (the store transposes
+    such records in C); a request missing points after one that had all of them (the
+    decoder tries the every-point type first then) is still decoded right, and back."""
+    specs = [TypeSpec(id="a", type="int"), TypeSpec(id="b", type="double")]
+    compiled = compile_model(ThingModel(id="m", measurepoints=specs))
+    full = request([{"deviceKey": "d", "measurepoints": {"b": 2.5, "a": k}} for k in range(3)])
+    part = request([{"deviceKey": "d", "measurepoints": {"b": 1.5}}, {"measurepoints": {"a": 1}}])
+    assert compiled.fast_measurepoints is not None
+    for payload in (full, part, part, full, full, part):
+        decoded = compiled.fast_measurepoints(payload)
+        assert decoded is not None
+        checked = decoded[1]
+        if payload is full:
+            assert [c[1] for c in checked] == [(k, 2.5) for k in range(3)]
+            assert all(c[0] is checked[0][0] and c[0] == ("a", "b") for c in checked)
+            assert all(c[2] is None for c in checked)
+        else:
+            assert checked == [(("b",), (1.5,), None), (("a",), (1,), None)]
+        assert agree(compiled, payload)
+    bad = request([{"deviceKey": "d", "measurepoints": {"a": 1.5, "b": 1.0}}])  # a is an int
+    assert compiled.fast_measurepoints(bad) is None and general(bad, compiled) is None
+    assert agree(compiled, full)

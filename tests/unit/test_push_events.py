@@ -15,7 +15,7 @@ from headrace.model.types import Device, Product, ThingModel
 from headrace.model.validate import compile_model
 from headrace.push.events import ALERT, FAULT, KV, KV_DOC_LIMIT, RAW, Derived, Deriver
 from headrace.state.registry import DeviceEntry, Registry
-from headrace.store.base import WriteBatch
+from headrace.store.base import WriteBatch, point_records
 from headrace.store.sqlite.store import SQLiteStore
 from headrace.stream import records as R
 
@@ -93,12 +93,14 @@ def want(types: frozenset[str] = ALL) -> Any:
 def test_kv_per_record_with_device_fields(deriver: Deriver) -> None:
     d1, d2 = dev(1, "g"), dev(2)
     batch = WriteBatch(
-        samples=[
-            (1, "temp", 1000, 1.5, None),  # one request item: (device, time) and its points
-            (1, "note", 1000, "hi", None),
-            (2, "temp", 1000, 2.5, None),
-            (1, "temp", 2000, 3.5, None),
-        ]
+        measurepoints=point_records(
+            [
+                (1, "temp", 1000, 1.5, None),  # one request item: (device, time) and its points
+                (1, "note", 1000, "hi", None),
+                (2, "temp", 1000, 2.5, None),
+                (1, "temp", 2000, 3.5, None),
+            ]
+        )
     )
     out = docs(derive(deriver, batch, [d1, d2, d1], None, 99_000, want()))
     assert out == [
@@ -138,7 +140,7 @@ def test_attributes_kv_and_mac(deriver: Deriver) -> None:
     (ev,) = docs(derive(deriver, batch, [d1], None, 5000, want()))
     assert ev["data"] == {"mac": "AA:BB", "site": "north"} and ev["mac"] == "AA:BB"
     assert ev["created_at"] == 5.0
-    later = WriteBatch(samples=[(1, "temp", 6000, 1.0, None)])
+    later = WriteBatch(measurepoints=point_records([(1, "temp", 6000, 1.0, None)]))
     assert docs(derive(deriver, later, [d1], None, 6000, want()))[0]["mac"] == "AA:BB"
     # loaded from the store at start
     fresh = Deriver(deriver.registry)
@@ -148,14 +150,16 @@ def test_attributes_kv_and_mac(deriver: Deriver) -> None:
 
 def test_raw_event_per_device(deriver: Deriver) -> None:
     raw = bytes([0, 1, 0xFF, 0x80])
-    batch = WriteBatch(samples=[(1, "temp", 1000, 1.0, None)])
+    batch = WriteBatch(measurepoints=point_records([(1, "temp", 1000, 1.0, None)]))
     out = docs(derive(deriver, batch, [dev(1)], raw, 7000, want()))
     assert [e["event_type"] for e in out] == [RAW, KV]
     assert base64.b64decode(out[0]["data"]) == raw and out[0]["created_at"] == 7.0
 
 
 def test_unwanted_types_are_not_built(deriver: Deriver) -> None:
-    batch = WriteBatch(samples=[(1, "temp", 1000, 1.0, None), (1, "fan", 1000, True, None)])
+    batch = WriteBatch(
+        measurepoints=point_records([(1, "temp", 1000, 1.0, None), (1, "fan", 1000, True, None)])
+    )
     out = derive(deriver, batch, [dev(1)], b"x", 1000, want(frozenset()))
     assert out.events == []
     # the fault state is tracked all the same (stable ids whoever subscribes later)
@@ -166,7 +170,9 @@ def test_fault_lifecycle(deriver: Deriver) -> None:
     d = dev(1)
 
     def step(ts: int, **values: Any) -> list[dict[str, Any]]:
-        batch = WriteBatch(samples=[(1, k, ts, v, None) for k, v in values.items()])
+        batch = WriteBatch(
+            measurepoints=point_records([(1, k, ts, v, None) for k, v in values.items()])
+        )
         return [
             e for e in docs(derive(deriver, batch, [d], None, ts, want())) if e["event_type"] != KV
         ]
@@ -188,24 +194,39 @@ def test_fault_lifecycle(deriver: Deriver) -> None:
 
 
 def test_fault_state_survives_via_rows(deriver: Deriver) -> None:
-    batch = WriteBatch(samples=[(1, "fan", 1000, True, None)])
+    batch = WriteBatch(measurepoints=point_records([(1, "fan", 1000, True, None)]))
     out = derive(deriver, batch, [dev(1)], None, 1000, want())
     fresh = Deriver(deriver.registry)
     fresh.load(out.faults, [])
     off = derive(
-        fresh, WriteBatch(samples=[(1, "fan", 2000, False, None)]), [dev(1)], None, 0, want()
+        fresh,
+        WriteBatch(measurepoints=point_records([(1, "fan", 2000, False, None)])),
+        [dev(1)],
+        None,
+        0,
+        want(),
     )
     assert json.loads(off.events[-1].doc)["event_id"] == out.faults[0][3]
 
 
 def test_undo_restores_state(deriver: Deriver) -> None:
     out = derive(
-        deriver, WriteBatch(samples=[(1, "fan", 1000, 1, None)]), [dev(1)], None, 0, want()
+        deriver,
+        WriteBatch(measurepoints=point_records([(1, "fan", 1000, 1, None)])),
+        [dev(1)],
+        None,
+        0,
+        want(),
     )
     deriver.undo(out)
     assert ("A1", "fan") not in deriver.faults
     again = derive(
-        deriver, WriteBatch(samples=[(1, "fan", 1000, 1, None)]), [dev(1)], None, 0, want()
+        deriver,
+        WriteBatch(measurepoints=point_records([(1, "fan", 1000, 1, None)])),
+        [dev(1)],
+        None,
+        0,
+        want(),
     )
     assert len(again.faults) == 1  # the change is seen again when the request is resent
 
@@ -213,7 +234,9 @@ def test_undo_restores_state(deriver: Deriver) -> None:
 def test_big_kv_is_split_and_single_values_are_not(deriver: Deriver) -> None:
     values = {f"k{i}": "x" * 1000 for i in range(20)}  # ~20 KiB in all
     deriver.registry.models[("o", "m")] = (MODEL, compile_model(MODEL))
-    batch = WriteBatch(samples=[(1, k, 1000, v, None) for k, v in values.items()])
+    batch = WriteBatch(
+        measurepoints=point_records([(1, k, 1000, v, None) for k, v in values.items()])
+    )
     out = derive(deriver, batch, [dev(1)], None, 0, want())
     assert len(out.events) > 2
     merged: dict[str, Any] = {}
@@ -221,7 +244,7 @@ def test_big_kv_is_split_and_single_values_are_not(deriver: Deriver) -> None:
         assert len(e.doc) <= KV_DOC_LIMIT
         merged.update(json.loads(e.doc)["data"])
     assert merged == values
-    one = WriteBatch(samples=[(1, "note", 1000, "y" * 9000, None)])
+    one = WriteBatch(measurepoints=point_records([(1, "note", 1000, "y" * 9000, None)]))
     (big,) = derive(deriver, one, [dev(1)], None, 0, want()).events
     assert len(big.doc) > KV_DOC_LIMIT  # cannot be split: sent as it is
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from headrace.errors import Conflict
-from headrace.store.base import WriteBatch
+from headrace.store.base import WriteBatch, point_records
 from headrace.store.sqlite.engine import SQLiteEngine
 from headrace.store.sqlite.store import SQLiteStore
 
@@ -74,7 +74,7 @@ async def test_point_cache_survives_a_rolled_back_group(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.db")
     store.start()
     try:
-        ok = WriteBatch(samples=[(1, "p_new", 1000, 1.5, None)])
+        ok = WriteBatch(measurepoints=point_records([(1, "p_new", 1000, 1.5, None)]))
 
         def failing(c: sqlite3.Connection) -> None:
             raise Conflict("boom")
@@ -89,7 +89,7 @@ async def test_point_cache_survives_a_rolled_back_group(tmp_path: Path) -> None:
         got = await store.query_samples(1, ["p_new"], 0, 2000, 10, False, None)
         assert [(s.point, s.ts, s.value) for s in got] == [("p_new", 1000, 1.5)]
         # a point interned by a write that is rolled back must not stay cached
-        bad = WriteBatch(samples=[(1, "p_lost", 1000, 1.0, None)])
+        bad = WriteBatch(measurepoints=point_records([(1, "p_lost", 1000, 1.0, None)]))
         writer = store.batch_writer(bad)
 
         def bad_then_fail(c: sqlite3.Connection) -> None:
@@ -98,7 +98,9 @@ async def test_point_cache_survives_a_rolled_back_group(tmp_path: Path) -> None:
 
         with pytest.raises(Conflict):
             await store.engine.write(bad_then_fail)
-        await store.write_batch(WriteBatch(samples=[(1, "p_lost", 2000, 2.0, None)]))
+        await store.write_batch(
+            WriteBatch(measurepoints=point_records([(1, "p_lost", 2000, 2.0, None)]))
+        )
         got = await store.query_samples(1, ["p_lost"], 0, 3000, 10, False, None)
         assert [(s.ts, s.value) for s in got] == [(2000, 2.0)]
     finally:

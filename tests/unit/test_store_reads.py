@@ -9,7 +9,7 @@ import sqlite3
 import threading
 from typing import Any
 
-from headrace.store.base import DeviceRow, WriteBatch
+from headrace.store.base import DeviceRow, WriteBatch, point_records
 from headrace.store.sqlite.store import SQLiteStore
 
 
@@ -20,7 +20,7 @@ async def test_reads_answer_while_a_write_transaction_is_open(tmp_path: Any) -> 
         (dev,) = await store.insert_devices([DeviceRow(0, "a1", "o1", "pk", "d1", b"{}")])
         committed = WriteBatch(
             source=1,
-            samples=[(dev, "temp", 1_000, 1.5, None)],
+            measurepoints=point_records([(dev, "temp", 1_000, 1.5, None)]),
             attributes=[(dev, "color", "red", 1_000)],
             events=[(dev, "ev", 1_000, b"{}")],
             log=[("ch1", 1_000, "publish", b'{"ok":1}')],
@@ -31,7 +31,7 @@ async def test_reads_answer_while_a_write_transaction_is_open(tmp_path: Any) -> 
         release = threading.Event()
         later = WriteBatch(
             source=1,
-            samples=[(dev, "temp", 2_000, 9.5, None)],
+            measurepoints=point_records([(dev, "temp", 2_000, 9.5, None)]),
             attributes=[(dev, "color", "blue", 2_000)],
             log=[("ch1", 2_000, "publish", b'{"ok":2}')],
         )

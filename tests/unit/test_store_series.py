@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from headrace.store.base import Sample, WriteBatch
+from headrace.store.base import Sample, WriteBatch, point_records
 from headrace.store.sqlite import chunks
 from headrace.store.sqlite.engine import SQLiteEngine
 from headrace.store.sqlite.schema import MIGRATIONS
@@ -27,8 +27,9 @@ Model = dict[tuple[int, str], dict[int, tuple[Any, int | None, int]]]
 
 
 def apply(model: Model, batch: WriteBatch) -> None:
-    for d, p, t, v, q in batch.samples:
-        model.setdefault((d, p), {})[t] = (v, q, batch.source)
+    for d, t, ps, vs, qs in batch.measurepoints:
+        for j, p in enumerate(ps):
+            model.setdefault((d, p), {})[t] = (vs[j], None if qs is None else qs[j], batch.source)
 
 
 def same(a: Any, b: Any) -> bool:
@@ -131,7 +132,7 @@ async def _model_run(path: Path, batches: Any, limit: int, compact: bool) -> Non
     model: Model = {}
     try:
         for source, samples in batches:
-            batch = WriteBatch(source=source, samples=samples)
+            batch = WriteBatch(source=source, measurepoints=point_records(samples))
             await store.write_batch(batch)
             apply(model, batch)
             if compact:  # small chunks merged between writes
@@ -194,7 +195,9 @@ async def _agg_run(path: Path, writes: Any, interval: int, start: int, fn: str) 
     try:
         series: dict[int, Any] = {}
         for w in writes:
-            await store.write_batch(WriteBatch(samples=[(1, "x", t, v, None) for t, v in w]))
+            await store.write_batch(
+                WriteBatch(measurepoints=point_records([(1, "x", t, v, None) for t, v in w]))
+            )
             series.update(dict(w))
         end = start + 150
         buckets: dict[int, list[Any]] = {}
@@ -245,12 +248,21 @@ async def test_every_point_type_round_trips_exactly(store: SQLiteStore) -> None:
     # each value alone (a chunk of one kind) and all together (a mixed chunk), with
     # qualities and a real-time source
     for i, v in enumerate(EXACT):
-        await store.write_batch(WriteBatch(source=1, samples=[(1, f"p{i}", 1000, v, i)]))
         await store.write_batch(
-            WriteBatch(source=1, samples=[(1, f"p{i}", 1000 + k, v, None) for k in range(1, 20)])
+            WriteBatch(source=1, measurepoints=point_records([(1, f"p{i}", 1000, v, i)]))
+        )
+        await store.write_batch(
+            WriteBatch(
+                source=1,
+                measurepoints=point_records(
+                    [(1, f"p{i}", 1000 + k, v, None) for k in range(1, 20)]
+                ),
+            )
         )
     await store.write_batch(
-        WriteBatch(samples=[(2, "mix", 10 + i, v, None) for i, v in enumerate(EXACT)])
+        WriteBatch(
+            measurepoints=point_records([(2, "mix", 10 + i, v, None) for i, v in enumerate(EXACT)])
+        )
     )
     for i, v in enumerate(EXACT):
         rows = await store.query_samples(1, [f"p{i}"], 0, 5000, 100, False, None)
@@ -266,11 +278,13 @@ async def test_every_point_type_round_trips_exactly(store: SQLiteStore) -> None:
 
 async def test_history_backfilled_before_and_between(store: SQLiteStore) -> None:
     live = [(1, "t", 10_000 + k * 1000, float(k), None) for k in range(100)]
-    await store.write_batch(WriteBatch(source=1, samples=live))
+    await store.write_batch(WriteBatch(source=1, measurepoints=point_records(live)))
     # backfill older history, then a resend of the middle with new values, out of order
-    await store.write_batch(WriteBatch(samples=[(1, "t", k * 100, -1.0, None) for k in range(50)]))
+    await store.write_batch(
+        WriteBatch(measurepoints=point_records([(1, "t", k * 100, -1.0, None) for k in range(50)]))
+    )
     mid = [(1, "t", 10_000 + k * 1000, 99.0, 7) for k in range(60, 40, -1)]
-    await store.write_batch(WriteBatch(samples=mid))
+    await store.write_batch(WriteBatch(measurepoints=point_records(mid)))
     rows = await store.query_samples(1, ["t"], 0, 10**9, 1000, False, None)
     assert len(rows) == 150
     assert [r.ts for r in rows] == sorted(r.ts for r in rows)
@@ -285,7 +299,7 @@ async def test_history_backfilled_before_and_between(store: SQLiteStore) -> None
     before = store.engine.read_sync(
         lambda c: c.execute("SELECT sum(n), count(*) FROM chunks").fetchone()
     )
-    await store.write_batch(WriteBatch(source=1, samples=live))
+    await store.write_batch(WriteBatch(source=1, measurepoints=point_records(live)))
     after = store.engine.read_sync(
         lambda c: c.execute("SELECT sum(n), count(*) FROM chunks").fetchone()
     )
@@ -293,7 +307,9 @@ async def test_history_backfilled_before_and_between(store: SQLiteStore) -> None
 
 
 async def test_aggregate_reads_whole_chunks_from_their_row(store: SQLiteStore) -> None:
-    await store.write_batch(WriteBatch(samples=[(1, "v", k, float(k), None) for k in range(1000)]))
+    await store.write_batch(
+        WriteBatch(measurepoints=point_records([(1, "v", k, float(k), None) for k in range(1000)]))
+    )
     # vandalize the stored values of the chunk: a read that decoded it would see garbage;
     # one interval over the whole chunk must come from the row's precomputed figures
     store.engine.write_sync(lambda c: c.execute("UPDATE chunks SET vb = x'00ff'"))
@@ -305,10 +321,14 @@ async def test_aggregate_reads_whole_chunks_from_their_row(store: SQLiteStore) -
 
 async def test_compact_merges_the_small_chunks_of_live_data(store: SQLiteStore) -> None:
     for t in range(300):  # one sample per request, as live data comes
-        await store.write_batch(WriteBatch(source=1, samples=[(1, "v", t, t, t % 2 or None)]))
+        await store.write_batch(
+            WriteBatch(source=1, measurepoints=point_records([(1, "v", t, t, t % 2 or None)]))
+        )
         if t == 150:
             await store.write_batch(  # a full chunk in the middle stays as it is
-                WriteBatch(samples=[(1, "v", 1000 + k, 0.5, None) for k in range(100)])
+                WriteBatch(
+                    measurepoints=point_records([(1, "v", 1000 + k, 0.5, None) for k in range(100)])
+                )
             )
     count = "SELECT count(*) FROM chunks WHERE point = (SELECT id FROM point_names WHERE name='v')"
     assert store.engine.read_sync(lambda c: c.execute(count).fetchone()) == (301,)
@@ -320,7 +340,9 @@ async def test_compact_merges_the_small_chunks_of_live_data(store: SQLiteStore) 
     ]
     assert len(rows) == 400
     for t in range(300, 310):  # more live data after the full chunk
-        await store.write_batch(WriteBatch(source=1, samples=[(1, "v", 2000 + t, t, None)]))
+        await store.write_batch(
+            WriteBatch(source=1, measurepoints=point_records([(1, "v", 2000 + t, t, None)]))
+        )
     assert await store.compact() == 9
     assert await store.compact() == 0  # nothing new
     assert store.engine.read_sync(lambda c: c.execute(count).fetchone()) == (3,)
@@ -330,9 +352,13 @@ async def test_prune_before_drops_whole_chunks_and_trims_the_edge(store: SQLiteS
     store.PRUNE_CHUNKS = 3  # several writes, ingest can go between them
     for r in range(10):
         await store.write_batch(
-            WriteBatch(samples=[(1, p, r * 100 + k, k, None) for k in range(100) for p in "ab"])
+            WriteBatch(
+                measurepoints=point_records(
+                    [(1, p, r * 100 + k, k, None) for k in range(100) for p in "ab"]
+                )
+            )
         )
-    await store.write_batch(WriteBatch(samples=[(2, "a", 5, 1, None)]))
+    await store.write_batch(WriteBatch(measurepoints=point_records([(2, "a", 5, 1, None)])))
     assert await store.prune_before(1, ["b"], 450) == 450
     assert await store.prune_before(1, None, 450) == 450  # "a" alone is left to drop
     rows = await store.query_samples(1, ["a", "b"], 0, 10**6, 10_000, False, None)
@@ -435,7 +461,11 @@ async def test_retention_prunes_each_device_by_its_own_retention(store: SQLiteSt
 
     for d in (1, 2, 3):
         await store.write_batch(
-            WriteBatch(samples=[(d, "x", t * 1000, float(t), None) for t in range(100)])
+            WriteBatch(
+                measurepoints=point_records(
+                    [(d, "x", t * 1000, float(t), None) for t in range(100)]
+                )
+            )
         )
     # 2: forever (no cut); 3: a keep of 0 means forever too
     keep: dict[int, list[tuple[list[str] | None, int]]] = {
@@ -470,7 +500,7 @@ async def test_a_merged_write_sees_its_own_earlier_requests(store: SQLiteStore) 
     first = [(1, p, 1000 + k, float(k), None) for k in range(100) for p in ("a", "b")]
     other = [(2, p, 1000 + k, 1.0, None) for k in range(100) for p in ("a", "b")]
     again = [(1, p, 1000 + k, -1.0, 3) for k in range(50, 150) for p in ("a", "b")]
-    await store.write_batch(WriteBatch(samples=first + other + again))
+    await store.write_batch(WriteBatch(measurepoints=point_records(first + other + again)))
     rows = await store.query_samples(1, ["a"], 0, 10**6, 1000, False, None)
     assert [r.ts for r in rows] == list(range(1000, 1150))
     assert [r.value for r in rows[:50]] == [float(k) for k in range(50)]
@@ -494,7 +524,11 @@ async def test_runs_writer_stores_columns_as_write_batch_stores_samples(tmp_path
                 s.engine.write_sync(s.runs_writer([(1, "x", ts, vs, qs), (1, "e", [], [], [])]))
             else:
                 await s.write_batch(
-                    WriteBatch(samples=list(zip([1] * 301, ["x"] * 301, ts, vs, qs, strict=True)))
+                    WriteBatch(
+                        measurepoints=point_records(
+                            list(zip([1] * 301, ["x"] * 301, ts, vs, qs, strict=True))
+                        )
+                    )
                 )
             rows = flat(await s.query_samples(1, ["x"], 0, 10**6, 1000, False, None))
             results.append((rows, await s.latest(1, ["x", "e"])))
@@ -544,11 +578,13 @@ async def test_an_exact_resend_writes_no_chunk_and_a_near_one_replaces(
     for r in range(3):  # chunks of 100 that the resends overlap
         await store.write_batch(
             WriteBatch(
-                samples=[
-                    (1, f"p{i}", r * 100 + k, v, None)
-                    for k in range(100)
-                    for i, v in enumerate(base)
-                ]
+                measurepoints=point_records(
+                    [
+                        (1, f"p{i}", r * 100 + k, v, None)
+                        for k in range(100)
+                        for i, v in enumerate(base)
+                    ]
+                )
             )
         )
 
@@ -558,9 +594,9 @@ async def test_an_exact_resend_writes_no_chunk_and_a_near_one_replaces(
     def resend(values: list[Any], quality: int | None = None, source: int = 0) -> WriteBatch:
         return WriteBatch(
             source=source,
-            samples=[
-                (1, f"p{i}", 150 + k, v, quality) for k in range(10) for i, v in enumerate(values)
-            ],
+            measurepoints=point_records(
+                [(1, f"p{i}", 150 + k, v, quality) for k in range(10) for i, v in enumerate(values)]
+            ),
         )
 
     before = changes()

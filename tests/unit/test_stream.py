@@ -15,7 +15,7 @@ from headrace.errors import Conflict
 from headrace.ingest.pipeline import Origin, Result
 from headrace.model.types import Device, Product
 from headrace.state.registry import DeviceEntry, Registry
-from headrace.store.base import WriteBatch
+from headrace.store.base import WriteBatch, point_records
 from headrace.store.sqlite.store import SQLiteStore
 from headrace.stream import Filter, Retention, Stream
 
@@ -71,7 +71,7 @@ async def hub(tmp_path: Path) -> Any:
 
 
 async def test_nothing_written_without_consumers(hub: Hub) -> None:
-    batch = WriteBatch(source=1, samples=[(1, "t", 1000, 1.0, None)])
+    batch = WriteBatch(source=1, measurepoints=point_records([(1, "t", 1000, 1.0, None)]))
     await write(hub, batch, [dev(1)])
     assert batch.stream == []
     assert await rows(hub.store) == []
@@ -81,12 +81,14 @@ async def test_records_per_item_with_their_fields(hub: Hub) -> None:
     c = hub.stream.open("all", Filter(), Retention())
     batch = WriteBatch(
         source=0,
-        samples=[
-            (1, "t", 1000, 1.5, None),
-            (1, "h", 1000, 2, 9),
-            (2, "t", 1000, 3.0, None),
-            (1, "t", 2000, 4.0, None),
-        ],
+        measurepoints=point_records(
+            [
+                (1, "t", 1000, 1.5, None),
+                (1, "h", 1000, 2, 9),
+                (2, "t", 1000, 3.0, None),
+                (1, "t", 2000, 4.0, None),
+            ]
+        ),
         attributes=[(1, "mac", "aa", 5000), (1, "site", "x", 5000)],
         events=[(2, "alarm", 3000, b'{"level":3}')],
     )
@@ -123,10 +125,15 @@ async def test_records_per_item_with_their_fields(hub: Hub) -> None:
 async def test_filters_decide_what_is_written_and_read(hub: Hub) -> None:
     rt = hub.stream.open("rt", Filter(sources=["realtime"], products=["p1"]), Retention())
     dv = hub.stream.open("dv", Filter(sources=["realtime"], devices=["A3"]), Retention())
-    await write(hub, WriteBatch(source=0, samples=[(1, "t", 1, 1.0, None)]), [dev(1)])
+    await write(
+        hub, WriteBatch(source=0, measurepoints=point_records([(1, "t", 1, 1.0, None)])), [dev(1)]
+    )
     assert await rows(hub.store) == []  # history: nobody wants it
     batch = WriteBatch(
-        source=1, samples=[(1, "t", 1, 1.0, None), (3, "t", 1, 2.0, None), (4, "t", 1, 3.0, None)]
+        source=1,
+        measurepoints=point_records(
+            [(1, "t", 1, 1.0, None), (3, "t", 1, 2.0, None), (4, "t", 1, 3.0, None)]
+        ),
     )
     await write(hub, batch, [dev(1), dev(3), dev(4, pk="p2")])
     assert len(await rows(hub.store)) == 3  # the device filter applies on reading
@@ -145,7 +152,9 @@ async def test_wait_is_woken_by_the_commit(hub: Hub) -> None:
     await asyncio.sleep(0.01)
     assert not waiter.done()
     started = time.monotonic()
-    await write(hub, WriteBatch(source=1, samples=[(1, "t", 1, 1.0, None)]), [dev(1)])
+    await write(
+        hub, WriteBatch(source=1, measurepoints=point_records([(1, "t", 1, 1.0, None)])), [dev(1)]
+    )
     assert await waiter is True
     assert time.monotonic() - started < 1.0
     assert [r.seq for r in await c.read()] == [1]
@@ -156,7 +165,11 @@ async def test_cursor_survives_a_restart_and_seqs_never_restart(tmp_path: Path) 
     await hub.start()
     c = hub.stream.open("r", Filter(), Retention())
     for i in range(3):
-        await write(hub, WriteBatch(source=1, samples=[(1, "t", i, 1.0, None)]), [dev(1)])
+        await write(
+            hub,
+            WriteBatch(source=1, measurepoints=point_records([(1, "t", i, 1.0, None)])),
+            [dev(1)],
+        )
     assert len(await c.read(limit=2)) == 2
     await c.commit()
     assert await hub.stream.prune() == 2
@@ -174,7 +187,9 @@ async def test_cursor_survives_a_restart_and_seqs_never_restart(tmp_path: Path) 
     hub = Hub(tmp_path)  # the stream is empty now: the next seq still follows 3
     await hub.start()
     c = hub.stream.open("r", Filter(), Retention())
-    await write(hub, WriteBatch(source=1, samples=[(1, "t", 9, 1.0, None)]), [dev(1)])
+    await write(
+        hub, WriteBatch(source=1, measurepoints=point_records([(1, "t", 9, 1.0, None)])), [dev(1)]
+    )
     assert [r.seq for r in await c.read()] == [4]
     await hub.close()
 
@@ -185,7 +200,11 @@ async def test_prune_waits_for_the_slowest_and_retention_drops_counted(
     fast = hub.stream.open("fast", Filter(), Retention())
     slow = hub.stream.open("slow", Filter(), Retention(bytes=5000))
     for i in range(10):
-        await write(hub, WriteBatch(source=1, samples=[(1, "t", i, 1.0, None)]), [dev(1)])
+        await write(
+            hub,
+            WriteBatch(source=1, measurepoints=point_records([(1, "t", i, 1.0, None)])),
+            [dev(1)],
+        )
     await fast.read()
     await fast.commit()
     await slow.commit(0)
@@ -193,11 +212,17 @@ async def test_prune_waits_for_the_slowest_and_retention_drops_counted(
     assert await hub.stream.prune() == 0  # within slow's retention: kept for it
     assert slow.dropped == 0
     for i in range(20):
-        await write(hub, WriteBatch(source=1, samples=[(1, "t", 100 + i, 1.0, None)]), [dev(1)])
+        await write(
+            hub,
+            WriteBatch(source=1, measurepoints=point_records([(1, "t", 100 + i, 1.0, None)])),
+            [dev(1)],
+        )
     await fast.read()
     await fast.commit()
     await asyncio.sleep(0.11)  # a new 100 ms bucket of the time index
-    await write(hub, WriteBatch(source=1, samples=[(1, "t", 999, 1.0, None)]), [dev(1)])
+    await write(
+        hub, WriteBatch(source=1, measurepoints=point_records([(1, "t", 999, 1.0, None)])), [dev(1)]
+    )
     removed = await hub.stream.prune()
     assert removed > 0
     assert slow.dropped == removed  # what fell out was counted for the consumer
@@ -225,10 +250,14 @@ async def test_rolled_back_write_leaves_no_record(hub: Hub) -> None:
 
 async def test_position_at_and_seek(hub: Hub) -> None:
     c = hub.stream.open("r", Filter(), Retention())
-    await write(hub, WriteBatch(source=1, samples=[(1, "t", 1, 1.0, None)]), [dev(1)])
+    await write(
+        hub, WriteBatch(source=1, measurepoints=point_records([(1, "t", 1, 1.0, None)])), [dev(1)]
+    )
     await asyncio.sleep(0.15)
     mark = int(time.time() * 1000)
-    await write(hub, WriteBatch(source=1, samples=[(1, "t", 2, 1.0, None)]), [dev(1)])
+    await write(
+        hub, WriteBatch(source=1, measurepoints=point_records([(1, "t", 2, 1.0, None)])), [dev(1)]
+    )
     await c.read()
     assert c.seek(hub.stream.position_at(mark)) == 1
     assert [r.time for r in await c.read()] == [2]
@@ -255,7 +284,11 @@ def test_the_high_water_mark_survives_the_move_into_store_meta(tmp_path: Path) -
         )
         assert "stream_meta" not in tables and "store_meta" in tables
         c = hub.stream.open("r", Filter(), Retention())
-        await write(hub, WriteBatch(source=1, samples=[(1, "t", 9, 1.0, None)]), [dev(1)])
+        await write(
+            hub,
+            WriteBatch(source=1, measurepoints=point_records([(1, "t", 9, 1.0, None)])),
+            [dev(1)],
+        )
         assert [r.seq for r in await c.read()] == [42]
         await hub.close()
 

@@ -13,7 +13,7 @@ import pytest
 from headrace.errors import Unstorable
 from headrace.ingest.pipeline import Origin, Pipeline
 from headrace.ingest.ratelimit import RateLimiter
-from headrace.store.base import WriteBatch
+from headrace.store.base import WriteBatch, point_records
 from headrace.store.sqlite.store import SQLiteStore
 from tests.unit.test_http_services import World, world  # noqa: F401  (fixture)
 
@@ -30,11 +30,15 @@ async def test_the_store_tells_unstorable_from_transient(tmp_path: Any) -> None:
     store = SQLiteStore(tmp_path / "s.db")
     store.start()
     try:
-        batch = WriteBatch(samples=[(1, "p", 2**64, 1.0, None)])  # ts beyond int64
+        batch = WriteBatch(
+            measurepoints=point_records([(1, "p", 2**64, 1.0, None)])
+        )  # ts beyond int64
         with pytest.raises(Unstorable) as e:
             await store.write_batch(batch)
         assert "OverflowError" in e.value.message and e.value.status == 500
-        await store.write_batch(WriteBatch(samples=[(1, "p", 5, 1.0, None)]))  # goes on
+        await store.write_batch(
+            WriteBatch(measurepoints=point_records([(1, "p", 5, 1.0, None)]))
+        )  # goes on
     finally:
         store.close()
 
@@ -48,7 +52,7 @@ class PoisoningStore(SQLiteStore):
     async def write_batch(self, batch: WriteBatch) -> None:
         if self.transient:
             raise sqlite3.OperationalError("disk I/O error")
-        batch.samples.append((batch.samples[0][0], "x", 2**64, 1.0, None))
+        batch.measurepoints.append((batch.measurepoints[0][0], 2**64, ("x",), (1.0,), None))
         await super().write_batch(batch)
 
 
@@ -93,8 +97,10 @@ class PoisonOneStore(SQLiteStore):
 
     async def write_batch(self, batch: WriteBatch) -> None:
         self.writes += 1
-        if any(s[2] == 13 for s in batch.samples):
-            batch = WriteBatch(batch.source, [*batch.samples, (1, "x", 2**64, 1.0, None)])
+        if any(r[1] == 13 for r in batch.measurepoints):
+            batch = WriteBatch(
+                batch.source, [*batch.measurepoints, (1, 2**64, ("x",), (1.0,), None)]
+            )
         await super().write_batch(batch)
 
 

@@ -16,6 +16,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import add, attrgetter, itemgetter
 from typing import Any, Protocol
 
 import msgspec
@@ -550,6 +552,84 @@ class Pipeline:
             req.id, METHOD_MEASUREPOINT, req.params, product_key, origin, now, realtime, checked
         )
 
+    def _resolve(
+        self,
+        item: Item,
+        product_key: str,
+        origin: Origin,
+        index: int,
+        errors: list[dict[str, Any]],
+        compiled_cache: dict[str, Any],
+    ) -> tuple[DeviceEntry | None, Any]:
+        """An item's device and its compiled model, or (None, None) with its error added
+        to ``errors`` (not found, no permission)."""
+        reg = self.registry
+        pk = item.productKey or product_key
+        by_asset = bool(item.assetId) and not item.deviceKey
+        entry = reg.find_device(
+            origin.org_id, product_key=pk, device_key=item.deviceKey, asset_id=item.assetId
+        )
+        if by_asset:
+            if entry is None:  # unknown here, whoever else may own it
+                what = f"device {item.assetId!r} not found"
+                errors.append(_item_error(index, item, REPLY_DEVICE_NOT_FOUND, what))
+                return None, None
+            pk = entry.device.productKey
+        if pk not in origin.products or (pk != product_key and product_key):
+            errors.append(
+                _item_error(index, item, REPLY_NO_PERMISSION, f"no permission for product {pk!r}")
+            )
+            return None, None
+        if entry is None:
+            what = f"device {item.deviceKey or item.assetId!r} not found in product {pk!r}"
+            errors.append(_item_error(index, item, REPLY_DEVICE_NOT_FOUND, what))
+            return None, None
+        compiled = compiled_cache.get(pk)
+        if compiled is None:
+            product = reg.products[pk]
+            compiled = compiled_cache[pk] = reg.models[(product.orgId, product.modelId)][1]
+        return entry, compiled
+
+    def _validate_one_device(
+        self,
+        rid: Any,
+        items: list[Any],
+        product_key: str,
+        origin: Origin,
+        now: int,
+        realtime: bool,
+        checked: list[Checked],
+    ) -> Result | None:
+        """``_validate`` of a checked measurepoint request whose items all name one device
+        and carry points and a time in range (a history import), its records made in C;
+        None for any other request (then the item by item loop, which says what is wrong)."""
+        keys = list(map(_names_device, items))
+        if not keys or keys.count(keys[0]) != len(keys):
+            return None
+        times = list(map(_time_of, items))
+        if times.count(None):
+            times = [now if t is None else t for t in times]
+        if min(times) < 0 or max(times) > INT64_MAX:
+            return None
+        counts = list(map(len, map(_first, checked)))
+        if min(counts) == 0:
+            return None
+        entry, _ = self._resolve(items[0], product_key, origin, 0, [], {})
+        if entry is None:
+            return None
+        batch = WriteBatch(source=1 if realtime else 0)
+        # (device, time) + (names, values, qualities) per item
+        batch.measurepoints = list(map(add, zip(repeat(entry.id), times), checked))
+        return Result(
+            rid,
+            REPLY_OK,
+            "success",
+            items=len(items),
+            points=sum(counts),
+            batch=batch,
+            devices=[entry],
+        )
+
     def _validate(
         self,
         rid: Any,
@@ -561,41 +641,38 @@ class Pipeline:
         realtime: bool,
         checked: list[Checked] | None = None,
     ) -> Result:
-        reg = self.registry
+        if checked is not None:
+            uniform = self._validate_one_device(
+                rid, items, product_key, origin, now, realtime, checked
+            )
+            if uniform is not None:
+                return uniform
         errors: list[dict[str, Any]] = []
         batch = WriteBatch(source=1 if realtime else 0)
-        samples, attributes, events = batch.samples, batch.attributes, batch.events
+        records, attributes, events = batch.measurepoints, batch.attributes, batch.events
         devices: list[DeviceEntry] = []
         points = 0
         compiled_cache: dict[str, Any] = {}
+        # the last item's device, resolved and permitted: an import's items name one device
+        last: tuple[str | None, str | None, str | None] | None = None
+        entry: DeviceEntry | None = None
+        compiled: Any = None
         for index, item in enumerate(items):
-            pk = item.productKey or product_key
-            by_asset = bool(item.assetId) and not item.deviceKey
-            entry = reg.find_device(
-                origin.org_id, product_key=pk, device_key=item.deviceKey, asset_id=item.assetId
-            )
-            if by_asset:
-                if entry is None:  # unknown here, whoever else may own it
-                    what = f"device {item.assetId!r} not found"
-                    errors.append(_item_error(index, item, REPLY_DEVICE_NOT_FOUND, what))
-                    continue
-                pk = entry.device.productKey
-            if pk not in origin.products or (pk != product_key and product_key):
-                errors.append(
-                    _item_error(
-                        index, item, REPLY_NO_PERMISSION, f"no permission for product {pk!r}"
-                    )
+            names_device = (item.productKey, item.deviceKey, item.assetId)
+            if names_device == last:
+                assert entry is not None
+                dev = entry.id
+            else:
+                last = None
+                entry, compiled = self._resolve(
+                    item, product_key, origin, index, errors, compiled_cache
                 )
-                continue
-            if entry is None:
-                what = f"device {item.deviceKey or item.assetId!r} not found in product {pk!r}"
-                errors.append(_item_error(index, item, REPLY_DEVICE_NOT_FOUND, what))
-                continue
-            compiled = compiled_cache.get(pk)
-            if compiled is None:
-                product = reg.products[pk]
-                compiled = compiled_cache[pk] = reg.models[(product.orgId, product.modelId)][1]
-            dev = entry.id
+                if entry is None:
+                    continue
+                last = names_device
+                dev = entry.id
+                if not devices or devices[-1] is not entry:
+                    devices.append(entry)
             ts = now
             if method != METHOD_ATTRIBUTE:
                 given = item.time  # type: ignore[union-attr]
@@ -607,15 +684,16 @@ class Pipeline:
                     ts = given
             try:
                 if method == METHOD_MEASUREPOINT:
-                    if checked is not None:  # checked while decoding
-                        values = checked[index]
+                    if checked is not None:  # checked while decoding: names, values, qualities
+                        names, vals, quals = checked[index]
                     else:
-                        values = compiled.check_measurepoints(item.measurepoints)  # type: ignore[union-attr]
-                    if not values:
+                        names, vals, quals = _columns(
+                            compiled.check_measurepoints(item.measurepoints)  # type: ignore[union-attr]
+                        )
+                    if not names:
                         raise ValueInvalid("no measurepoints given", "measurepoints")
-                    for point, (value, quality) in values.items():
-                        samples.append((dev, point, ts, value, quality))
-                    points += len(values)
+                    records.append((dev, ts, names, vals, quals))
+                    points += len(names)
                 elif method == METHOD_ATTRIBUTE:
                     values = compiled.check_attributes(item.attributes)  # type: ignore[union-attr]
                     if not values:
@@ -632,8 +710,6 @@ class Pipeline:
                     points += len(outputs_of)
             except ValueInvalid as e:
                 errors.append(_item_error(index, item, REPLY_MODEL_INVALID, str(e)))
-                continue
-            devices.append(entry)
         if errors:
             first = errors[0]
             return Result(rid, first["code"], first["message"], errors=errors, items=len(items))
@@ -654,6 +730,21 @@ def merge_batches(batches: list[WriteBatch]) -> WriteBatch:
         for b in batches:
             rows.extend(getattr(b, name))
     return merged
+
+
+_names_device = attrgetter("productKey", "deviceKey", "assetId")
+_time_of = attrgetter("time")
+_first = itemgetter(0)
+
+
+def _columns(
+    checked: dict[str, tuple[Any, int | None]],
+) -> tuple[tuple[str, ...], tuple[Any, ...], tuple[int | None, ...] | None]:
+    """A ``check_measurepoints`` result as a record's names, values and qualities."""
+    names = tuple(checked)
+    values = tuple(v for v, _ in checked.values())
+    quals = tuple(q for _, q in checked.values())
+    return names, values, None if quals.count(None) == len(quals) else quals
 
 
 def _item_error(index: int, item: Item, code: int, message: str) -> dict[str, Any]:

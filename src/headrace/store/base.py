@@ -8,7 +8,7 @@ written atomically in one call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,22 +29,61 @@ StreamRow = tuple[str, str, bytes]
 """An outbound stream record to append: (orgId, kind, record JSON without seq and at)."""
 
 
+PointRecord = tuple[int, int, tuple[str, ...], tuple[Any, ...], tuple[int | None, ...] | None]
+"""The measurepoints of one request item: (device id, ts ms, point names, values,
+qualities or None when no point of it has one), names and values (and qualities) of equal
+length, each name once. The items of a model that carry the same points share one names
+tuple (the compiled decoder's), so the store transposes a device's records into columns
+with ``zip(*values)`` in C."""
+
+
 @dataclass(slots=True)
 class WriteBatch:
     """Everything one integration request stores (one atomic write).
 
-    samples: (device id, point name, ts ms, value, quality or None)
+    measurepoints: one ``PointRecord`` per item, in request order (a later value of the
+    same (device, point, time) replaces an earlier one)
     attributes: (device id, name, value, updated_at ms)
     events: (device id, event id, ts ms, outputs JSON bytes)
     """
 
     source: int = 0  # 0 offline (history), 1 real-time
-    samples: list[tuple[int, str, int, Any, int | None]] = field(default_factory=list)
+    measurepoints: list[PointRecord] = field(default_factory=list)
     attributes: list[tuple[int, str, Any, int]] = field(default_factory=list)
     events: list[tuple[int, str, int, bytes]] = field(default_factory=list)
     log: list[tuple[str, int, str, bytes]] = field(default_factory=list)  # channel log records
     # outbound stream records of this request, appended in the same transaction
     stream: list[StreamRow] = field(default_factory=list)
+
+
+def point_records(samples: Iterable[tuple[int, str, int, Any, int | None]]) -> list[PointRecord]:
+    """Sample tuples (device id, point, ts ms, value, quality or None) as records: one per
+    stretch of consecutive samples of one (device, time) (for callers that have samples
+    one by one: tests, benches). A point repeated in a stretch starts a new record, so
+    the later value still replaces the earlier one."""
+    out: list[PointRecord] = []
+    names: list[str] = []
+    values: list[Any] = []
+    quals: list[int | None] = []
+    key: tuple[int, int] | None = None
+
+    def close() -> None:
+        if key is not None:
+            q = tuple(quals) if any(x is not None for x in quals) else None
+            out.append((key[0], key[1], tuple(names), tuple(values), q))
+        names.clear()
+        values.clear()
+        quals.clear()
+
+    for d, p, t, v, q in samples:
+        if (d, t) != key or p in names:
+            close()
+            key = (d, t)
+        names.append(p)
+        values.append(v)
+        quals.append(q)
+    close()
+    return out
 
 
 class Sample(msgspec.Struct):

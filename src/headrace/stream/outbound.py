@@ -282,7 +282,7 @@ class Stream:
         batch = result.batch
         assert batch is not None
         kinds = []
-        if batch.samples:
+        if batch.measurepoints:
             kinds.append(MEASUREPOINT)
         if batch.attributes:
             kinds.append(ATTRIBUTE)

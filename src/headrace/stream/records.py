@@ -200,8 +200,8 @@ class Builder:
         now: int,
         wants: Any,
     ) -> list[StreamRow]:
-        """One record per request item: consecutive samples of one (device, time) are
-        one measurepoint record; a device's attributes one record; each event item one
+        """One record per request item: each measurepoint record of the batch one
+        measurepoint record; a device's attributes one record; each event item one
         record; the raw payload one record per device."""
         source = REALTIME if batch.source == 1 else HISTORY
         by_id = {e.id: e for e in devices}
@@ -241,26 +241,15 @@ class Builder:
                 s = shape(dev, RAW)
                 if s is not None:
                     add(s[0], s[1], RAW, now, {"raw": encoded})
-        samples = batch.samples
-        i, n = 0, len(samples)
-        while i < n:
-            dev, _point, ts, _v, _q = samples[i]
-            j = i + 1
-            while j < n and samples[j][0] == dev and samples[j][2] == ts:
-                j += 1
+        for dev, ts, names, values, quals in batch.measurepoints:
             s = shape(dev, MEASUREPOINT)
             if s is not None:
-                values: dict[str, Any] = {}
-                quality: dict[str, int] = {}
-                for _d, point, _t, value, q in samples[i:j]:
-                    values[point] = value
-                    if q is not None:
-                        quality[point] = q
-                content: dict[str, Any] = {"measurepoints": values}
-                if quality:
-                    content["quality"] = quality
+                content: dict[str, Any] = {"measurepoints": dict(zip(names, values, strict=True))}
+                if quals is not None:
+                    quality = {p: q for p, q in zip(names, quals, strict=True) if q is not None}
+                    if quality:
+                        content["quality"] = quality
                 add(s[0], s[1], MEASUREPOINT, ts, content)
-            i = j
         attrs: dict[int, tuple[int, dict[str, Any]]] = {}
         for dev, name, value, updated_at in batch.attributes:
             slot = attrs.get(dev)

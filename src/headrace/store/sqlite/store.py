@@ -218,8 +218,8 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
         """The write function for one batch (also used by the bare-store benchmark)."""
 
         def fn(c: sqlite3.Connection) -> int:
-            if batch.samples:
-                self._write_samples(c, batch.samples, batch.source)
+            if batch.measurepoints:
+                self._write_measurepoints(c, batch.measurepoints, batch.source)
             if batch.attributes:
                 c.executemany(
                     "INSERT INTO attributes(device, name, value, updated_at) VALUES (?,?,?,?) "
