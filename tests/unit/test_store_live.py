@@ -25,6 +25,10 @@ def chunked(store: SQLiteStore) -> int:
     return int(n[0] or 0)
 
 
+def fields(s: Any) -> tuple[Any, ...]:
+    return (s.ts, s.value, s.quality, s.source)
+
+
 def one(d: int, p: str, t: int, v: Any, q: int | None = None, source: int = 0) -> WriteBatch:
     return WriteBatch(source=source, samples=[(d, p, t, v, q)])
 
@@ -91,7 +95,7 @@ async def test_an_exact_resend_of_plain_rows_writes_nothing(store: SQLiteStore) 
     n = count(store, "live")
     before = changes()
     await store.write_batch(batch)
-    assert changes() - before == len(EXACT)  # the latest rows only: no plain row rewritten
+    assert changes() - before == 0  # no plain row rewritten (nor latest: see below)
     assert count(store, "live") == n == len(EXACT)
     # a near resend (type, sign of zero, key order, quality, source) is a later value
     near: list[Any] = [1.0, 1, -0.0, 0.0, {"b": 2, "a": 1}]
@@ -102,11 +106,39 @@ async def test_an_exact_resend_of_plain_rows_writes_nothing(store: SQLiteStore) 
     for i, v in enumerate(again):
         await store.write_batch(one(1, "near", i, v))
     await store.write_batch(one(1, "near", 0, 1, q=4, source=1))
-    # each plain row replaced (5 + the quality and source change); latest: time 4 only
-    assert changes() - before == 5 + 1 + 1
+    # each plain row replaced (5, and the quality and source change); the latest row is
+    # written by a point's first plain row since its last fold only (latest reads the
+    # newest plain row beside it)
+    assert changes() - before == 5 + 1
     rows = await store.query_samples(1, ["near"], 0, 10, 10, False, None)
     assert all(same(r.value, v) for r, v in zip(rows, again, strict=True))
     assert (rows[0].quality, rows[0].source) == (4, 1)
+
+
+async def test_latest_with_plain_rows_folds_and_retention(store: SQLiteStore) -> None:
+    for t in (10, 30, 20):  # the first plain row writes the latest row; the others do not
+        await store.write_batch(one(1, "v", t, float(t), q=t))
+    await store.write_batch(one(2, "v", 5, "x"))
+    got = await store.latest_many([1, 2], None)
+    assert {d: (s["v"].ts, s["v"].value, s["v"].quality) for d, s in got.items()} == {
+        1: (30, 30.0, 30),
+        2: (5, "x", None),
+    }
+    await store.write_batch(one(1, "v", 30, [1, True], q=None, source=1))  # replaced at 30
+    assert fields((await store.latest(1, ["v"]))["v"]) == (30, [1, True], None, 1)
+    await store.fold(everything=True)  # rows gone from live: the fold wrote latest
+    assert fields((await store.latest(1, ["v"]))["v"]) == (30, [1, True], None, 1)
+    for t in (40, 50):  # a new cycle of plain rows; then retention cuts below them
+        await store.write_batch(one(1, "v", t, t))
+    assert await store.prune_before(1, None, 45) == 4
+    assert fields((await store.latest(1, ["v"]))["v"]) == (50, 50, None, 0)
+    assert await store.prune_before(1, None, 51) == 1
+    assert await store.latest(1, ["v"]) == {}
+    await store.write_batch(one(1, "v", 60, 6))  # stale state must not hide the new row
+    assert (await store.latest(1, ["v"]))["v"].ts == 60
+    await store.delete_device(2)
+    await store.write_batch(one(2, "v", 1, 1))  # the id again, after a delete
+    assert (await store.latest(2, ["v"]))["v"].ts == 1
 
 
 async def test_latest_is_the_highest_time_after_backfill(store: SQLiteStore) -> None:

@@ -93,6 +93,11 @@ _LIVE_DESC = (
     "SELECT ts, value, quality, source FROM live WHERE device=? AND point=? "
     "AND ts>=? AND ts<? ORDER BY ts DESC LIMIT ?"
 )
+_LIVE_TOP = (
+    "SELECT ts, value, quality, source FROM live WHERE device=? AND point=? "
+    "ORDER BY ts DESC LIMIT 1"
+)
+_LIVE_TAKE_ALL = "DELETE FROM live WHERE device=? AND point=? RETURNING ts, value, quality, source"
 _LIVE_FIRST = (
     "SELECT ts, value, quality, source FROM live WHERE device=? AND point=? ORDER BY ts LIMIT ?"
 )
@@ -220,13 +225,16 @@ class SeriesMixin:
                     )
                 if e is None:
                     live[key] = [lo, hi, n, now]
+                    # the point's first plain row since its last fold: give it a latest
+                    # row; later plain rows leave it be (latest reads the newest plain
+                    # row beside it, and the fold updates it)
+                    latest.append((d, pid, hi, latest_value(v), q, source))
                 else:
                     if lo < e[0]:
                         e[0] = lo
                     if hi > e[1]:
                         e[1] = hi
                     e[2] += n
-                latest.append((d, pid, hi, latest_value(v), q, source))
                 continue
             ts, vs, qs = ck.normalize(ts, vs, qs)
             latest.append((d, pid, ts[-1], latest_value(vs[-1]), qs[-1], source))
@@ -298,18 +306,29 @@ class SeriesMixin:
         while due and moved < budget:
             d, pid = key = due[-1]
             limit = budget - moved
-            rows = _live_rows(c.execute(_LIVE_FIRST, (d, pid, limit)).fetchall())
+            e = live.get(key)
+            if e is not None and e[2] < limit:  # at most e[2] rows: all in one statement
+                got = c.execute(_LIVE_TAKE_ALL, key).fetchall()
+                got.sort()  # by time (the key's only distinct column)
+                rows = _live_rows(got)
+                gone = True
+            else:
+                rows = _live_rows(c.execute(_LIVE_FIRST, (d, pid, limit)).fetchall())
+                gone = False
             if len(rows) < limit:
                 due.pop()
             if not rows:
                 live.pop(key, None)
                 continue
             ts = [r[0] for r in rows]
+            vs = [r[1] for r in rows]
+            qs = [r[2] for r in rows]
+            ss = [r[3] for r in rows]
             # plain rows are newer than the chunks: they win on equal times
-            self._store_run(
-                c, d, pid, ts, [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]
-            )
-            c.execute(_LIVE_DROP, (d, pid, ts[0], ts[-1]))
+            self._store_run(c, d, pid, ts, vs, qs, ss)
+            if not gone:
+                c.execute(_LIVE_DROP, (d, pid, ts[0], ts[-1]))
+            c.execute(_UPSERT_LATEST, (d, pid, ts[-1], latest_value(vs[-1]), qs[-1], ss[-1]))
             moved += len(rows)
             e = live.get(key)
             if e is not None:
@@ -486,7 +505,17 @@ class SeriesMixin:
         dropped += c.execute(
             "DELETE FROM live WHERE device=? AND point=? AND ts<?", (*key, before)
         ).rowcount
-        c.execute("DELETE FROM latest WHERE device=? AND point=? AND ts<?", (*key, before))
+        if c.execute(
+            "DELETE FROM latest WHERE device=? AND point=? AND ts<?", (*key, before)
+        ).rowcount:
+            # a point with plain rows left keeps a latest row: its newest plain row
+            top = c.execute(_LIVE_TOP, key).fetchone()
+            if top is None:  # none left: the point's next plain row writes a latest row
+                self._live.pop(key, None)
+            else:
+                t, v, q, s = top
+                v = latest_value(live_decode(v))
+                c.execute(_UPSERT_LATEST, (*key, t, v, live_decode(q), s))
         return dropped, True
 
     # -- migration of the old samples table (at start) ------------------------------------
@@ -751,15 +780,24 @@ class SeriesMixin:
         for i in range(0, len(devices), 500):
             part = devices[i : i + 500]
             marks = ",".join("?" * len(part))
-            for d, pid, ts, v, q, s in c.execute(
-                "SELECT device, point, ts, value, quality, source FROM latest "
-                f"WHERE device IN ({marks})",
+            # every point with plain rows has a latest row; the newest plain row (a
+            # seek by the key for each) is newer when its time is not lower
+            for d, pid, ts, v, q, s, pts, pv, pq, ps in c.execute(
+                "SELECT l.device, l.point, l.ts, l.value, l.quality, l.source, "
+                "p.ts, p.value, p.quality, p.source FROM latest l LEFT JOIN live p "
+                "ON p.device=l.device AND p.point=l.point AND p.ts=(SELECT max(ts) FROM "
+                "live WHERE device=l.device AND point=l.point) "
+                f"WHERE l.device IN ({marks})",
                 part,
             ):
                 name = names.get(pid)
                 if name is None or (wanted is not None and name not in wanted):
                     continue
-                out.setdefault(d, {})[name] = Sample(name, ts, latest_decode(v), q, s)
+                if pts is not None and pts >= ts:
+                    sample = Sample(name, pts, live_decode(pv), live_decode(pq), ps)
+                else:
+                    sample = Sample(name, ts, latest_decode(v), q, s)
+                out.setdefault(d, {})[name] = sample
         return out
 
 

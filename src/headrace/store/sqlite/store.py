@@ -182,8 +182,11 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
             for table in ("chunks", "live", "latest", "attributes", "events"):
                 c.execute(f"DELETE FROM {table} WHERE device=?", (device_id,))
             c.execute("DELETE FROM devices WHERE id=?", (device_id,))
-            # a new device may get this id again: compact() must not skip its first chunks
+            # a new device may get this id again: compact() must not skip its first
+            # chunks, and its first plain row must write a latest row
             self._compacted.clear()
+            for key in [k for k in self._live if k[0] == device_id]:
+                del self._live[key]
 
         await self.engine.write(fn)
 
