@@ -24,7 +24,10 @@ upsert's WHERE compares value, type, quality and source). The writer keeps, per
 the first came (``_live``, rebuilt from the table at start and after a rollback), so a
 chunk write of a point without plain rows costs no read of ``live``.
 
-``latest`` keeps, per (device, point), the sample with the highest time ever stored.
+``latest`` keeps, per (device, point), the sample with the highest time ever stored; for
+a point with plain rows it is the newer of its ``latest`` row and its newest plain row
+(a point's first plain row since its last fold writes the ``latest`` row, the fold the
+newest it moves: no upsert per plain row).
 
 Reads seek by the key (device, point, t1) and stop at the first chunk past the range, so a
 range costs what it holds, not what the store holds. Aggregates take whole chunks inside
