@@ -160,8 +160,9 @@ class SeriesMixin:
     """A run of fewer samples is kept as plain rows until folded into chunks (0: never)."""
     FOLD_ROWS = ck.SMALL
     """A point with this many plain rows is folded by the next ``fold`` (a chunk that
-    ``compact`` leaves as it is; measured with ``bench/store_small.py``: 32-64 took
-    7,000 requests/s against 4,400 for 256, the table of plain rows kept small)."""
+    ``compact`` leaves as it is). Quick checks with ``bench/store_small.py`` (15 s, a
+    shared machine): 8-64 about the same, 256 slower (4,400 against ~7,000 requests/s:
+    a larger table of plain rows, more pages written per commit)."""
     FOLD_AGE = 10.0
     """A point whose first plain row came this many seconds ago is folded by ``fold``."""
     FOLD_STEP = 4096
