@@ -133,3 +133,95 @@ def test_sigkill_during_the_migration_of_an_old_database(tmp_path: Path) -> None
         check_migrated(store)
     finally:
         store.close()
+
+
+FOLDER = r"""
+import asyncio, sys
+from headrace.store.base import WriteBatch, point_records
+from headrace.store.sqlite.store import SQLiteStore
+
+async def main():
+    store = SQLiteStore(sys.argv[1])
+    store.FOLD_STEP = 5  # many fold transactions, the kill lands inside one or between
+    store.start()
+    k0 = int(sys.argv[2])
+    sem = asyncio.Semaphore(8)
+
+    async def one(k):
+        # one short request of two points (plain rows); every 10th a run over the last
+        # ones (a chunk write taking plain rows into it)
+        samples = [(1, "p", k, float(k), None), (1, "q", k, k, 1)]
+        if k % 10 == 9:
+            samples = [(1, p, t, float(t) if p == "p" else t, None if p == "p" else 1)
+                       for t in range(k - 9, k + 1) for p in ("p", "q")]
+        await store.write_batch(WriteBatch(measurepoints=point_records(samples)))
+        print(k, flush=True)
+        sem.release()
+
+    async def folds():
+        while True:
+            await store.fold(everything=True)
+            await asyncio.sleep(0)
+
+    asyncio.create_task(folds())
+    k = k0
+    tasks = set()
+    while True:
+        await sem.acquire()
+        t = asyncio.create_task(one(k))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+        k += 1
+
+asyncio.run(main())
+"""
+
+
+def test_sigkill_during_folds_of_plain_rows(tmp_path: Path) -> None:
+    db = tmp_path / "f.db"
+    k0 = 0
+    for round_ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", FOLDER, str(db), str(k0)],
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert proc.stdout is not None
+        acked: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(acked) < 60 + round_ * 23 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            acked.append(int(line))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        assert len(acked) >= 60, "the writer did not get going"
+        store = SQLiteStore(db)
+        store.start()
+        try:
+            rows = asyncio.run(store.query_samples(1, ["p", "q"], 0, 10**9, 10**6, False, None))
+            by_t: dict[int, dict[str, tuple[object, object]]] = {}
+            for r in rows:
+                by_t.setdefault(r.ts, {})[r.point] = (r.value, r.quality)
+            for k in acked:
+                assert k in by_t, f"acked request {k} lost"
+            for t, pts in by_t.items():  # both points of a request, or none: never in part
+                assert pts == {"p": (float(t), None), "q": (t, 1)}, (t, pts)
+            # every sample once: a fold moves rows (chunk written, rows deleted) in one
+            # transaction, so the chunks and the plain rows hold distinct times
+            chunked, plain = store.engine.read_sync(
+                lambda c: c.execute(
+                    "SELECT (SELECT coalesce(sum(n), 0) FROM chunks), (SELECT count(*) FROM live)"
+                ).fetchone()
+            )
+            assert chunked + plain == len(rows) and chunked > 0
+            asyncio.run(store.fold(everything=True))  # what the kill left is folded whole
+            assert (
+                asyncio.run(store.query_samples(1, ["p", "q"], 0, 10**9, 10**6, False, None))
+                == rows
+            )
+        finally:
+            store.close()
+        k0 = max(by_t) + 1

@@ -112,22 +112,27 @@ batches = st.lists(
     chunk_max=st.sampled_from([3, 1024]),
     limit=st.integers(1, 7),
     compact=st.booleans(),
+    live_run=st.sampled_from([0, 8]),
 )
 def test_store_matches_a_plain_model(
-    batches: Any, chunk_max: int, limit: int, compact: bool
+    batches: Any, chunk_max: int, limit: int, compact: bool, live_run: int
 ) -> None:
     old = chunks.CHUNK_MAX
     chunks.CHUNK_MAX = chunk_max  # small chunks: runs split, merges span many chunks
     try:
         with tempfile.TemporaryDirectory() as d:
-            asyncio.run(_model_run(Path(d), batches, limit, compact))
+            asyncio.run(_model_run(Path(d), batches, limit, compact, live_run))
     finally:
         chunks.CHUNK_MAX = old
 
 
-async def _model_run(path: Path, batches: Any, limit: int, compact: bool) -> None:
+async def _model_run(path: Path, batches: Any, limit: int, compact: bool, live_run: int) -> None:
     store = SQLiteStore(path / "m.db")
     store.COMPACT_ROWS = 5  # passes that stop part way and go on in the next
+    # short runs as plain rows (8) or every run in chunks (0); folds of a few rows at a
+    # time: plain rows and chunks overlap in every way
+    store.LIVE_RUN = live_run
+    store.FOLD_STEP = 3
     store.start()
     model: Model = {}
     try:
@@ -135,7 +140,8 @@ async def _model_run(path: Path, batches: Any, limit: int, compact: bool) -> Non
             batch = WriteBatch(source=source, measurepoints=point_records(samples))
             await store.write_batch(batch)
             apply(model, batch)
-            if compact:  # small chunks merged between writes
+            if compact:  # plain rows folded, small chunks merged between writes
+                await store.fold(everything=True)
                 await store.compact()
         for device in (1, 2):
             want = expected(model, device, ["a", "b"], -(2**62), 2**62)
@@ -157,6 +163,15 @@ async def _model_run(path: Path, batches: Any, limit: int, compact: bool) -> Non
                 t = max(series)
                 assert latest[p].ts == t and same(latest[p].value, series[t][0])
                 assert (latest[p].quality, latest[p].source) == series[t][1:]
+        # folded: every sample in chunks, the same read
+        await store.fold(everything=True)
+        assert (
+            store.engine.read_sync(lambda c: c.execute("SELECT count(*) FROM live").fetchone())[0]
+            == 0
+        )
+        for device in (1, 2):
+            want = expected(model, device, ["a", "b"], -(2**62), 2**62)
+            check_rows(await page_all(store, device, ["a", "b"], False, 1000), want)
             # one row per (device, point, time): the chunks never overlap
             spans = store.engine.read_sync(
                 lambda c, device=device: c.execute(
@@ -320,6 +335,7 @@ async def test_aggregate_reads_whole_chunks_from_their_row(store: SQLiteStore) -
 
 
 async def test_compact_merges_the_small_chunks_of_live_data(store: SQLiteStore) -> None:
+    store.LIVE_RUN = 0  # one-sample chunks, as plain rows folded early make them
     for t in range(300):  # one sample per request, as live data comes
         await store.write_batch(
             WriteBatch(source=1, measurepoints=point_records([(1, "v", t, t, t % 2 or None)]))

@@ -7,6 +7,9 @@ It asks ``retention(device)`` how long a device's samples are kept: ``[(points, 
 the chunk the cut falls in, in writes of bounded size: ingest writes queue between them,
 so a pass never holds the writer for long. A pass runs every ``interval`` seconds;
 failures are logged and the next pass tries again.
+
+Beside it, every ``fold_interval`` seconds, ``Store.fold`` moves the plain rows of short
+runs (live data) that are due into chunks.
 """
 
 from __future__ import annotations
@@ -30,13 +33,17 @@ class Retention:
         retention: Callable[[int], list[tuple[list[str] | None, int]]],
         *,
         interval: float = 600.0,
+        fold_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
     ):
         self.store = store
         self.devices = devices
         self.retention = retention
         self.interval = interval
+        self.fold_interval = fold_interval
         self.clock = clock
+        self.folded = 0  # plain rows moved into chunks since start
+        self._fold_task: asyncio.Task[None] | None = None
         self.passes = 0
         self.pruned = 0  # samples dropped since start
         self.compacted = 0  # small chunks merged away since start
@@ -65,9 +72,15 @@ class Retention:
             log.info("retention pruned samples", extra={"samples": dropped, "devices": devices})
         return dropped
 
+    async def fold_once(self) -> int:
+        moved = await self.store.fold()
+        self.folded += moved
+        return moved
+
     async def start(self) -> None:
         self._task = every(self.interval, self.run_once, "retention pass", log, now=True)
+        self._fold_task = every(self.fold_interval, self.fold_once, "store fold", log)
 
     async def stop(self) -> None:
-        await cancel(self._task)
-        self._task = None
+        await cancel(self._task, self._fold_task)
+        self._task = self._fold_task = None

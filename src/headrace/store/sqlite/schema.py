@@ -165,4 +165,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE stream ADD COLUMN n INTEGER NOT NULL DEFAULT 1
     """,
+    # 8: short runs (live data: a sample or a few per request and point) as plain rows,
+    # one per (device, point, time), until the background fold moves them into chunks
+    # (series.py). value and quality natively where SQLite holds them exactly (int64,
+    # finite float but -0.0, text, NULL), else msgpack in a BLOB. A plain row is always
+    # newer than a chunk's sample of the same time: reads let it win.
+    """
+    CREATE TABLE live (
+        device INTEGER NOT NULL,
+        point INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        value,
+        quality,
+        source INTEGER NOT NULL,
+        PRIMARY KEY (device, point, ts)
+    ) WITHOUT ROWID
+    """,
 )

@@ -9,7 +9,25 @@ and the merged run replaces them. So a resend stores nothing twice, and reads ne
 merge. An append (the run starts after everything stored of that point, the usual case
 of an import) costs no read: the writer keeps an upper bound of each point's last time.
 
-``latest`` keeps, per (device, point), the sample with the highest time ever stored.
+Short runs (fewer than ``LIVE_RUN`` samples: live data, a sample per request and
+point) skip the chunk codec: they go to the table ``live`` as plain rows, one upsert per
+sample in one ``executemany`` per write, and the background ``fold`` moves them into
+chunks per (device, point) once a point has ``FOLD_ROWS`` of them or its oldest is
+``FOLD_AGE`` seconds old, each step (at most ``FOLD_STEP`` rows) one transaction that
+writes the chunks and deletes the rows together. The invariant: a plain row is newer
+than any chunk sample of the same time. A short write is always the newest; a chunk
+write (a long run, or a fold) takes the plain rows of its range into the run first (the
+run winning on equal times) and deletes them. So reads merge the two tables by time,
+the plain row winning on an equal time; a resend of a plain row rewrites nothing (the
+upsert's WHERE compares value, type, quality and source). The writer keeps, per
+(device, point) with plain rows, an over-estimate of their time range and count and when
+the first came (``_live``, rebuilt from the table at start and after a rollback), so a
+chunk write of a point without plain rows costs no read of ``live``.
+
+``latest`` keeps, per (device, point), the sample with the highest time ever stored; for
+a point with plain rows it is the newer of its ``latest`` row and its newest plain row
+(a point's first plain row since its last fold writes the ``latest`` row, the fold the
+newest it moves: no upsert per plain row).
 
 Reads seek by the key (device, point, t1) and stop at the first chunk past the range, so a
 range costs what it holds, not what the store holds. Aggregates take whole chunks inside
@@ -22,9 +40,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import sqlite3
-from bisect import bisect_left
+import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +55,7 @@ from ..base import PointRecord, Sample
 from . import chunks as ck
 
 _pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder().decode
 
 if TYPE_CHECKING:
     from .engine import SQLiteEngine
@@ -53,6 +75,38 @@ _UPSERT_LATEST = (
 )
 _AGG_FUNCTIONS = ("min", "max", "avg", "sum", "count", "first", "last")
 
+# plain rows of short runs (table live)
+_UPSERT_LIVE = (
+    "INSERT INTO live(device, point, ts, value, quality, source) VALUES (?,?,?,?,?,?) "
+    "ON CONFLICT(device, point, ts) DO UPDATE SET value=excluded.value, "
+    "quality=excluded.quality, source=excluded.source WHERE value IS NOT excluded.value "
+    "OR typeof(value) != typeof(excluded.value) OR quality IS NOT excluded.quality "
+    "OR typeof(quality) != typeof(excluded.quality) OR source != excluded.source"
+)
+_LIVE_IN = (
+    "SELECT ts, value, quality, source FROM live WHERE device=? AND point=? "
+    "AND ts>=? AND ts<=? ORDER BY ts"
+)
+_LIVE_DROP = "DELETE FROM live WHERE device=? AND point=? AND ts>=? AND ts<=?"
+_LIVE_ASC = (
+    "SELECT ts, value, quality, source FROM live WHERE device=? AND point=? "
+    "AND ts>=? AND ts<? ORDER BY ts LIMIT ?"
+)
+_LIVE_DESC = (
+    "SELECT ts, value, quality, source FROM live WHERE device=? AND point=? "
+    "AND ts>=? AND ts<? ORDER BY ts DESC LIMIT ?"
+)
+_LIVE_TOP = (
+    "SELECT ts, value, quality, source FROM live WHERE device=? AND point=? "
+    "ORDER BY ts DESC LIMIT 1"
+)
+_LIVE_TAKE_ALL = "DELETE FROM live WHERE device=? AND point=? RETURNING ts, value, quality, source"
+_LIVE_FIRST = (
+    "SELECT ts, value, quality, source FROM live WHERE device=? AND point=? ORDER BY ts LIMIT ?"
+)
+_INT64 = range(-(2**63), 2**63)
+_copysign = math.copysign
+
 # the writer's upper bound of each (device, point)'s last stored time; capped in size
 _TAILS_MAX = 1_000_000
 
@@ -70,14 +124,49 @@ def latest_decode(v: Any) -> Any:
     return v
 
 
+def live_value(v: Any) -> Any:
+    """A value or quality of a plain row: natively where SQLite holds it exactly (int64,
+    a float but NaN and -0.0, text, NULL), else msgpack (bool, arrays, structs, ...)."""
+    t = type(v)
+    if t is float:
+        if v == v and (v or _copysign(1.0, v) > 0):
+            return v
+    elif t is int:
+        if v in _INT64:
+            return v
+    elif t is str or v is None:
+        return v
+    return _pack(v)
+
+
+def live_decode(v: Any) -> Any:
+    return _unpack(v) if type(v) is bytes else v
+
+
+def _live_rows(rows: list[tuple[Any, ...]]) -> list[tuple[int, Any, Any, int]]:
+    return [(t, live_decode(v), live_decode(q), s) for t, v, q, s in rows]
+
+
 class SeriesMixin:
     engine: SQLiteEngine
     _tails: dict[tuple[int, int], int]
     _small: set[tuple[int, int]]
     _compacted: dict[tuple[int, int], int]
     _point_ids: dict[str, int]
+    _live: dict[tuple[int, int], list[Any]]
     MIGRATE_STEP = 100_000
     """Old sample rows moved into chunks per transaction at start."""
+    LIVE_RUN = 8
+    """A run of fewer samples is kept as plain rows until folded into chunks (0: never)."""
+    FOLD_ROWS = ck.SMALL
+    """A point with this many plain rows is folded by the next ``fold`` (a chunk that
+    ``compact`` leaves as it is). Quick checks with ``bench/store_small.py`` (15 s, a
+    shared machine): 8-64 about the same, 256 slower (4,400 against ~7,000 requests/s:
+    a larger table of plain rows, more pages written per commit)."""
+    FOLD_AGE = 10.0
+    """A point whose first plain row came this many seconds ago is folded by ``fold``."""
+    FOLD_STEP = 4096
+    """Most plain rows one transaction of ``fold`` moves into chunks."""
 
     # -- writes (writer thread) ------------------------------------------------------
 
@@ -99,23 +188,157 @@ class SeriesMixin:
 
     def _write_runs(self, c: sqlite3.Connection, runs: list[Run], source: int) -> None:
         """Store runs (device, point name, times, values, qualities), in their order (a
-        later value of an equal time replacing an earlier one), and update ``latest``."""
+        later value of an equal time replacing an earlier one), and update ``latest``.
+        Short runs become plain rows, the others chunks."""
         latest = []
         rows: list[ck.ChunkRow] = []  # appended chunks: one executemany at the end
+        plain: list[tuple[int, int, int, Any, Any, int]] = []  # plain rows: the same
         ids = self._intern_points(c, {r[1] for r in runs})
+        live = self._live
+        short = self.LIVE_RUN
+        room = len(live) < _TAILS_MAX
+        now = time.monotonic()
         for d, p, ts, vs, qs in runs:
-            if not len(ts) == len(vs) == len(qs):
+            n = len(ts)
+            if not n == len(vs) == len(qs):
                 raise ValueError(f"a run of {p!r} has {len(ts)} times, {len(vs)} values")
-            if not ts:
+            if not n:
                 continue
             pid = ids[p]
+            key = (d, pid)
+            e = live.get(key)
+            if n < short and (room or e is not None):
+                if n == 1:
+                    lo = hi = ts[0]
+                    v, q = vs[0], qs[0]
+                    qv = q if q is None else live_value(q)
+                    plain.append((d, pid, lo, live_value(v), qv, source))
+                else:
+                    ts, vs, qs = ck.normalize(ts, vs, qs)
+                    lo, hi, v, q = ts[0], ts[-1], vs[-1], qs[-1]
+                    plain += zip(
+                        itertools.repeat(d),
+                        itertools.repeat(pid),
+                        ts,
+                        map(live_value, vs),
+                        map(live_value, qs),
+                        itertools.repeat(source),
+                    )
+                if e is None:
+                    live[key] = [lo, hi, n, now]
+                    # the point's first plain row since its last fold: give it a latest
+                    # row; later plain rows leave it be (latest reads the newest plain
+                    # row beside it, and the fold updates it)
+                    latest.append((d, pid, hi, latest_value(v), q, source))
+                else:
+                    if lo < e[0]:
+                        e[0] = lo
+                    if hi > e[1]:
+                        e[1] = hi
+                    e[2] += n
+                continue
             ts, vs, qs = ck.normalize(ts, vs, qs)
-            self._store_run(c, d, pid, ts, vs, qs, source, rows)
             latest.append((d, pid, ts[-1], latest_value(vs[-1]), qs[-1], source))
+            srcs: Sequence[int] | int = source
+            if e is not None:
+                if plain:  # this write's earlier plain rows first: they are older
+                    c.executemany(_UPSERT_LIVE, plain)
+                    plain.clear()
+                if e[0] <= ts[-1] and e[1] >= ts[0]:
+                    ts, vs, qs, srcs = self._take_live(c, e, d, pid, ts, vs, qs, source)
+            self._store_run(c, d, pid, ts, vs, qs, srcs, rows)
+        if plain:
+            c.executemany(_UPSERT_LIVE, plain)
         if rows:
             c.executemany(_INSERT, rows)
         # the table keeps the highest timestamp ever stored: backfill never replaces it
         c.executemany(_UPSERT_LATEST, latest)
+
+    @staticmethod
+    def _take_live(
+        c: sqlite3.Connection,
+        e: list[Any],
+        d: int,
+        pid: int,
+        ts: Sequence[int],
+        vs: Sequence[Any],
+        qs: Sequence[Any],
+        source: int,
+    ) -> tuple[Sequence[int], Sequence[Any], Sequence[Any], Sequence[int] | int]:
+        """The plain rows of (d, pid) within the run's times, taken into the run (the run
+        winning on equal times: it is newer) and deleted: a chunk write never leaves an
+        older plain row to win over it."""
+        key = (d, pid, ts[0], ts[-1])
+        old = c.execute(_LIVE_IN, key).fetchall()
+        if not old:
+            return ts, vs, qs, source
+        c.execute(_LIVE_DROP, key)
+        e[2] -= len(old)
+        merged = {t: (v, q, s) for t, v, q, s in _live_rows(old)}
+        merged.update(zip(ts, zip(vs, qs, itertools.repeat(source)), strict=False))
+        order = sorted(merged)
+        items = [merged[t] for t in order]
+        return order, [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]
+
+    def _reload_live(self, c: sqlite3.Connection) -> None:
+        """Rebuild ``_live`` from the table (at start, and after a rollback): every point
+        with plain rows, due for the next fold."""
+        self._live = {
+            (d, p): [lo, hi, n, -math.inf]
+            for d, p, lo, hi, n in c.execute(
+                "SELECT device, point, min(ts), max(ts), count(*) FROM live GROUP BY device, point"
+            )
+        }
+
+    def _fold_due(self, c: sqlite3.Connection, everything: bool) -> list[tuple[int, int]]:
+        """The points whose plain rows the fold moves now (in the writer thread)."""
+        if everything:
+            return list(self._live)
+        now = time.monotonic()
+        rows, age = self.FOLD_ROWS, self.FOLD_AGE
+        return [k for k, e in self._live.items() if e[2] >= rows or now - e[3] >= age]
+
+    def _fold_step(self, c: sqlite3.Connection, due: list[tuple[int, int]]) -> int:
+        """Move the plain rows of the points of ``due`` (taken from its end) into chunks,
+        at most ``FOLD_STEP`` rows, in this one transaction. Returns the rows moved."""
+        budget = self.FOLD_STEP
+        live = self._live
+        moved = 0
+        while due and moved < budget:
+            d, pid = key = due[-1]
+            limit = budget - moved
+            e = live.get(key)
+            if e is not None and e[2] < limit:  # at most e[2] rows: all in one statement
+                got = c.execute(_LIVE_TAKE_ALL, key).fetchall()
+                got.sort()  # by time (the key's only distinct column)
+                rows = _live_rows(got)
+                gone = True
+            else:
+                rows = _live_rows(c.execute(_LIVE_FIRST, (d, pid, limit)).fetchall())
+                gone = False
+            if len(rows) < limit:
+                due.pop()
+            if not rows:
+                live.pop(key, None)
+                continue
+            ts = [r[0] for r in rows]
+            vs = [r[1] for r in rows]
+            qs = [r[2] for r in rows]
+            ss = [r[3] for r in rows]
+            # plain rows are newer than the chunks: they win on equal times
+            self._store_run(c, d, pid, ts, vs, qs, ss)
+            if not gone:
+                c.execute(_LIVE_DROP, (d, pid, ts[0], ts[-1]))
+            c.execute(_UPSERT_LATEST, (d, pid, ts[-1], latest_value(vs[-1]), qs[-1], ss[-1]))
+            moved += len(rows)
+            e = live.get(key)
+            if e is not None:
+                if len(rows) < limit:
+                    del live[key]  # every row of the point moved
+                else:
+                    e[0] = ts[-1] + 1
+                    e[2] = max(e[2] - len(rows), 0)
+        return moved
 
     def _store_run(
         self,
@@ -280,7 +503,20 @@ class SeriesMixin:
             c.execute(_DELETE, (device, pid, row[0]))
             c.executemany(_INSERT, ck.encode_run(device, pid, ts[i:], vs[i:], qs[i:], ss[i:]))
             dropped += i
-        c.execute("DELETE FROM latest WHERE device=? AND point=? AND ts<?", (*key, before))
+        dropped += c.execute(
+            "DELETE FROM live WHERE device=? AND point=? AND ts<?", (*key, before)
+        ).rowcount
+        if c.execute(
+            "DELETE FROM latest WHERE device=? AND point=? AND ts<?", (*key, before)
+        ).rowcount:
+            # a point with plain rows left keeps a latest row: its newest plain row
+            top = c.execute(_LIVE_TOP, key).fetchone()
+            if top is None:  # none left: the point's next plain row writes a latest row
+                self._live.pop(key, None)
+            else:
+                t, v, q, s = top
+                v = latest_value(live_decode(v))
+                c.execute(_UPSERT_LATEST, (*key, t, v, live_decode(q), s))
         return dropped, True
 
     # -- migration of the old samples table (at start) ------------------------------------
@@ -347,14 +583,23 @@ class SeriesMixin:
             for r in c.execute(f"SELECT id, name FROM point_names WHERE name IN ({marks})", points)
         }
 
-    @staticmethod
+    @classmethod
     def _ascending(
-        c: sqlite3.Connection, device: int, pid: int, lo: int, hi: int
+        cls, c: sqlite3.Connection, device: int, pid: int, lo: int, hi: int, limit: int
     ) -> Iterator[tuple[list[int], list[Any], list[Any], list[int]]]:
         """Blocks (times, values, qualities, sources) of one point with lo <= ts < hi, by
-        time, one per chunk."""
+        time: the chunks' with the first ``limit`` plain rows of the range merged in (the
+        first ``limit`` samples are right; later ones may lack a plain row's value)."""
         if lo >= hi:
             return
+        plain = _live_rows(c.execute(_LIVE_ASC, (device, pid, lo, hi, limit)).fetchall())
+        blocks = cls._ascending_chunks(c, device, pid, lo, hi)
+        yield from (_with_plain(blocks, plain, False) if plain else blocks)
+
+    @staticmethod
+    def _ascending_chunks(
+        c: sqlite3.Connection, device: int, pid: int, lo: int, hi: int
+    ) -> Iterator[tuple[list[int], list[Any], list[Any], list[int]]]:
         for row in c.execute(_OVERLAP, (device, pid, lo)):
             if row[1] >= hi:
                 break
@@ -365,13 +610,22 @@ class SeriesMixin:
                 ts, vs, qs, ss = ts[i:j], vs[i:j], qs[i:j], ss[i:j]
             yield ts, vs, qs, ss
 
-    @staticmethod
+    @classmethod
     def _descending(
-        c: sqlite3.Connection, device: int, pid: int, lo: int, hi: int
+        cls, c: sqlite3.Connection, device: int, pid: int, lo: int, hi: int, limit: int
     ) -> Iterator[tuple[list[int], list[Any], list[Any], list[int]]]:
-        """Blocks of one point with lo <= ts < hi, newest first (each block reversed)."""
+        """Blocks of one point with lo <= ts < hi, newest first (each block reversed),
+        the newest ``limit`` plain rows merged in."""
         if lo >= hi:
             return
+        plain = _live_rows(c.execute(_LIVE_DESC, (device, pid, lo, hi, limit)).fetchall())
+        blocks = cls._descending_chunks(c, device, pid, lo, hi)
+        yield from (_with_plain(blocks, plain, True) if plain else blocks)
+
+    @staticmethod
+    def _descending_chunks(
+        c: sqlite3.Connection, device: int, pid: int, lo: int, hi: int
+    ) -> Iterator[tuple[list[int], list[Any], list[Any], list[int]]]:
         top = c.execute(
             "SELECT t1 FROM chunks WHERE device=? AND point=? AND t1>=? ORDER BY t1 LIMIT 1",
             (device, pid, hi - 1),
@@ -400,6 +654,20 @@ class SeriesMixin:
         desc: bool,
         after: tuple[int, str] | None,
     ) -> list[Sample]:
+        with _snapshot(c):  # the chunks and the plain rows as of one moment
+            return self._query_samples_in(c, device, points, start, end, limit, desc, after)
+
+    def _query_samples_in(
+        self,
+        c: sqlite3.Connection,
+        device: int,
+        points: list[str],
+        start: int,
+        end: int,
+        limit: int,
+        desc: bool,
+        after: tuple[int, str] | None,
+    ) -> list[Sample]:
         pmap = self._point_map(c, points)
         walk = self._descending if desc else self._ascending
         streams = []
@@ -411,7 +679,7 @@ class SeriesMixin:
                     hi = min(hi, ats + 1 if name < aname else ats)
                 else:
                     lo = max(lo, ats if name > aname else ats + 1)
-            streams.append((name, walk(c, device, pid, lo, hi)))
+            streams.append((name, walk(c, device, pid, lo, hi, limit)))
         if len(streams) == 1:  # one point: whole blocks, Samples built in C
             name, blocks = streams[0]
             out: list[Sample] = []
@@ -438,6 +706,19 @@ class SeriesMixin:
         interval: int,
         fn: str,
     ) -> dict[str, list[tuple[int, Any]]]:
+        with _snapshot(c):  # the chunks and the plain rows as of one moment
+            return self._aggregate_in(c, device, points, start, end, interval, fn)
+
+    def _aggregate_in(
+        self,
+        c: sqlite3.Connection,
+        device: int,
+        points: list[str],
+        start: int,
+        end: int,
+        interval: int,
+        fn: str,
+    ) -> dict[str, list[tuple[int, Any]]]:
         if fn not in _AGG_FUNCTIONS:
             raise ValueError(f"unknown aggregate {fn!r}")
         pmap = self._point_map(c, points)
@@ -452,30 +733,41 @@ class SeriesMixin:
             # per bucket: [a, b]: min/max/first/last -> value; sum -> total; avg -> sum, n;
             # count -> n
             acc: dict[int, list[Any]] = {}
+            # the plain rows of the range, taken in time order between the chunks
+            plain = _live_rows(c.execute(_LIVE_ASC, (device, pid, start, end, -1)).fetchall())
+            pts = [r[0] for r in plain]
+            pvs = [r[1] for r in plain]
+            k = 0  # the next plain row
             for row in c.execute(sql, (device, pid, start)):
                 t1, t0, n = row[0], row[1], row[2]
                 if t0 >= end:
                     break
+                a = m = k
+                if k < len(pts):
+                    a = bisect_left(pts, t0, k)  # before the chunk: alone, first
+                    m = bisect_right(pts, t1, a)  # within the chunk's span
+                    if a > k:
+                        _add_slices(acc, fn, pts[k:a], pvs[k:a], start, end, interval)
+                    k = m
                 b0 = (t0 - start) // interval
                 whole = t0 >= start and t1 < end and b0 == (t1 - start) // interval
-                if whole and (stat is None or row[stat] is not None):
+                if whole and a == m and (stat is None or row[stat] is not None):
                     v = n if stat is None else row[stat]
                     _add(acc, b0, fn, v, n)
                     continue
                 ts, vs, _qs, _ss = ck.decode(c.execute(data_sql, (device, pid, t1)).fetchone())
-                i = bisect_left(ts, start)
-                j = bisect_left(ts, end)
-                if fn in ("sum", "avg") and bool in map(type, vs[i:j]):  # as SQL: 0/1
-                    vs = [int(v) if type(v) is bool else v for v in vs]
-                while i < j:  # one slice per interval the chunk crosses
-                    b = (ts[i] - start) // interval
-                    k = bisect_left(ts, start + (b + 1) * interval, i, j)
-                    _add(acc, b, fn, _fold(fn, vs[i:k]), k - i)
-                    i = k
+                if a < m:  # plain rows within the chunk: newer, they win on equal times
+                    merged = dict(zip(ts, vs, strict=True))
+                    merged.update(zip(pts[a:m], pvs[a:m], strict=True))
+                    ts = sorted(merged)
+                    vs = [merged[t] for t in ts]
+                _add_slices(acc, fn, ts, vs, start, end, interval)
+            if k < len(pts):
+                _add_slices(acc, fn, pts[k:], pvs[k:], start, end, interval)
             series = out[name]
             for b in sorted(acc):
-                a = acc[b]
-                series.append((start + b * interval, a[0] / a[1] if fn == "avg" else a[0]))
+                got = acc[b]
+                series.append((start + b * interval, got[0] / got[1] if fn == "avg" else got[0]))
         return out
 
     def _latest_many(
@@ -489,15 +781,24 @@ class SeriesMixin:
         for i in range(0, len(devices), 500):
             part = devices[i : i + 500]
             marks = ",".join("?" * len(part))
-            for d, pid, ts, v, q, s in c.execute(
-                "SELECT device, point, ts, value, quality, source FROM latest "
-                f"WHERE device IN ({marks})",
+            # every point with plain rows has a latest row; the newest plain row (a
+            # seek by the key for each) is newer when its time is not lower
+            for d, pid, ts, v, q, s, pts, pv, pq, ps in c.execute(
+                "SELECT l.device, l.point, l.ts, l.value, l.quality, l.source, "
+                "p.ts, p.value, p.quality, p.source FROM latest l LEFT JOIN live p "
+                "ON p.device=l.device AND p.point=l.point AND p.ts=(SELECT max(ts) FROM "
+                "live WHERE device=l.device AND point=l.point) "
+                f"WHERE l.device IN ({marks})",
                 part,
             ):
                 name = names.get(pid)
                 if name is None or (wanted is not None and name not in wanted):
                     continue
-                out.setdefault(d, {})[name] = Sample(name, ts, latest_decode(v), q, s)
+                if pts is not None and pts >= ts:
+                    sample = Sample(name, pts, live_decode(pv), live_decode(pq), ps)
+                else:
+                    sample = Sample(name, ts, latest_decode(v), q, s)
+                out.setdefault(d, {})[name] = sample
         return out
 
 
@@ -555,6 +856,72 @@ def _runs_of_device(d: int, records: list[PointRecord]) -> list[Run]:
             run[3].append(vs[j])
             run[4].append(None if qs is None else qs[j])
     return list(runs.values())
+
+
+def _add_slices(
+    acc: dict[int, list[Any]],
+    fn: str,
+    ts: list[int],
+    vs: list[Any],
+    start: int,
+    end: int,
+    interval: int,
+) -> None:
+    """Add sorted samples to ``acc``: those within [start, end), a slice per interval."""
+    i = bisect_left(ts, start)
+    j = bisect_left(ts, end)
+    if fn in ("sum", "avg") and bool in map(type, vs[i:j]):  # as SQL: 0/1
+        vs = [int(v) if type(v) is bool else v for v in vs]
+    while i < j:  # one slice per interval the samples cross
+        b = (ts[i] - start) // interval
+        k = bisect_left(ts, start + (b + 1) * interval, i, j)
+        _add(acc, b, fn, _fold(fn, vs[i:k]), k - i)
+        i = k
+
+
+@contextmanager
+def _snapshot(c: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction: every statement inside sees the same committed state."""
+    c.execute("BEGIN")
+    try:
+        yield
+    finally:
+        c.execute("COMMIT")
+
+
+def _with_plain(
+    blocks: Iterator[tuple[list[int], list[Any], list[Any], list[int]]],
+    plain: list[tuple[int, Any, Any, int]],
+    desc: bool,
+) -> Iterator[tuple[list[int], list[Any], list[Any], list[int]]]:
+    """Chunk blocks (in time order, or reversed when ``desc``) with plain rows (the same
+    order) merged in, a plain row winning over a chunk's sample of the same time."""
+    k = 0
+    n = len(plain)
+    for ts, vs, qs, ss in blocks:
+        if not ts:
+            continue
+        edge = ts[-1]  # the block's last in the walk's order
+        m = k
+        while m < n and (plain[m][0] >= edge if desc else plain[m][0] <= edge):
+            m += 1
+        if m == k:
+            yield ts, vs, qs, ss
+            continue
+        merged = dict(zip(ts, zip(vs, qs, ss, strict=True), strict=True))
+        merged.update((t, (v, q, s)) for t, v, q, s in plain[k:m])
+        k = m
+        order = sorted(merged, reverse=desc)
+        items = [merged[t] for t in order]
+        yield order, [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]
+    if k < n:
+        rest = plain[k:]
+        yield (
+            [r[0] for r in rest],
+            [r[1] for r in rest],
+            [r[2] for r in rest],
+            [r[3] for r in rest],
+        )
 
 
 def _fold(fn: str, vs: list[Any]) -> Any:

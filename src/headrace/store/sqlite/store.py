@@ -58,7 +58,11 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
         # (device, point) written small chunks since the last compact(); writer thread only
         self._small: set[tuple[int, int]] = set()
         self._compacted: dict[tuple[int, int], int] = {}
+        # (device, point) with plain rows (series.py): [min ts, max ts, rows, first
+        # written (monotonic)], over-estimates; writer thread only
+        self._live: dict[tuple[int, int], list[Any]] = {}
         self.engine.on_rollback.append(self._reload_point_ids)
+        self.engine.on_rollback.append(self._reload_live)
         # called with every committed message-log write's records, ids assigned (the
         # live tail of the channel logs); only app.py appends to it
         self.log_listeners: list[Callable[[list[LogRow]], None]] = []
@@ -69,6 +73,7 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
             lambda c: c.execute("SELECT name, id FROM point_names").fetchall()
         )
         self._point_ids = dict(rows)
+        self.engine.write_sync(self._reload_live)
         self._migrate_samples()
         self._stream_open()
 
@@ -174,11 +179,14 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
 
     async def delete_device(self, device_id: int) -> None:
         def fn(c: sqlite3.Connection) -> None:
-            for table in ("chunks", "latest", "attributes", "events"):
+            for table in ("chunks", "live", "latest", "attributes", "events"):
                 c.execute(f"DELETE FROM {table} WHERE device=?", (device_id,))
             c.execute("DELETE FROM devices WHERE id=?", (device_id,))
-            # a new device may get this id again: compact() must not skip its first chunks
+            # a new device may get this id again: compact() must not skip its first
+            # chunks, and its first plain row must write a latest row
             self._compacted.clear()
+            for key in [k for k in self._live if k[0] == device_id]:
+                del self._live[key]
 
         await self.engine.write(fn)
 
@@ -296,15 +304,20 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
         def pids(c: sqlite3.Connection) -> list[int]:
             if points is not None:
                 return list(self._point_map(c, points))
-            out: list[int] = []  # skip-scan of the key: one seek per point
-            while True:
-                r = c.execute(
-                    "SELECT point FROM chunks WHERE device=? AND point>? ORDER BY point LIMIT 1",
-                    (device, out[-1] if out else -1),
-                ).fetchone()
-                if r is None:
-                    return out
-                out.append(r[0])
+            out: set[int] = set()
+            for table in ("chunks", "live"):
+                last = -1  # skip-scan of the key: one seek per point
+                while True:
+                    r = c.execute(
+                        f"SELECT point FROM {table} WHERE device=? AND point>? "
+                        "ORDER BY point LIMIT 1",
+                        (device, last),
+                    ).fetchone()
+                    if r is None:
+                        break
+                    last = r[0]
+                    out.add(last)
+            return sorted(out)
 
         dropped = 0
         for pid in await self.engine.read(pids):
@@ -321,10 +334,23 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
                 dropped += n
         return dropped
 
+    async def fold(self, everything: bool = False) -> int:
+        """Move plain rows (short runs, see series.py) into chunks: those of the points
+        with ``FOLD_ROWS`` rows or a first row ``FOLD_AGE`` seconds old (``everything``:
+        all), in writes of at most ``FOLD_STEP`` rows, each one transaction, so ingest
+        writes go between them. Returns the rows moved."""
+        due = await self.engine.write(functools.partial(self._fold_due, everything=everything))
+        moved = 0
+        while due:
+            moved += await self.engine.write(functools.partial(self._fold_step, due=due))
+        return moved
+
     async def compact(self) -> int:
-        """Merge the small chunks written since the last call (live data: a chunk per
-        request) with their small neighbours, one write per (device, point) of at most
-        ``COMPACT_ROWS`` chunks. Returns the chunks merged away."""
+        """Fold the plain rows that are due (``fold``), then merge the small chunks
+        written since the last call (live data folded early, small requests) with their
+        small neighbours, one write per (device, point) of at most ``COMPACT_ROWS``
+        chunks. Returns the chunks merged away."""
+        await self.fold()
         merged = 0
         for d, pid in await self.engine.write(self._take_small):
             merged += await self.engine.write(
