@@ -165,8 +165,11 @@ class SeriesMixin:
     a larger table of plain rows, more pages written per commit)."""
     FOLD_AGE = 10.0
     """A point whose first plain row came this many seconds ago is folded by ``fold``."""
-    FOLD_STEP = 4096
-    """Most plain rows one transaction of ``fold`` moves into chunks."""
+    FOLD_STEP = 512
+    """Most plain rows one transaction of ``fold`` moves into chunks. A step holds up the
+    ingest writes grouped with it: at 5,000 events/s (`bench/noti_push.py
+    --latency-only`, three pairs) ingest-only replies had p99 40-59 ms with 512 against
+    100-111 ms with 4,096, at the same small-message rate (`bench/small_messages.py`)."""
 
     # -- writes (writer thread) ------------------------------------------------------
 
