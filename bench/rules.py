@@ -305,32 +305,20 @@ def main() -> None:
                 assert tansu.proc is not None
                 broker = tansu.proc.pid
                 catch_ups: list[float] = []
-                for _round in range(args.rounds):
-                    plains.append(
-                        load(
-                            plain_hub,
-                            plain_user,
-                            plain_password,
-                            args.clients,
-                            args.seconds,
-                            broker,
-                        )
+
+                def plain_load() -> dict[str, Any]:
+                    return load(
+                        plain_hub, plain_user, plain_password, args.clients, args.seconds, broker
                     )
+
+                for _round in range(args.rounds):
+                    plains.append(plain_load())
                     beside = mp.Process(
                         target=paced_producer,
                         args=(tansu.bootstrap, sample, 0.8 * plains[-1]["records_s"], args.seconds),
                     )
                     beside.start()
-                    ceilings.append(
-                        load(
-                            plain_hub,
-                            plain_user,
-                            plain_password,
-                            args.clients,
-                            args.seconds,
-                            broker,
-                        )
-                    )
+                    ceilings.append(plain_load())
                     beside.join()
                     running = threading.Event()
                     running.set()
