@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from headrace.errors import ValidationFailed
-from headrace.rules.formats import Formatter, Message, decode_enos_rows
+from headrace.rules.formats import Formatter, Message
 from headrace.rules.model import KafkaSink, Rule, check_rule
 from headrace.stream.records import Record, decode, decode_lean
 
@@ -54,7 +54,7 @@ def test_lean_and_full_make_the_same_messages(
 
 
 def test_enos_pages_make_the_same_bytes_as_the_full_path() -> None:
-    """The enos path for whole pages (``decode_enos_rows`` + ``enos_batch``: item spliced,
+    """The enos path for whole pages (lean records + ``enos_batch``: item cut out and spliced,
     envelope heads cached per organization and model) sends byte for byte what the full
     path sends, keys and topics included; a record the envelope cannot carry fails
     alone."""
@@ -70,7 +70,7 @@ def test_enos_pages_make_the_same_bytes_as_the_full_path() -> None:
     f = Formatter("enos", None, "{assetId}")
     fast: list[Message] = []
     failed: list[tuple[object, str]] = []
-    f.enos_batch(decode_enos_rows(rows), fast, failed)  # type: ignore[arg-type]
+    f.enos_batch([decode_lean(*row) for row in rows], fast, failed)
     full: list[Message] = []
     for seq, at, raw in rows[:-1]:
         f.messages(decode(seq, at, raw), full)

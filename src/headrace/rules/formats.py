@@ -45,43 +45,19 @@ class _Items(msgspec.Struct):
     events: msgspec.Raw = msgspec.Raw(b"")
 
 
-class EnosLean(msgspec.Struct, gc=False):
-    """A stream record as the ``enos`` format reads it (``Lean`` with the content left
-    as JSON: ``enos_batch`` takes the item out of it)."""
-
-    org: str
-    product: str
-    model: str
-    assetId: str
-    deviceKey: str
-    source: str
-    kind: str
-    time: int
-    content: msgspec.Raw
-    seq: int = 0
-    at: int = 0
-
-
-_decode_enos = msgspec.json.Decoder(EnosLean).decode
 _decode_items = msgspec.json.Decoder(_Items).decode
+# the envelope's item key of each kind, as it is joined in
+_ENVELOPE_ITEMS = {
+    "measurepoint": b',"measurepoints":',
+    "attribute": b',"attributes":',
+    "event": b',"events":',
+}
 # the content of a record of each kind as the stream's builder writes it, up to the item
 _CONTENT_HEADS = {
     "measurepoint": b'{"measurepoints":',
     "attribute": b'{"attributes":',
     "event": b'{"events":',
 }
-
-
-def decode_enos_rows(rows: list[tuple[int, int, bytes]]) -> list[EnosLean]:
-    """A page of stream rows (seq, at, doc) decoded for ``enos_batch``."""
-    dec = _decode_enos
-    out = []
-    for seq, at, doc in rows:
-        r = dec(doc)
-        r.seq = seq
-        r.at = at
-        out.append(r)
-    return out
 
 
 def enos_item(kind: str, content: bytes) -> bytes:
@@ -234,13 +210,9 @@ class Formatter:
         self.enos_batch(records, out, failed)  # enos: the item spliced into the envelope
 
     def enos_batch(
-        self,
-        records: list[EnosLean] | list[Lean],
-        out: list[Message],
-        failed: list[tuple[Any, str]],
+        self, records: list[Lean], out: list[Message], failed: list[tuple[Lean, str]]
     ) -> None:
-        """The ``enos`` messages of a page of records (read with ``decode_enos_rows``, or
-        ``Lean``): the
+        """The ``enos`` messages of a page of lean records: the
         envelope's head per (organization, model) and each asset's JSON are made once
         and reused, the item's JSON spliced in (the same bytes as ``messages`` makes);
         a record the format cannot carry goes to ``failed`` with the error."""
@@ -252,11 +224,7 @@ class Formatter:
         if len(assets) > 100_000:
             assets.clear()
         join = b"".join
-        items = {
-            "measurepoint": b',"measurepoints":',
-            "attribute": b',"attributes":',
-            "event": b',"events":',
-        }
+        items = _ENVELOPE_ITEMS
         for r in records:
             try:
                 kind = r.kind

@@ -22,7 +22,7 @@ from ..stream import Consumer, Record
 from ..stream.records import Lean
 from ..tasks import cancel
 from .deadletters import DeadLetter, DeadLetters
-from .formats import EnosLean, Formatter, Message, decode_enos_rows
+from .formats import Formatter, Message
 from .kafka import KafkaDelivery, _Batch
 from .model import KafkaSink, Rule
 from .transform import Transformer
@@ -92,9 +92,6 @@ class RuleRunner:
         )
         # records whose content the rule passes on untouched are not decoded
         self._lean = rule.transform is None and self.formatter.lean
-        # format enos without a transform: pages decoded at once, the items spliced
-        self._enos = self._lean and sink.format == "enos"
-        self._decode_rows = decode_enos_rows if self._enos else None
         self._task: asyncio.Task[None] | None = None
         self._kafka: KafkaDelivery | None = None
         self._webhook: WebhookDelivery | None = None
@@ -189,7 +186,7 @@ class RuleRunner:
                 ahead.cancel()
 
     async def _read(self) -> list[Any]:
-        return await self.consumer.read(self.batch, lean=self._lean, decode_rows=self._decode_rows)
+        return await self.consumer.read(self.batch, lean=self._lean)
 
     # -- the cursor ----------------------------------------------------------------------
 
@@ -217,10 +214,7 @@ class RuleRunner:
         source = self.rule.transform
         if self._lean:
             failed: list[tuple[Any, str]] = []
-            if self._enos:
-                fmt.enos_batch(recs, messages, failed)  # type: ignore[arg-type]
-            else:
-                fmt.lean_batch(recs, messages, failed)  # type: ignore[arg-type]
+            fmt.lean_batch(recs, messages, failed)  # type: ignore[arg-type]
             for lr, why in failed:
                 dead.append(DeadLetter([full_record(lr)], f"cannot format: {why}"))
             return messages, dead
@@ -363,16 +357,7 @@ class RuleRunner:
         }
 
 
-def full_record(r: Lean | EnosLean) -> Record:
+def full_record(r: Lean) -> Record:
     """A lean record with its content decoded (for a dead letter)."""
     fields = {f: getattr(r, f) for f in r.__struct_fields__ if f != "content"}
-    content = r.content
-    if isinstance(content, msgspec.Raw):
-        doc = msgspec.json.decode(content)
-    else:
-        doc = {
-            f: msgspec.json.decode(v)
-            for f in content.__struct_fields__
-            if (v := getattr(content, f))
-        }
-    return Record(**fields, content=doc)
+    return Record(**fields, content=msgspec.json.decode(r.content))

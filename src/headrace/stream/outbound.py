@@ -43,10 +43,6 @@ def _seq_of(entry: tuple[int, int, bytes]) -> int:
     return entry[0]
 
 
-# a consumer's own decoding of a page of stream rows (seq, at, doc)
-RowsDecoder = Callable[[list[tuple[int, int, bytes]]], list[Any]]
-
-
 class _Bucket:
     """The records committed within one 100 ms of commit time."""
 
@@ -81,18 +77,12 @@ class Consumer:
         self.dropped = 0  # records that fell out of retention before this consumer was done
         self.closed = False
 
-    async def read(
-        self, limit: int = 1000, *, lean: bool = False, decode_rows: RowsDecoder | None = None
-    ) -> list[Any]:
+    async def read(self, limit: int = 1000, *, lean: bool = False) -> list[Any]:
         """The next records (up to ``limit`` scanned) that match the filter; moves
         ``read_position`` past every record scanned, matching or not. ``lean``: as
-        ``Lean`` records (content not decoded; not with a ``points`` filter);
-        ``decode_rows``: the consumer's own decoding of a page of (seq, at, doc) rows
-        (records with the fields ``Filter.match`` reads; not with a ``points`` filter)."""
+        ``Lean`` records (content not decoded; not with a ``points`` filter)."""
         start = self.read_position
-        records, upto = await self.stream.read(
-            start, limit, self.filter, lean=lean, decode_rows=decode_rows
-        )
+        records, upto = await self.stream.read(start, limit, self.filter, lean=lean)
         if self.read_position == start:  # not moved by a seek meanwhile
             self.read_position = upto
         return records
@@ -421,7 +411,6 @@ class Stream:
         filter: Filter | None = None,
         *,
         lean: bool = False,
-        decode_rows: RowsDecoder | None = None,
     ) -> tuple[list[Any], int]:
         """Records after position ``after`` in commit order (up to ``limit`` scanned),
         those matching ``filter`` only; and the position the scan reached (read on from
@@ -434,12 +423,7 @@ class Stream:
         else:
             self.memory_reads += 1
         dec = decode_lean if lean and not (filter and filter.points) else decode
-        if decode_rows is not None and not (filter and filter.points):
-            records = decode_rows(rows)
-            if filter is not None:
-                match = filter.match
-                records = [r for r in records if match(r)]
-        elif filter is None:
+        if filter is None:
             records = [dec(seq, at, doc) for seq, at, doc in rows]
         else:
             match = filter.match

@@ -80,7 +80,7 @@ class Record(msgspec.Struct, kw_only=True):
     content: dict[str, Any]
 
 
-class Lean(msgspec.Struct, kw_only=True):
+class Lean(msgspec.Struct, kw_only=True, gc=False):
     """A record with its ``content`` left as JSON (``msgspec.Raw``): for consumers that
     pass the content on without looking into it."""
 
