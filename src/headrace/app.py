@@ -51,7 +51,6 @@ from .push.directory import EnterpriseDirectory
 from .push.fanout import Fanout
 from .push.subscriptions import Subscriptions
 from .rules.engine import RuleEngine
-from .rules.transform import Transformer
 from .scripts.manager import ScriptManager
 from .server.guard import LoginGuard, raise_fd_limit
 from .server.http import HTTPEdge
@@ -160,7 +159,13 @@ class Hub:
             store=self.store,
             registry=self.registry,
             stream=self.stream,
-            transformer=Transformer(self.scripts.engine),
+            scripts=self.scripts.engine,
+            script_settings={
+                "time_limit_ms": s["script.time_limit_ms"],
+                "memory_limit": s["script.memory_limit"],
+                "workers": s["script.workers"],
+                "isolation": "none" if s["script.isolation"] == "none" else "process",
+            },
             retention=Retention(
                 seconds=s["rules.retention_seconds"], bytes=s["rules.retention_bytes"]
             ),

@@ -140,9 +140,9 @@ class StreamCollector(Collector):
         yield dropped
         yield lag
         docs = [
-            (rule.orgId, rid, self.rules.runners[rid].stats_doc())
+            (rule.orgId, rid, self.rules.stats_doc(rid))
             for rid, rule in list(self.rules.rules.items())
-            if rid in self.rules.runners
+            if rid in self.rules.consumers
         ]
         for key, name, doc in _RULE_COUNTERS:
             c = CounterMetricFamily(name, doc, labels=["org", "rule"])

@@ -52,6 +52,16 @@ def _message_doc(m: Message) -> dict[str, Any]:
     return {"seq": m.seq, "topic": m.topic, "key": (m.key or b"").decode(), "value": value}
 
 
+def letter_doc(dl: DeadLetter) -> dict[str, Any]:
+    """A dead letter as plain data (sent from the delivery process to the hub)."""
+    return {
+        "error": dl.error,
+        "records": [msgspec.to_builtins(r) for r in dl.records],
+        "messages": [_message_doc(m) for m in dl.messages],
+        "response": dl.response,
+    }
+
+
 class DeadLetters:
     def __init__(self, store: Store, *, max_per_rule: int = 10_000) -> None:
         self.store = store
@@ -72,20 +82,21 @@ class DeadLetters:
     def count(self, rule_id: str) -> int:
         return len(self._keys.get(rule_id, ()))
 
-    async def add(self, rule_id: str, letters: list[DeadLetter]) -> None:
+    async def add(self, rule_id: str, docs: list[dict[str, Any]]) -> None:
+        """Store dead letters (``letter_doc``s, from the delivery process)."""
         now = int(time.time() * 1000)
         rows = []
         keys = self._keys.setdefault(rule_id, deque())
-        for dl in letters:
+        for doc in docs:
             key = f"{rule_id}/{now:013d}-{next(self._n) % 1_000_000:06d}"
             view = DeadLetterView(
                 id=key,
                 ruleId=rule_id,
                 at=now,
-                error=dl.error,
-                records=[msgspec.to_builtins(r) for r in dl.records],
-                messages=[_message_doc(m) for m in dl.messages],
-                response=dl.response,
+                error=str(doc.get("error", "")),
+                records=list(doc.get("records") or []),
+                messages=list(doc.get("messages") or []),
+                response=doc.get("response"),
             )
             rows.append((KIND, key, rule_id, _enc.encode(view)))
             keys.append(key)

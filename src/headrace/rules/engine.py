@@ -1,26 +1,40 @@
-"""The rule engine: rules' documents, one stream consumer and one runner per rule.
+"""The rule engine: rules' documents, one stream consumer per rule, and the delivery
+process that runs them.
 
 A rule's consumer (``rule:{ruleId}``) is opened when the rule is loaded or created and
 stays open while the rule exists, paused or not: the stream keeps its records within
 the rule's retention (``rules.retention_seconds``/``rules.retention_bytes``), so a
 paused rule resumes where it stopped. Deleting the rule drops the consumer and its
 dead letters.
+
+The rules' runners (``runner.py``) work in a process of their own (``worker.py``,
+started by ``process.DeliveryProcess`` when a rule first runs): they read the committed
+records from the database, transform, format and deliver there, with their own
+interpreter, so a rule's work does not take the hub's GIL from the ingest. The hub
+keeps what must stay in one place: the documents, the cursors (made durable as the
+process reports them), the dead letters and the counters it shows. After each commit
+the hub tells the process the new head. A process that dies is started again and its
+rules run again from their durable cursors (at-least-once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import time
 from typing import Any
 
 import msgspec
 
 from ..errors import Conflict, NotFound, ValidationFailed
+from ..scripts.engine import ScriptEngine
 from ..scripts.sandbox import ScriptError
 from ..state.common import check_key, now_ms
 from ..state.registry import Registry
 from ..store.base import Store
-from ..stream import Retention, Stream
+from ..stream import Consumer, Retention, Stream
+from ..tasks import cancel
 from .deadletters import DeadLetters, DeadLetterView
 from .model import (
     Replay,
@@ -33,13 +47,15 @@ from .model import (
     new_secret,
     stream_filter,
 )
-from .runner import RuleRunner, RuleStats
+from .process import DeliveryProcess
 from .transform import Transformer
 
 log = logging.getLogger("headrace.rules")
 
 KIND = "rule"
 _CURSOR = "rule:"
+_RESTART_FIRST = 1.0
+_RESTART_MAX = 30.0
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder(Rule)
 
@@ -51,7 +67,8 @@ class RuleEngine:
         store: Store,
         registry: Registry,
         stream: Stream,
-        transformer: Transformer,
+        scripts: ScriptEngine,
+        script_settings: dict[str, Any],
         retention: Retention,
         batch: int = 1000,
         max_dead_letters: int = 10_000,
@@ -59,14 +76,26 @@ class RuleEngine:
         self.store = store
         self.registry = registry
         self.stream = stream
-        self.transformer = transformer
+        self.scripts = scripts  # checks a transform when a rule is written
         self.retention = retention
-        self.batch = batch
         self.dead = DeadLetters(store, max_per_rule=max_dead_letters)
         self.rules: dict[str, Rule] = {}
-        self.runners: dict[str, RuleRunner] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self.delivery = DeliveryProcess(
+            {"source": store.stream_source(), "batch": batch, "scripts": script_settings},
+            self._handle,
+            self._exited,
+        )
+        self._counters: dict[str, dict[str, Any]] = {}  # the runners' last report
+        self._gen = itertools.count(1)
+        self._running: dict[str, int] = {}  # rules sent to the process -> their run's gen
+        self._halting: dict[str, asyncio.Future[None]] = {}
+        self._times: dict[int, float] = {}  # commit times not yet sent
+        self._flush_at: asyncio.Handle | None = None
+        self._restart: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._started = False
+        stream.tails.append(self._committed)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -75,30 +104,128 @@ class RuleEngine:
         for doc in self.store.load_objects(KIND):
             rule = _dec.decode(doc)
             self.rules[rule.ruleId] = rule
-            self._runner(rule)
+            self._open(rule)
         self.dead.load()
 
-    def _runner(self, rule: Rule, stats: RuleStats | None = None) -> RuleRunner:
-        consumer = self.stream.open(_CURSOR + rule.ruleId, stream_filter(rule), self.retention)
-        runner = RuleRunner(
-            rule, consumer, self.transformer, self.dead, batch=self.batch, stats=stats
-        )
-        self.runners[rule.ruleId] = runner
-        return runner
+    def _open(self, rule: Rule) -> Consumer:
+        c = self.stream.open(_CURSOR + rule.ruleId, stream_filter(rule), self.retention)
+        self.consumers[rule.ruleId] = c
+        return c
 
     async def start(self) -> None:
         for name in self.stream.stored_cursors():
             if name.startswith(_CURSOR) and name[len(_CURSOR) :] not in self.rules:
                 await self.stream.drop(name)  # a rule deleted while its cursor was saved
-        for runner in self.runners.values():
-            if runner.rule.enabled:
-                runner.start()
         self._started = True
+        for rule in list(self.rules.values()):
+            await self._run(rule)
 
     async def stop(self) -> None:
         self._started = False
-        await asyncio.gather(*(r.stop() for r in self.runners.values()))
-        self.transformer.close()
+        await cancel(self._restart)
+        await self.delivery.stop()  # every runner's last cursor is handled before
+        self._running.clear()
+
+    # -- the delivery process ----------------------------------------------------------------
+
+    async def _run(self, rule: Rule) -> None:
+        """Start the rule's runner in the delivery process (if enabled)."""
+        if not (rule.enabled and self._started):
+            return
+        await self.delivery.ensure()
+        gen = next(self._gen)
+        self._running[rule.ruleId] = gen
+        counters = self._counters.setdefault(rule.ruleId, {})
+        counters["running"] = True
+        self._send_head()
+        position = self.consumers[rule.ruleId].position
+        self.delivery.send(["run", _enc.encode(rule), gen, position, counters])
+
+    async def _halt(self, rule_id: str, forget: bool = False) -> None:
+        """Stop the rule's runner; returns once its last cursor is durable."""
+        if rule_id not in self._running or not self.delivery.alive:
+            self._running.pop(rule_id, None)
+            return
+        fut = self._halting.get(rule_id)
+        if fut is None:
+            fut = self._halting[rule_id] = asyncio.get_running_loop().create_future()
+            self.delivery.send(["halt", rule_id, forget])
+        await fut
+
+    def _committed(self, entries: list[tuple[int, int, bytes]]) -> None:
+        """A stream tail: each commit's head goes to the process (one message per loop
+        pass, with the writes' commit times for the commit-to-ack latency)."""
+        if not self._running:
+            return
+        prev = -1
+        times = self._times
+        committed_at = self.stream.committed_at
+        for _seq, at, _doc in entries:
+            if at != prev:
+                prev = at
+                times[at] = committed_at(at)
+        if self._flush_at is None:
+            self._flush_at = asyncio.get_running_loop().call_soon(self._send_head)
+
+    def _send_head(self) -> None:
+        self._flush_at = None
+        times = list(self._times.items())
+        self._times.clear()
+        st = self.stream
+        self.delivery.send(["head", st.head, st.pruned, times])
+
+    async def _handle(self, msg: list[Any]) -> None:
+        kind, rule_id, gen = msg[0], msg[1], msg[2]
+        if kind == "log":  # ["log", level, logger, message, extra]
+            logging.getLogger(str(msg[2])).log(int(msg[1]), msg[3], extra=msg[4])
+            return
+        if self._running.get(rule_id) != gen:
+            return  # from a run that was stopped meanwhile
+        if kind == "cursor":
+            self._counters.setdefault(rule_id, {}).update(msg[4])  # first: they cover it
+            c = self.consumers.get(rule_id)
+            if c is not None and msg[3] > c.position:
+                await c.commit(msg[3])
+        elif kind == "dead":
+            await self.dead.add(rule_id, msg[3])
+        elif kind in ("stats", "halted"):
+            self._counters.setdefault(rule_id, {}).update(msg[3])
+        if kind == "halted":
+            self._counters.setdefault(rule_id, {})["running"] = False
+            del self._running[rule_id]
+            fut = self._halting.pop(rule_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    def _exited(self, reason: str) -> None:
+        """The process died: its rules show it, and run again from their durable
+        cursors once a new process started."""
+        now = int(time.time() * 1000)
+        for rule_id in self._running:
+            counters = self._counters.setdefault(rule_id, {})
+            counters.update(running=False, lastError=reason, lastErrorAt=now)
+            counters["failed"] = counters.get("failed", 0) + 1
+        self._running.clear()
+        for fut in self._halting.values():
+            if not fut.done():
+                fut.set_result(None)
+        self._halting.clear()
+        if self._started and (self._restart is None or self._restart.done()):
+            self._restart = asyncio.create_task(self._start_again())
+
+    async def _start_again(self) -> None:
+        backoff = _RESTART_FIRST
+        while self._started:
+            await asyncio.sleep(backoff)
+            try:
+                async with self._lock:
+                    for rule in list(self.rules.values()):
+                        if rule.ruleId not in self._running:
+                            await self._run(rule)
+                return
+            except Exception:
+                log.exception("starting the rules' delivery process failed")
+                backoff = min(backoff * 2, _RESTART_MAX)
 
     # -- documents -----------------------------------------------------------------------
 
@@ -116,7 +243,7 @@ class RuleEngine:
     async def _check_transform(self, source: str | None) -> None:
         if source is None:
             return
-        engine = self.transformer.engine
+        engine = self.scripts
         try:
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda: engine.compile(Transformer.source(source))
@@ -150,12 +277,11 @@ class RuleEngine:
         async with self._lock:
             await self.store.insert_objects([(KIND, rule_id, org_id, _enc.encode(rule))])
             self.rules[rule_id] = rule
-            runner = self._runner(rule)
+            c = self._open(rule)
             if body.start == "earliest":
-                runner.consumer.seek(self.stream.pruned)
-            await runner.consumer.commit(runner.consumer.position)  # durable from now on
-            if rule.enabled and self._started:
-                runner.start()
+                c.seek(self.stream.pruned)
+            await c.commit(c.position)  # durable from now on
+            await self._run(rule)
         log.info("rule created", extra={"rule": rule_id, "org": org_id})
         return rule
 
@@ -166,15 +292,9 @@ class RuleEngine:
         async with self._lock:
             await self.store.update_object(KIND, new.ruleId, _enc.encode(new))
             self.rules[new.ruleId] = new
-            runner = self.runners.get(new.ruleId)
-            stats = None
-            if runner is not None:
-                await runner.stop()
-                stats = runner.stats
-            self.transformer.discard(old.ruleId)
-            runner = self._runner(new, stats)
-            if new.enabled and self._started:
-                runner.start()
+            await self._halt(new.ruleId)
+            self._open(new)
+            await self._run(new)
         return new
 
     async def update(self, org_id: str, rule_id: str, body: RuleUpdate) -> Rule:
@@ -196,12 +316,11 @@ class RuleEngine:
     async def delete(self, org_id: str, rule_id: str) -> None:
         self.get(org_id, rule_id)
         async with self._lock:
-            runner = self.runners.pop(rule_id, None)
-            if runner is not None:
-                await runner.stop()
+            await self._halt(rule_id, forget=True)
             await self.store.delete_object(KIND, rule_id)
             self.rules.pop(rule_id, None)
-            self.transformer.discard(rule_id)
+            self.consumers.pop(rule_id, None)
+            self._counters.pop(rule_id, None)
             await self.stream.drop(_CURSOR + rule_id)
             await self.dead.clear(rule_id)
         log.info("rule deleted", extra={"rule": rule_id, "org": org_id})
@@ -216,17 +335,39 @@ class RuleEngine:
             body.position if body.position is not None else self.stream.position_at(body.time or 0)
         )
         async with self._lock:
-            runner = self.runners[rule_id]
-            await runner.stop()
-            pos = runner.consumer.seek(wanted)
-            await runner.consumer.commit(pos)
-            if rule.enabled and self._started:
-                runner.start()
+            await self._halt(rule_id)
+            c = self.consumers[rule_id]
+            pos = c.seek(wanted)
+            await c.commit(pos)
+            await self._run(rule)
         return {"ruleId": rule_id, "position": pos, "requested": wanted, "clamped": pos != wanted}
+
+    def stats_doc(self, rule_id: str) -> dict[str, Any]:
+        """The rule's counters (as its runner last reported them) and its cursor's lag."""
+        rule = self.rules[rule_id]
+        c = self.consumers[rule_id]
+        k = self._counters.get(rule_id, {})
+        return {
+            "ruleId": rule_id,
+            "enabled": rule.enabled,
+            "running": rule_id in self._running and bool(k.get("running", True)),
+            "matched": k.get("matched", 0),
+            "delivered": k.get("delivered", 0),
+            "failed": k.get("failed", 0),
+            "deadLettered": k.get("deadLettered", 0),
+            "lagRecords": c.lag_records,
+            "lagSeconds": round(c.lag_seconds, 3),
+            "position": c.position,
+            "head": self.stream.head,
+            "dropped": c.dropped,
+            "lastError": k.get("lastError"),
+            "lastErrorAt": k.get("lastErrorAt"),
+            "latencyMs": k.get("latencyMs"),
+        }
 
     def stats(self, org_id: str, rule_id: str) -> dict[str, Any]:
         self.get(org_id, rule_id)
-        doc = self.runners[rule_id].stats_doc()
+        doc = self.stats_doc(rule_id)
         doc["deadLetters"] = self.dead.count(rule_id)
         return doc
 

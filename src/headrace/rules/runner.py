@@ -14,14 +14,15 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
-from ..stream import Consumer, Record
+from ..stream import Record
+from ..stream.follower import FollowerConsumer
 from ..stream.records import Lean
 from ..tasks import cancel
-from .deadletters import DeadLetter, DeadLetters
+from .deadletters import DeadLetter
 from .formats import Formatter, Message
 from .kafka import KafkaDelivery, _Batch
 from .model import KafkaSink, Rule
@@ -66,13 +67,20 @@ class RuleStats:
         return doc
 
 
+class LetterBox(Protocol):
+    async def add(self, rule_id: str, letters: list[DeadLetter]) -> None: ...
+
+
 class RuleRunner:
+    """Runs in the delivery process (``worker.py``): its consumer follows the stream
+    from the database, its cursor and dead letters go to the hub."""
+
     def __init__(
         self,
         rule: Rule,
-        consumer: Consumer,
+        consumer: FollowerConsumer,
         transformer: Transformer,
-        dead: DeadLetters,
+        dead: LetterBox,
         *,
         batch: int,
         stats: RuleStats | None = None,
@@ -335,26 +343,21 @@ class RuleRunner:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
 
-    def stats_doc(self) -> dict[str, Any]:
+    def counters(self, *, latency: bool = True) -> dict[str, Any]:
+        """What the hub shows of this runner (``RuleEngine.stats``)."""
         st = self.stats
-        c = self.consumer
-        return {
-            "ruleId": self.rule.ruleId,
-            "enabled": self.rule.enabled,
+        doc = {
             "running": self.running,
             "matched": st.matched,
             "delivered": st.delivered,
             "failed": st.failed,
             "deadLettered": st.dead_lettered,
-            "lagRecords": c.lag_records,
-            "lagSeconds": round(c.lag_seconds, 3),
-            "position": c.position,
-            "head": c.stream.head,
-            "dropped": c.dropped,
             "lastError": st.last_error or None,
             "lastErrorAt": st.last_error_at or None,
-            "latencyMs": st.latency_ms(),
         }
+        if latency:
+            doc["latencyMs"] = st.latency_ms()
+        return doc
 
 
 def full_record(r: Lean) -> Record:

@@ -43,6 +43,28 @@ def _seq_of(entry: tuple[int, int, bytes]) -> int:
     return entry[0]
 
 
+def select(
+    rows: list[tuple[int, int, bytes]],
+    after: int,
+    head: int,
+    limit: int,
+    filter: Filter | None,
+    lean: bool,
+) -> tuple[list[Any], int]:
+    """The records of ``rows`` (read after ``after`` when the head was ``head``, up to
+    ``limit``) that match ``filter``, and the position the scan reached."""
+    dec = decode_lean if lean and not (filter and filter.points) else decode
+    if filter is None:
+        records = [dec(seq, at, doc) for seq, at, doc in rows]
+    else:
+        match = filter.match
+        records = [r for seq, at, doc in rows if match(r := dec(seq, at, doc))]
+    upto = rows[-1][0] if rows else after
+    if len(rows) < limit:
+        upto = max(upto, head)
+    return records, upto
+
+
 class _Bucket:
     """The records committed within one 100 ms of commit time."""
 
@@ -422,16 +444,7 @@ class Stream:
             rows = await self.store.stream_read(after, limit, filter.orgs if filter else None)
         else:
             self.memory_reads += 1
-        dec = decode_lean if lean and not (filter and filter.points) else decode
-        if filter is None:
-            records = [dec(seq, at, doc) for seq, at, doc in rows]
-        else:
-            match = filter.match
-            records = [r for seq, at, doc in rows if match(r := dec(seq, at, doc))]
-        upto = rows[-1][0] if rows else after
-        if len(rows) < limit:
-            upto = max(upto, head)
-        return records, upto
+        return select(rows, after, head, limit, filter, lean)
 
     def _from_memory(self, after: int, limit: int) -> list[tuple[int, int, bytes]] | None:
         """Up to ``limit`` records after ``after`` from the recent commits, or None when

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..base import StreamRow
+from .engine import connect
 
 if TYPE_CHECKING:
     from .engine import SQLiteEngine
@@ -126,25 +127,11 @@ class StreamMixin:
     ) -> list[tuple[int, int, bytes]]:
         """Up to ``limit`` (seq, at, doc) after ``after`` in seq order, of ``orgs`` only
         when given."""
+        return await self.engine.read(lambda c: read_entries(c, after, limit, orgs))
 
-        def fn(c: sqlite3.Connection) -> list[Entry]:
-            where, args = "", []
-            if orgs:
-                where = f" AND org IN ({','.join('?' * len(orgs))})"
-                args = list(orgs)
-            # the block holding ``after + 1`` starts at or before it, then the blocks after
-            rows = c.execute(
-                f"SELECT {_COLUMNS} FROM stream WHERE seq <= ? AND seq > ?{where} "
-                "ORDER BY seq DESC LIMIT 1",
-                (after, after - BLOCK_MAX, *args),
-            ).fetchall()
-            rows += c.execute(
-                f"SELECT {_COLUMNS} FROM stream WHERE seq > ?{where} ORDER BY seq LIMIT ?",
-                (after, *args, limit),
-            ).fetchall()
-            return _entries(rows, after)[:limit]
-
-        return await self.engine.read(fn)
+    def stream_source(self) -> str:
+        """Where another process reads the stream from (``StreamReader``)."""
+        return str(self.engine.path)
 
     async def stream_count(self, after: int, through: int) -> int:
         """Records with seqs in (after, through]."""
@@ -203,6 +190,42 @@ class StreamMixin:
             return cursors, index
 
         return self.engine.read_sync(fn)
+
+
+def read_entries(
+    c: sqlite3.Connection, after: int, limit: int, orgs: Collection[str] | None = None
+) -> list[Entry]:
+    """Up to ``limit`` records after ``after`` in seq order (of ``orgs`` only)."""
+    where, args = "", []
+    if orgs:
+        where = f" AND org IN ({','.join('?' * len(orgs))})"
+        args = list(orgs)
+    # the block holding ``after + 1`` starts at or before it, then the blocks after
+    rows = c.execute(
+        f"SELECT {_COLUMNS} FROM stream WHERE seq <= ? AND seq > ?{where} "
+        "ORDER BY seq DESC LIMIT 1",
+        (after, after - BLOCK_MAX, *args),
+    ).fetchall()
+    rows += c.execute(
+        f"SELECT {_COLUMNS} FROM stream WHERE seq > ?{where} ORDER BY seq LIMIT ?",
+        (after, *args, limit),
+    ).fetchall()
+    return _entries(rows, after)[:limit]
+
+
+class StreamReader:
+    """The stream read from another process (the rules' delivery process): its own
+    read-only connection to the database at ``source`` (``stream_source()``); what a
+    commit wrote is visible to the next read once the commit's listener ran."""
+
+    def __init__(self, source: str) -> None:
+        self._conn = connect(source, readonly=True)
+
+    def read(self, after: int, limit: int, orgs: Collection[str] | None = None) -> list[Entry]:
+        return read_entries(self._conn, after, limit, orgs)
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _high_water(c: sqlite3.Connection) -> int:
