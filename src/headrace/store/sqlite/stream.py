@@ -206,10 +206,16 @@ def read_entries(
         "ORDER BY seq DESC LIMIT 1",
         (after, after - BLOCK_MAX, *args),
     ).fetchall()
-    rows += c.execute(
-        f"SELECT {_COLUMNS} FROM stream WHERE seq > ?{where} ORDER BY seq LIMIT ?",
-        (after, *args, limit),
-    ).fetchall()
+    n = sum(max(0, seq + k - 1 - after) for seq, k, _at, _doc in rows)  # records after
+    if n < limit:  # rows are blocks: step until they hold ``limit`` records
+        for row in c.execute(
+            f"SELECT {_COLUMNS} FROM stream WHERE seq > ?{where} ORDER BY seq LIMIT ?",
+            (after, *args, limit),
+        ):
+            rows.append(row)
+            n += row[1]
+            if n >= limit:
+                break
     return _entries(rows, after)[:limit]
 
 
