@@ -146,6 +146,7 @@ def profile(hub: HubProcess, path: str) -> subprocess.Popen[bytes]:
             "-f",
             "raw",
             "--threads",
+            "--subprocesses",  # the rules' delivery process too
             "-o",
             path,
         ],

@@ -240,7 +240,11 @@ def test_hub_killed_during_delivery(hub: HubProcess, api: httpx.Client, tansu: T
         # this round's (and more are coming)
         wait_for(lambda d=delivered: rule_stats(api, org.id, r["ruleId"])["delivered"] > d + 400)
         wait_for(lambda i=imp: len(i.acked) >= 1000, timeout=30)
+        worker = delivery_pid(hub)
+        assert worker
         hub.kill()
+        # its delivery process ends with it (its end of the socket pair closed)
+        wait_for(lambda w=worker: not alive(w), timeout=30)
         # what the import got answered before the kill: its request in flight waits out
         # its reply timeout (no hub answers it: its client is disconnected)
         imp.halt()
@@ -257,3 +261,77 @@ def test_hub_killed_during_delivery(hub: HubProcess, api: httpx.Client, tansu: T
     )
     # duplicates are at most what was in flight: a few of the rule's batches per kill
     assert duplicates <= 2 * 5 * 2000
+
+
+def delivery_pid(hub: HubProcess) -> int:
+    """The hub's rules' delivery process (0: none)."""
+    assert hub.proc is not None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if ppid == hub.proc.pid and b"headrace.rules.worker" in cmd:
+            return int(entry)
+    return 0
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_delivery_process_killed_during_an_import(
+    hub: HubProcess, api: httpx.Client, tansu: Tansu
+) -> None:
+    """The rules' delivery process SIGKILLed while it delivers: the import is not
+    disturbed, the hub starts a new process, the rule's stats show the exit, and every
+    committed record reaches the topic in per-device order."""
+    org = make_org(hub, api)
+    topic = f"MEASURE_POINT_ORIGIN_OFFLINE_{org.id}"
+    tansu.create_topics([topic])
+    r = kafka_rule(api, org.id, tansu.bootstrap)
+    rid = r["ruleId"]
+    imp = SteadyImport(hub, org, rate=40, items=20)
+    imp.start()
+    try:
+        wait_for(lambda: rule_stats(api, org.id, rid)["delivered"] > 400, timeout=30)
+        first = delivery_pid(hub)
+        assert first
+        killed_at = int(time.time() * 1000)
+        os.kill(first, 9)
+        st = wait_for(
+            lambda: (
+                (s := rule_stats(api, org.id, rid))["lastErrorAt"]
+                and s["lastErrorAt"] >= killed_at
+                and s
+            ),
+            timeout=15,
+        )
+        assert "delivery process exited" in st["lastError"], st
+        second = wait_for(lambda: (p := delivery_pid(hub)) != first and p, timeout=15)
+        assert second
+        n = imp.n
+        wait_for(lambda: imp.n >= n + 40, timeout=30)  # the import went on meanwhile
+    finally:
+        imp.stop_flag.set()
+        imp.join(30)
+    assert not imp.errors
+    assert all(code == 200 for _a, _s, code in imp.replies)
+    wait_for(lambda: rule_stats(api, org.id, rid)["lagRecords"] == 0, timeout=60)
+    st = rule_stats(api, org.id, rid)
+    assert st["running"] and st["deadLettered"] == 0, st
+    got = on_topic(tansu, topic)
+    duplicates, _ = check_delivery(got, imp.acked)
+    print(
+        f"\ndelivery process SIGKILLed: {len(imp.acked)} records committed, {len(got)} on "
+        f"the topic, {duplicates} duplicates"
+    )
