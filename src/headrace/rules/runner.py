@@ -346,7 +346,7 @@ class RuleRunner:
     def counters(self, *, latency: bool = True) -> dict[str, Any]:
         """What the hub shows of this runner (``RuleEngine.stats``)."""
         st = self.stats
-        doc = {
+        doc: dict[str, Any] = {
             "running": self.running,
             "matched": st.matched,
             "delivered": st.delivered,
