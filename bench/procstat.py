@@ -38,3 +38,25 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
         fields = rest.split()
         out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
+
+
+def child_cpu_seconds(pid: int, marker: bytes) -> float:
+    """CPU time (user + system) so far of the child processes of ``pid`` whose command
+    line holds ``marker`` (e.g. the rules' delivery process: ``b"rules.worker"``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) != pid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if marker not in f.read():
+                    continue
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total

@@ -1,5 +1,6 @@
-"""Summarize a py-spy raw profile (``--threads``): share of samples per thread, and the
-functions (own time) that take most of each thread.
+"""Summarize a py-spy raw profile (``--threads``, and ``--subprocesses``: threads named
+by their process): share of samples per thread, and the functions (own time) that take
+most of each thread.
 
     .venv/bin/python bench/profile_summary.py FILE [--top 15]
 """
@@ -28,7 +29,13 @@ def main() -> None:
             continue
         count = int(n)
         frames = stack.split(";")
+        # with py-spy --subprocesses the stack starts with its processes, then the thread
+        procs = [f for f in frames if f.startswith("process ")]
+        frames = frames[len(procs) :]
         thread = re.sub(r"\s*\(?0x[0-9a-f]+\)?", "", frames[0])
+        if procs:
+            cmd = procs[-1].split(":", 1)[1].strip('"').split()
+            thread = f"{' '.join(cmd[1:3])}: {thread}"
         threads[thread] += count
         total += count
         own[thread][frames[-1]] += count

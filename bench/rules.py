@@ -42,7 +42,7 @@ from tests.conftest import ADMIN_TOKEN, HubProcess
 from tests.e2e.kafka_support import Tansu
 
 from mqtt_import import PK, POINTS, RECORDS, client_main, setup
-from procstat import cpu_seconds, thread_cpu_seconds
+from procstat import child_cpu_seconds, cpu_seconds, thread_cpu_seconds
 
 TOPIC = "MEASURE_POINT_ORIGIN_OFFLINE_bench"
 
@@ -66,6 +66,7 @@ def load(
     assert hub.proc is not None
     cpu0 = cpu_seconds(hub.proc.pid), cpu_seconds(broker_pid) if broker_pid else 0.0
     threads0 = thread_cpu_seconds(hub.proc.pid)
+    delivery0 = child_cpu_seconds(hub.proc.pid, b"rules.worker")
     out: mp.Queue = mp.Queue()
     procs = [
         mp.Process(
@@ -87,8 +88,11 @@ def load(
         name: t - threads0.get(name, 0.0) for name, t in thread_cpu_seconds(hub.proc.pid).items()
     }
     broker_cpu = (cpu_seconds(broker_pid) - cpu0[1]) if broker_pid else 0.0
+    delivery_cpu = child_cpu_seconds(hub.proc.pid, b"rules.worker") - delivery0
     return {
         "hub_us": hub_cpu / max(ok * RECORDS, 1) * 1e6,
+        # of which the rules' delivery process (rules/worker.py)
+        "delivery_us": delivery_cpu / max(ok * RECORDS, 1) * 1e6,
         # the busiest threads' share of one core during the load, by OS thread name: the
         # hub's Python threads all show as "python" (one GIL: together at most ~1 core),
         # librdkafka's as rdk:*
@@ -352,11 +356,14 @@ def main() -> None:
                     stored += load(hub, user, password, args.clients, 2.0)["ok"] * RECORDS
                 before = stats(c, rid)["delivered"]
                 spy = profile(hub, args.profile) if args.profile else None
+                assert hub.proc is not None
+                drain_cpu0 = child_cpu_seconds(hub.proc.pid, b"rules.worker")
                 t0 = time.perf_counter()
                 c.post(f"/api/v1/orgs/bench/rules/{rid}/resume").raise_for_status()
                 while stats(c, rid)["lagRecords"] > 0:
                     time.sleep(0.05)
                 drain_s = time.perf_counter() - t0
+                drain_cpu = child_cpu_seconds(hub.proc.pid, b"rules.worker") - drain_cpu0
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(30)
@@ -391,7 +398,8 @@ def main() -> None:
             f"({POINTS} points each, reply p99 {plain['p99_ms']:.0f} ms, hub CPU "
             f"{plain['hub_us']:.1f} us/record); with one Kafka rule "
             f"{ruled['records_s']:10,.0f} records/s (reply p99 {ruled['p99_ms']:.0f} ms, hub CPU "
-            f"{ruled['hub_us']:.1f} us/record, broker {ruled['broker_us']:.1f} us/record): "
+            f"{ruled['hub_us']:.1f} us/record of which the delivery process "
+            f"{ruled['delivery_us']:.1f}, broker {ruled['broker_us']:.1f} us/record): "
             f"{ratios[-1]:.0%}"
         )
         for what, load_ in (("without", plain), ("with", ruled)):
@@ -413,7 +421,8 @@ def main() -> None:
     )
     print(
         f"backlog of {drained:,} records drained at {drained / drain_s:10,.0f} records/s to the "
-        f"broker (target >= 200,000/s)"
+        f"broker (target >= 200,000/s); the delivery process's CPU "
+        f"{drain_cpu / max(drained, 1) * 1e6:.1f} us/record"
     )
     print(f"minimal producer script, same messages:   {limit:10,.0f} records/s (the limit)")
     print(

@@ -397,3 +397,71 @@ def test_blocks_read_count_and_prune_record_by_record(tmp_path: Path) -> None:
         await hub.close()
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("ts", "content"),
+    [
+        (0, {"measurepoints": {"a": 1.5, "b": -0.0, "c": [1, 2], "d": {"x": 'y"z'}}}),
+        (-1, {"attributes": {"name": "é\u2028", "n": 2**63 - 1}}),
+        (1_700_000_000_123, {"events": {"e": msgspec.Raw(b'{"k":null}')}}),
+        (5, {"raw": "AAE="}),
+    ],
+)
+def test_spliced_records_are_the_bytes_of_the_whole_record(ts: int, content: Any) -> None:
+    from headrace.stream.records import _Body, _encode, _head, _splice
+
+    fields = dict(
+        org="o1",
+        product="p1",
+        model="m\\1",
+        assetId="A0",
+        deviceKey="d\u00e90",
+        source="offline",
+        kind="measurepoint",
+    )
+    whole = _encode(_Body(**fields, time=ts, content=content))
+    assert _splice(_head(*fields.values()), ts, _encode(content)) == whole
+
+
+@pytest.mark.parametrize(
+    ("names", "values", "quals"),
+    [
+        (("a", "b", "c"), (1.5, 'x"y', [1, {"k": None}]), None),
+        (("a", "b"), (-0.0, 2**64), (None, None)),
+        (("a", "b"), (1, 2), (None, 7)),
+        (("a", "a", "b"), (1, 2, 3), None),  # a repeated name: the last value wins
+        ((), (), None),
+    ],
+)
+def test_measurepoint_records_are_the_bytes_of_their_dict(
+    tmp_path: Path, names: tuple[str, ...], values: tuple[Any, ...], quals: Any
+) -> None:
+    """The builder's measurepoint records (spliced, their points encoded from a struct)
+    are exactly the JSON of the record with its content as a dict."""
+    from headrace.stream.records import Builder, _Body, _encode
+
+    h = Hub(tmp_path)
+    reg, entry = h.registry, dev(1)
+    d = entry.device
+    batch = WriteBatch(source=0, measurepoints=[(1, 1_700_000_000_000, names, values, quals)])
+    try:
+        rows = Builder(reg).batch_rows(batch, [entry], None, 0, lambda *_: True)
+    finally:
+        h.store.close()
+    content: dict[str, Any] = {"measurepoints": dict(zip(names, values, strict=True))}
+    quality = {p: q for p, q in zip(names, quals or (), strict=False) if q is not None}
+    if quality:
+        content["quality"] = quality
+    body = _Body(
+        org=d.orgId,
+        product=d.productKey,
+        model=reg.products[d.productKey].modelId,
+        assetId=d.assetId,
+        deviceKey=d.deviceKey,
+        source="offline",
+        kind="measurepoint",
+        time=1_700_000_000_000,
+        content=content,
+    )
+    assert rows == [(d.orgId, "measurepoint", _encode(body))]

@@ -83,6 +83,10 @@ class EnterpriseDirectory:
         self._wants = {}
         self._recipients = {}
 
+    def has_products(self) -> bool:
+        """Whether any enterprise subscribes to any product."""
+        return bool(self._by_product)
+
     def wants(self, product_key: str, realtime: bool) -> frozenset[str]:
         """The event types some enterprise wants for this product (from real-time data or
         from history)."""

@@ -139,6 +139,7 @@ class Fanout:
         self.oversize = 0  # events whose push line passes 8 KiB (raw data)
         self.consumer: Consumer | None = None
         self._shapes: dict[tuple[str, str, str], frozenset[str] | None] = {}
+        self._nothing: bool | None = None  # _wants_nothing, until _invalidate
         self._memory_shapes: dict[tuple[str, str], bool] = {}
         # request -> its measurepoint records made in memory (fault state only), by id
         self._memory: dict[int, tuple[Result, list[StreamRow]]] = {}
@@ -229,6 +230,7 @@ class Fanout:
             self._invalidate()
 
     def _invalidate(self) -> None:
+        self._nothing = None
         self._shapes.clear()
         self._memory_shapes.clear()
         self.stream.invalidate()
@@ -391,7 +393,21 @@ class Fanout:
         if self._recovering:
             self._held.append(entries)
             return
+        if self._wants_nothing():
+            return  # (the records are other consumers')
         self._records(entries)
+
+    def _wants_nothing(self) -> bool:
+        """Whether no record can matter to the fan-out: no enterprise subscribes to a
+        product and no product's model flags fault/alert points (then the records of a
+        commit are not even decoded)."""
+        v = self._nothing
+        if v is None:
+            flagged = self.deriver.flagged
+            v = self._nothing = not self.directory.has_products() and not any(
+                flagged(pk) for pk in self.registry.products
+            )
+        return v
 
     def _records(self, rows: list[tuple[int, int, bytes]]) -> _Append | None:
         """Map records (the stream's, or made in memory: seq 0) to events and queue
