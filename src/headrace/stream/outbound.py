@@ -6,6 +6,7 @@ import asyncio
 import bisect
 import itertools
 import logging
+import operator
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -39,8 +40,9 @@ log = logging.getLogger("headrace.stream")
 _BUCKET_MS = 100  # the time index's resolution
 
 
-def _seq_of(entry: tuple[int, int, bytes]) -> int:
-    return entry[0]
+_seq_of = operator.itemgetter(0)
+_at_of = operator.itemgetter(1)
+_doc_of = operator.itemgetter(2)
 
 
 def select(
@@ -390,20 +392,19 @@ class Stream:
         if len(times) > 20_000:  # the oldest half forgotten
             for k in list(itertools.islice(times, 10_000)):
                 del times[k]
-        prev = -1
         total = 0
-        for seq, at, doc in entries:  # one pass: commit times and the time index
-            if at != prev:
-                times[at] = t
-                prev = at
-            nbytes = len(doc)
+        # one pass per write (its records share their at): commit times, the time index
+        for at, group in itertools.groupby(entries, _at_of):
+            g = list(group)
+            times[at] = t
+            nbytes = sum(map(len, map(_doc_of, g)))
             total += nbytes
             if last is not None and at // _BUCKET_MS == last.first_at // _BUCKET_MS:
-                last.last = seq
+                last.last = g[-1][0]
                 last.last_at = max(last.last_at, at)
                 last.bytes += nbytes
             else:
-                last = _Bucket(seq, seq, at, at, nbytes)
+                last = _Bucket(g[0][0], g[-1][0], at, at, nbytes)
                 index.append(last)
         self.bytes += total
         self.appended += len(entries)
@@ -412,7 +413,7 @@ class Stream:
             recent.append(entries)
             self._recent_bytes += total
             while self._recent_bytes > self.memory_bytes and len(recent) > 1:
-                self._recent_bytes -= sum(len(e[2]) for e in recent.popleft())
+                self._recent_bytes -= sum(map(len, map(_doc_of, recent.popleft())))
         if head > self.head:
             self.head = head
         for tail in self.tails:  # the committed records, from memory, in commit order

@@ -19,6 +19,8 @@ head (noti) take the committed records from memory instead of reading them back.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import sqlite3
 import time
 from collections.abc import Callable, Collection
@@ -41,6 +43,7 @@ BLOCK_MAX = 4096
 _pack = msgspec.msgpack.Encoder().encode
 _unpack = msgspec.msgpack.Decoder(list[bytes]).decode
 _COLUMNS = "seq, n, at, doc"
+_doc_of = operator.itemgetter(2)
 
 
 def _entries(rows: list[tuple[int, int, int, bytes]], after: int) -> list[Entry]:
@@ -76,7 +79,7 @@ class StreamMixin:
         at = int(time.time() * 1000)
         first = seq = self._stream_next
         txn = self._stream_txn
-        txn.extend((seq + i, at, row[2]) for i, row in enumerate(rows))
+        txn.extend(zip(range(seq, seq + len(rows)), itertools.repeat(at), map(_doc_of, rows)))
         args = []
         i, total = 0, len(rows)
         while i < total:
