@@ -223,7 +223,6 @@ class Formatter:
         assets = self._assets
         if len(assets) > 100_000:
             assets.clear()
-        join = b"".join
         items = _ENVELOPE_ITEMS
         for r in records:
             try:
@@ -238,7 +237,7 @@ class Formatter:
                 asset = assets.get(r.assetId)
                 if asset is None:
                     asset = assets[r.assetId] = _encode(r.assetId)
-                value = join((head, asset, b',"time":', str(r.time).encode(), ik, item, b"}]}"))
+                value = b'%b%b,"time":%d%b%b}]}' % (head, asset, r.time, ik, item)
                 key = r.assetId.encode() if key_is_asset else key_of(r)  # type: ignore[arg-type]
                 out.append(Message(topic_of(r), key, value, r.seq, r.at))  # type: ignore[arg-type]
             except Exception as e:
