@@ -2,7 +2,10 @@
 
 - ``model.py``: the rule document (``select``, ``transform``, ``sink``), its checks;
 - ``engine.py``: ``RuleEngine``, the rules' CRUD, pause/resume/replay, one stream
-  consumer (``rule:{ruleId}``) and one runner per rule;
+  consumer (``rule:{ruleId}``) per rule, the cursors, dead letters and counters the
+  delivery process reports;
+- ``process.py``, ``channel.py``, ``worker.py``: the rules' delivery process (the hub's
+  end, the framing, the process itself), where the runners work with their own GIL;
 - ``runner.py``: one rule's loop (read, transform, format, deliver, commit the cursor),
   its counters;
 - ``transform.py``: ``transform(record)`` in the parsing-script sandbox;
