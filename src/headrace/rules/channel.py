@@ -34,6 +34,10 @@ class Channel:
         body = _enc.encode(msg)
         self.writer.write(_LEN.pack(len(body)) + body)
 
+    def backlog(self) -> int:
+        """Bytes queued and not yet written to the socket."""
+        return self.writer.transport.get_write_buffer_size()
+
     async def drain(self) -> None:
         await self.writer.drain()
 

@@ -56,6 +56,7 @@ KIND = "rule"
 _CURSOR = "rule:"
 _RESTART_FIRST = 1.0
 _RESTART_MAX = 30.0
+_HEAD_BACKLOG = 256 * 1024  # bytes waiting for the delivery process: heads held back
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder(Rule)
 
@@ -91,7 +92,7 @@ class RuleEngine:
         self._running: dict[str, int] = {}  # rules sent to the process -> their run's gen
         self._halting: dict[str, asyncio.Future[None]] = {}
         self._times: dict[int, float] = {}  # commit times not yet sent
-        self._flush_at: asyncio.Handle | None = None
+        self._flush_at: asyncio.Handle | asyncio.TimerHandle | None = None
         self._restart: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._started = False
@@ -132,7 +133,18 @@ class RuleEngine:
         """Start the rule's runner in the delivery process (if enabled)."""
         if not (rule.enabled and self._started):
             return
-        await self.delivery.ensure()
+        try:
+            await self.delivery.ensure()
+        except Exception as e:  # shown in the rule's stats; tried again with a backoff
+            log.exception("starting the rules' delivery process failed")
+            counters = self._counters.setdefault(rule.ruleId, {})
+            counters.update(
+                running=False,
+                lastError=f"the rules' delivery process did not start: {e}",
+                lastErrorAt=int(time.time() * 1000),
+            )
+            self._schedule_restart()
+            return
         gen = next(self._gen)
         self._running[rule.ruleId] = gen
         counters = self._counters.setdefault(rule.ruleId, {})
@@ -169,10 +181,19 @@ class RuleEngine:
 
     def _send_head(self) -> None:
         self._flush_at = None
-        times = list(self._times.items())
+        if self.delivery.backlog() > _HEAD_BACKLOG:
+            # the process is not reading (stopped, or busy): the latest head goes later,
+            # instead of a queue of heads in this process's memory
+            times = self._times
+            if len(times) > 20_000:
+                for k in list(itertools.islice(times, 10_000)):
+                    del times[k]
+            self._flush_at = asyncio.get_running_loop().call_later(0.05, self._send_head)
+            return
+        times_list = list(self._times.items())
         self._times.clear()
         st = self.stream
-        self.delivery.send(["head", st.head, st.pruned, times])
+        self.delivery.send(["head", st.head, st.pruned, times_list])
 
     async def _handle(self, msg: list[Any]) -> None:
         kind, rule_id, gen = msg[0], msg[1], msg[2]
@@ -210,6 +231,9 @@ class RuleEngine:
             if not fut.done():
                 fut.set_result(None)
         self._halting.clear()
+        self._schedule_restart()
+
+    def _schedule_restart(self) -> None:
         if self._started and (self._restart is None or self._restart.done()):
             self._restart = asyncio.create_task(self._start_again())
 
@@ -217,15 +241,21 @@ class RuleEngine:
         backoff = _RESTART_FIRST
         while self._started:
             await asyncio.sleep(backoff)
-            try:
-                async with self._lock:
+            async with self._lock:
+                if self.delivery.alive or await self._started_process():
                     for rule in list(self.rules.values()):
                         if rule.ruleId not in self._running:
                             await self._run(rule)
-                return
-            except Exception:
-                log.exception("starting the rules' delivery process failed")
-                backoff = min(backoff * 2, _RESTART_MAX)
+                    return
+            backoff = min(backoff * 2, _RESTART_MAX)
+
+    async def _started_process(self) -> bool:
+        try:
+            await self.delivery.ensure()
+            return True
+        except Exception:
+            log.exception("starting the rules' delivery process failed")
+            return False
 
     # -- documents -----------------------------------------------------------------------
 

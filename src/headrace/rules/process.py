@@ -88,6 +88,10 @@ class DeliveryProcess:
         if self.channel is not None:
             self.channel.send(msg)
 
+    def backlog(self) -> int:
+        """Bytes sent and not yet taken by the process."""
+        return self.channel.backlog() if self.channel is not None else 0
+
     async def _read(self, channel: Channel, proc: asyncio.subprocess.Process) -> None:
         while (msg := await channel.receive()) is not None:
             kind = msg[0]
