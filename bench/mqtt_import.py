@@ -87,7 +87,10 @@ def client_main(
     inflight: int,
     out: mp.Queue,
     clients: int = 1,
+    first_cycle: int = 0,
 ) -> None:
+    """``first_cycle``: where this run's time prefixes start (a later load into the same
+    hub passes a higher one, so that it stores new samples instead of rewriting)."""
     import paho.mqtt.client as mqtt
 
     topic = f"/sys/{PK}/integration/measurepoint/post"
@@ -135,7 +138,7 @@ def client_main(
                 cond.wait(1)
             # unique request id per publish so replies match exactly
             rid = f"{client}-{seq}"
-            cycle = seq // len(payloads)
+            cycle = first_cycle + seq // len(payloads)
             body = payloads[seq % len(payloads)].replace(b'"RID"', f'"{rid}"'.encode(), 1)
             if cycle:
                 body = body.replace(b'"time": 1600', f'"time": {1600 + cycle}'.encode())
