@@ -389,11 +389,23 @@ def test_blocks_read_count_and_prune_record_by_record(tmp_path: Path) -> None:
         assert await store.stream_prune(8) == 5
         assert [s for s, _a, _d in await store.stream_read(0, 100)] == list(range(9, 15))
         assert st.BLOCK_MAX >= 1000
+        # a block of 1 KiB and more is stored deflated, and reads the same
+        big = [("o1", "measurepoint", b'{"i":%d,"pad":"%s"}' % (i, b"ab" * 20)) for i in range(100)]
+        await store.stream_append(big)
+        (doc,) = await store.engine.read(
+            lambda c: c.execute("SELECT doc FROM stream WHERE seq = 15").fetchone()
+        )
+        assert doc[:1] == b"x" and len(doc) < sum(len(r[2]) for r in big) // 5
+        for after in (14, 15, 60, 113):
+            got = await store.stream_read(after, 30)
+            assert got == [
+                (15 + i, got[0][1], big[i][2]) for i in range(after - 14, min(100, after - 14 + 30))
+            ]
         await hub.close()
         hub = Hub(tmp_path)  # the head and the time index after a restart
         await hub.start()
-        assert hub.store.stream_head() == 14 and hub.stream.head == 14
-        assert hub.stream._index[-1].last == 14
+        assert hub.store.stream_head() == 114 and hub.stream.head == 114
+        assert hub.stream._index[-1].last == 114
         await hub.close()
 
     asyncio.run(run())
