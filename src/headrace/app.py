@@ -71,7 +71,7 @@ from .store.blobs import BlobStore
 from .store.retention import Retention as SamplePruner
 from .store.sqlite.store import SQLiteStore
 from .stream import Retention, Stream
-from .tasks import cancel, every
+from .tasks import cancel, every, tune_gc
 
 log = logging.getLogger("headrace")
 
@@ -480,6 +480,7 @@ class Hub:
             # walking it on every full collection (pauses of tens of ms under load)
             gc.collect()
             gc.freeze()
+            tune_gc()  # the same in the rules' delivery process
             self._ready = True
             if on_ready is not None:
                 on_ready()

@@ -1,4 +1,5 @@
-"""Background tasks every component shares: a job run periodically, and stopping tasks.
+"""Background tasks every component shares: a job run periodically, and stopping tasks;
+and the processes' GC setting (``tune_gc``).
 
 Every periodic job of the hub (pruning sessions, tokens, the stream and the message log,
 the online sweep and checkpoint, the retention pass) runs through :func:`every`: a failed
@@ -9,6 +10,7 @@ never ends the loop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -47,3 +49,15 @@ async def cancel(*tasks: asyncio.Task[None] | None) -> None:
             await t
         except asyncio.CancelledError:
             pass
+
+
+GC_THRESHOLD = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """The cyclic GC less often: the data path allocates a few containers per record and
+    frees them by reference count, so the default (a young collection every 700
+    allocations) mostly walks objects that die anyway. Measured (a history import of
+    100-record requests, 3 clients): 42-45k records/s against 35-38k with the default,
+    alternated on the same machine."""
+    gc.set_threshold(*GC_THRESHOLD)

@@ -38,6 +38,7 @@ import msgspec
 from ..scripts.engine import ScriptEngine
 from ..store.sqlite.stream import StreamReader
 from ..stream.follower import Follower, FollowerConsumer
+from ..tasks import tune_gc
 from .channel import Channel
 from .deadletters import DeadLetter, letter_doc
 from .model import Rule, stream_filter
@@ -169,6 +170,7 @@ class Host:
 
 
 async def main(fd: int) -> None:
+    tune_gc()
     channel = await Channel.open(socket.socket(fileno=fd))
     root = logging.getLogger()
     root.handlers[:] = [_Forward(channel)]

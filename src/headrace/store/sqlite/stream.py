@@ -50,6 +50,7 @@ _COLUMNS = "seq, n, at, doc"
 _COMPRESS_FROM = 1024  # a block of at least this many bytes is stored deflated
 _ZLIB = b"x"  # a deflated block's first byte (a msgpack array never starts with it)
 _doc_of = operator.itemgetter(2)
+_org_kind = operator.itemgetter(0, 1)
 
 
 def _entries(rows: list[tuple[int, int, int, bytes]], after: int) -> list[Entry]:
@@ -89,21 +90,20 @@ class StreamMixin:
         txn = self._stream_txn
         txn.extend(zip(range(seq, seq + len(rows)), itertools.repeat(at), map(_doc_of, rows)))
         args = []
-        i, total = 0, len(rows)
-        while i < total:
-            org, kind, doc = rows[i]
-            j = i + 1
-            while j < total and j - i < BLOCK_MAX and rows[j][0] == org and rows[j][1] == kind:
-                j += 1
-            if j - i == 1:
-                args.append((first + i, 1, at, org, kind, doc))
-            else:
-                block = _pack([r[2] for r in rows[i:j]])
-                if len(block) >= _COMPRESS_FROM:
-                    block = zlib.compress(block, 1)
-                args.append((first + i, j - i, at, org, kind, block))
-            i = j
-        self._stream_next = seq + total
+        i = 0
+        for (org, kind), group in itertools.groupby(rows, _org_kind):
+            docs = list(map(_doc_of, group))
+            for k in range(0, len(docs), BLOCK_MAX):
+                part = docs[k : k + BLOCK_MAX] if len(docs) > BLOCK_MAX else docs
+                if len(part) == 1:
+                    args.append((first + i, 1, at, org, kind, part[0]))
+                else:
+                    block = _pack(part)
+                    if len(block) >= _COMPRESS_FROM:
+                        block = zlib.compress(block, 1)
+                    args.append((first + i, len(part), at, org, kind, block))
+                i += len(part)
+        self._stream_next = seq + len(rows)
         c.executemany("INSERT INTO stream(seq, n, at, org, kind, doc) VALUES (?,?,?,?,?,?)", args)
 
     def _stream_committed(self) -> None:
