@@ -296,6 +296,8 @@ class Builder:
                 h = head(dev, RAW)
                 if h is not None:
                     add(h, RAW, now, {"raw": encoded})
+        last_names: tuple[str, ...] | None = None
+        t: type | None = None
         for dev, ts, names, values, quals in batch.measurepoints:
             h = head(dev, MEASUREPOINT)
             if h is None:
@@ -304,7 +306,8 @@ class Builder:
             if quals is not None:
                 quality = {p: q for p, q in zip(names, quals, strict=True) if q is not None}
             if not quality:
-                t = _points_type(names)
+                if names is not last_names:  # the records of a request share their names
+                    last_names, t = names, _points_type(names)
                 if t is not None:  # the dict's JSON, without building the dict
                     out.append((h[0], MEASUREPOINT, _splice_points(h[1], ts, _encode(t(*values)))))
                     continue
