@@ -446,6 +446,9 @@ def test_cli_user_commands(shared_hub: HubProcess, orgs: tuple[str, str]) -> Non
 # -- hubs of their own: limits, expiry, restart, TLS ---------------------------------------------------
 
 
+IDLE, MAX_AGE = 1.5, 4.0  # seconds: test_sessions_expire waits them out
+
+
 @pytest.fixture
 def strict_hub(tmp_path: Path) -> Iterator[HubProcess]:
     h = HubProcess(
@@ -458,9 +461,9 @@ def strict_hub(tmp_path: Path) -> Iterator[HubProcess]:
             "--set",
             "session.login_window=8",
             "--set",
-            "session.idle_timeout=3",
+            f"session.idle_timeout={IDLE}",
             "--set",
-            "session.max_age=7",
+            f"session.max_age={MAX_AGE}",
         ],
     )
     h.start()
@@ -499,19 +502,20 @@ def test_sessions_expire(strict_hub: HubProcess) -> None:
     name, password = make_user(api, [])
     idle = Operator(strict_hub, name, password)
     busy = Operator(strict_hub, name, password)
-    # idle: 3 s without a request ends it
-    time.sleep(3.5)
+    # idle: IDLE s without a request ends it
+    time.sleep(IDLE + 0.5)
     error(idle.get(SESSION), 401)
-    # busy: requests keep it alive past the idle timeout, but not past max_age (7 s)
+    # busy: requests (every 0.25 s, well within IDLE) keep it alive past the idle
+    # timeout, but not past MAX_AGE
     busy2 = Operator(strict_hub, name, password)
     start = time.monotonic()
     alive = []
-    while time.monotonic() - start < 9:
+    while time.monotonic() - start < MAX_AGE + 1.5:
         alive.append((time.monotonic() - start, busy2.get(SESSION).status_code))
-        time.sleep(1)
+        time.sleep(0.25)
     ok = [t for t, s in alive if s == 200]
-    assert ok and max(ok) > 4, alive  # lived beyond the idle timeout
-    assert alive[-1][1] == 401 and min(t for t, s in alive if s == 401) >= 6, alive
+    assert ok and max(ok) > IDLE + 1, alive  # lived beyond the idle timeout
+    assert alive[-1][1] == 401 and min(t for t, s in alive if s == 401) >= MAX_AGE - 1, alive
     error(busy.get("/api/v1/orgs"), 401)
 
 
