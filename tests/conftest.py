@@ -180,8 +180,9 @@ def hub_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The data dir of a default hub that was started once and stopped: migrated, with its
     first operator (``admin``, its password file), its self-signed TLS pair. A fresh data
     dir costs each start ~0.7 s more (the operator's scrypt hash alone ~0.45 s); the
-    first start itself is tested by the hubs made without it (``shared_hub``, the tests'
-    own ``HubProcess``es, ``tests/e2e/test_cli.py``)."""
+    first start itself is tested by the hubs made without it (the tests' own
+    ``HubProcess``es: ``tests/e2e/test_cli.py``, ``test_harness.py``; ``test_accounts.py``'s
+    ``shared_hub``)."""
     data = tmp_path_factory.mktemp("hub-template") / "data"
     h = HubProcess(data)
     h.start()
@@ -209,9 +210,12 @@ def api(hub: HubProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def shared_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    """One hub for a whole test module (tests must use their own org/product names)."""
-    yield from running_hub(tmp_path_factory.mktemp("hub") / "data")
+def shared_hub(
+    tmp_path_factory: pytest.TempPathFactory, hub_template: Path
+) -> Iterator[HubProcess]:
+    """One hub for a whole test module (tests must use their own org/product names), on a
+    data dir as a default hub leaves it (``hub_template``)."""
+    yield from running_hub(from_template(hub_template, tmp_path_factory.mktemp("hub") / "data"))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, HubProcess
+from tests.conftest import ADMIN_TOKEN, HubProcess, running_hub
 from tests.e2e.accounts_support import (
     OPEN,
     PLATFORM_ADMIN,
@@ -32,6 +32,13 @@ from tests.e2e.accounts_support import (
     org_admin,
     viewer,
 )
+
+
+@pytest.fixture(scope="module")
+def shared_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """The module's hub on a fresh data dir (not ``hub_template``): its first start, and
+    the operator it creates, are what this module tests first."""
+    yield from running_hub(tmp_path_factory.mktemp("hub") / "data")
 
 
 @pytest.fixture(autouse=True)
