@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, HubProcess, running_hub
+from tests.conftest import ADMIN_TOKEN, HubProcess, from_template, running_hub
 from tests.e2e.accounts_support import (
     OPEN,
     PLATFORM_ADMIN,
@@ -457,9 +457,9 @@ IDLE, MAX_AGE = 1.5, 4.0  # seconds: test_sessions_expire waits them out
 
 
 @pytest.fixture
-def strict_hub(tmp_path: Path) -> Iterator[HubProcess]:
+def strict_hub(tmp_path: Path, hub_template: Path) -> Iterator[HubProcess]:
     h = HubProcess(
-        tmp_path / "data",
+        from_template(hub_template, tmp_path / "data"),
         [
             "--set",
             "session.login_failures=5",
