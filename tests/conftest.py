@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,11 @@ import pytest
 # the enos-subscribe SDK's generated protobuf code (protoc 2.x era) loads only with the
 # pure-Python protobuf runtime; set before anything imports google.protobuf
 os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+# the hubs and CLI runs the tests start (hundreds) each import headrace afresh: with
+# PYTHONDONTWRITEBYTECODE set (as on this machine and CI) none of them could cache its
+# bytecode, and every start compiled all of src/headrace again (~0.5 s of ~2.5 s). The
+# children write it (to the ignored __pycache__ folders); this process is unaffected
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 ADMIN_TOKEN = "test-admin-token"
 
@@ -169,9 +175,32 @@ def running_hub(data_dir: Path, extra: list[str] | None = None) -> Iterator[HubP
         h.stop()
 
 
+@pytest.fixture(scope="session")
+def hub_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data dir of a default hub that was started once and stopped: migrated, with its
+    first operator (``admin``, its password file), its self-signed TLS pair. A fresh data
+    dir costs each start ~0.7 s more (the operator's scrypt hash alone ~0.45 s); the
+    first start itself is tested by the hubs made without it (the tests' own
+    ``HubProcess``es: ``tests/e2e/test_cli.py``, ``test_harness.py``; ``test_accounts.py``'s
+    ``shared_hub``)."""
+    data = tmp_path_factory.mktemp("hub-template") / "data"
+    h = HubProcess(data)
+    h.start()
+    assert h.stop() == 0, h.log()
+    return data
+
+
+def from_template(template: Path, data_dir: Path) -> Path:
+    """``data_dir`` (which must not exist) as a copy of ``template`` (``hub_template``):
+    a hub started on it starts like one restarted."""
+    shutil.copytree(template, data_dir)
+    return data_dir
+
+
 @pytest.fixture
-def hub(tmp_path: Path) -> Iterator[HubProcess]:
-    yield from running_hub(tmp_path / "data")
+def hub(tmp_path: Path, hub_template: Path) -> Iterator[HubProcess]:
+    """A hub of the test's own, on a data dir as a default hub leaves it (``hub_template``)."""
+    yield from running_hub(from_template(hub_template, tmp_path / "data"))
 
 
 @pytest.fixture
@@ -181,9 +210,12 @@ def api(hub: HubProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def shared_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    """One hub for a whole test module (tests must use their own org/product names)."""
-    yield from running_hub(tmp_path_factory.mktemp("hub") / "data")
+def shared_hub(
+    tmp_path_factory: pytest.TempPathFactory, hub_template: Path
+) -> Iterator[HubProcess]:
+    """One hub for a whole test module (tests must use their own org/product names), on a
+    data dir as a default hub leaves it (``hub_template``)."""
+    yield from running_hub(from_template(hub_template, tmp_path_factory.mktemp("hub") / "data"))
 
 
 @pytest.fixture(scope="module")

@@ -133,6 +133,15 @@ class SDKClient:
             except queue.Empty:
                 return out
 
+    def ready(self) -> list[str]:
+        """The values that have arrived, without waiting."""
+        out = []
+        while True:
+            try:
+                out.append(self.values.get_nowait())
+            except queue.Empty:
+                return out
+
     def log(self) -> str:
         """The client's whole log (the SDK logs its refusals at INFO)."""
         self._log.flush()
@@ -150,6 +159,27 @@ class SDKClient:
                 except OSError:  # a broken pipe to a killed process
                     pass
         self._log.close()
+
+
+def gather(clients: list[SDKClient], n: int, timeout: float, quiet: float) -> list[list[str]]:
+    """What each client gets (after an ``ask``) until together they have ``n`` values or
+    ``timeout`` seconds pass, then for ``quiet`` seconds more: a value past the ``n``
+    expected (one twice, one that must not come) is in the answer. (Waiting a fixed time
+    instead cost the whole timeout every time.)"""
+    got: list[list[str]] = [[] for _ in clients]
+    end = time.monotonic() + timeout
+    while sum(map(len, got)) < n and time.monotonic() < end:
+        time.sleep(0.02)
+        for out, c in zip(got, clients, strict=True):
+            out += c.ready()
+    end = time.monotonic() + quiet
+    while time.monotonic() < end:
+        time.sleep(0.02)
+        for out, c in zip(got, clients, strict=True):
+            out += c.ready()
+    for out, c in zip(got, clients, strict=True):
+        out += c.ready()
+    return got
 
 
 def points_of(value: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:

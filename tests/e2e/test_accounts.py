@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, HubProcess
+from tests.conftest import ADMIN_TOKEN, HubProcess, from_template, running_hub
 from tests.e2e.accounts_support import (
     OPEN,
     PLATFORM_ADMIN,
@@ -32,6 +32,13 @@ from tests.e2e.accounts_support import (
     org_admin,
     viewer,
 )
+
+
+@pytest.fixture(scope="module")
+def shared_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """The module's hub on a fresh data dir (not ``hub_template``): its first start, and
+    the operator it creates, are what this module tests first."""
+    yield from running_hub(tmp_path_factory.mktemp("hub") / "data")
 
 
 @pytest.fixture(autouse=True)
@@ -446,10 +453,13 @@ def test_cli_user_commands(shared_hub: HubProcess, orgs: tuple[str, str]) -> Non
 # -- hubs of their own: limits, expiry, restart, TLS ---------------------------------------------------
 
 
+IDLE, MAX_AGE = 1.5, 4.0  # seconds: test_sessions_expire waits them out
+
+
 @pytest.fixture
-def strict_hub(tmp_path: Path) -> Iterator[HubProcess]:
+def strict_hub(tmp_path: Path, hub_template: Path) -> Iterator[HubProcess]:
     h = HubProcess(
-        tmp_path / "data",
+        from_template(hub_template, tmp_path / "data"),
         [
             "--set",
             "session.login_failures=5",
@@ -458,9 +468,9 @@ def strict_hub(tmp_path: Path) -> Iterator[HubProcess]:
             "--set",
             "session.login_window=8",
             "--set",
-            "session.idle_timeout=3",
+            f"session.idle_timeout={IDLE}",
             "--set",
-            "session.max_age=7",
+            f"session.max_age={MAX_AGE}",
         ],
     )
     h.start()
@@ -499,19 +509,20 @@ def test_sessions_expire(strict_hub: HubProcess) -> None:
     name, password = make_user(api, [])
     idle = Operator(strict_hub, name, password)
     busy = Operator(strict_hub, name, password)
-    # idle: 3 s without a request ends it
-    time.sleep(3.5)
+    # idle: IDLE s without a request ends it
+    time.sleep(IDLE + 0.5)
     error(idle.get(SESSION), 401)
-    # busy: requests keep it alive past the idle timeout, but not past max_age (7 s)
+    # busy: requests (every 0.25 s, well within IDLE) keep it alive past the idle
+    # timeout, but not past MAX_AGE
     busy2 = Operator(strict_hub, name, password)
     start = time.monotonic()
     alive = []
-    while time.monotonic() - start < 9:
+    while time.monotonic() - start < MAX_AGE + 1.5:
         alive.append((time.monotonic() - start, busy2.get(SESSION).status_code))
-        time.sleep(1)
+        time.sleep(0.25)
     ok = [t for t, s in alive if s == 200]
-    assert ok and max(ok) > 4, alive  # lived beyond the idle timeout
-    assert alive[-1][1] == 401 and min(t for t, s in alive if s == 401) >= 6, alive
+    assert ok and max(ok) > IDLE + 1, alive  # lived beyond the idle timeout
+    assert alive[-1][1] == 401 and min(t for t, s in alive if s == 401) >= MAX_AGE - 1, alive
     error(busy.get("/api/v1/orgs"), 401)
 
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -81,8 +82,9 @@ def test_harness_starts_hubs_while_ports_are_held(tmp_path: Path) -> None:
     held = {listener.getsockname()[1], client.getsockname()[1]}
     hubs = [HubProcess(tmp_path / f"data{i}") for i in range(3)]
     try:
-        for h in hubs:
-            h.start()
+        # at once: each binds its ports while the others bind theirs, too
+        with ThreadPoolExecutor(len(hubs)) as pool:
+            list(pool.map(HubProcess.start, hubs))
         bound = [p for h in hubs for p in h.ports.values()]
         assert len(bound) == 3 * len(LISTENERS) and len(set(bound)) == len(bound)
         assert not held & set(bound)

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import HubProcess
+from tests.conftest import HubProcess, from_template
 from tests.e2e.http_support import FILES, MP, Enos, Tenant, make_tenant, message, ok, refused
 
 
@@ -272,8 +272,8 @@ def test_admin_file_api(enos: Enos, shared_api: httpx.Client) -> None:
 
 
 @pytest.fixture
-def short_url_hub(tmp_path: Path) -> Iterator[HubProcess]:
-    h = HubProcess(tmp_path / "data", ["--set", "files.url_ttl=4"])
+def short_url_hub(tmp_path: Path, hub_template: Path) -> Iterator[HubProcess]:
+    h = HubProcess(from_template(hub_template, tmp_path / "data"), ["--set", "files.url_ttl=4"])
     h.start()
     yield h
     h.stop()

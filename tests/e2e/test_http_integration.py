@@ -10,13 +10,14 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from headrace.store.sqlite.store import SQLiteStore
-from tests.conftest import HubProcess
+from tests.conftest import HubProcess, from_template
 from tests.e2e.http_support import (
     ATTR,
     EVENT,
@@ -32,10 +33,10 @@ from tests.e2e.http_support import (
 
 
 @pytest.fixture(scope="module")
-def small_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+def small_hub(tmp_path_factory: pytest.TempPathFactory, hub_template: Path) -> Iterator[HubProcess]:
     """A hub with small file limits."""
     h = HubProcess(
-        tmp_path_factory.mktemp("small") / "data",
+        from_template(hub_template, tmp_path_factory.mktemp("small") / "data"),
         ["--set", "http.max_file_size=1048576", "--set", "http.max_files=2"],
     )
     h.start()

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, HubProcess
+from tests.conftest import ADMIN_TOKEN, HubProcess, from_template
 from tests.e2e.http_support import (
     MP,
     TOKEN_GET,
@@ -171,8 +171,8 @@ def test_refresh_errors(shared_hub: HubProcess, shared_api: httpx.Client) -> Non
 
 
 @pytest.fixture
-def short_token_hub(tmp_path: Path) -> Iterator[HubProcess]:
-    h = HubProcess(tmp_path / "data", ["--set", "token.ttl=2"])
+def short_token_hub(tmp_path: Path, hub_template: Path) -> Iterator[HubProcess]:
+    h = HubProcess(from_template(hub_template, tmp_path / "data"), ["--set", "token.ttl=2"])
     h.start()
     yield h
     h.stop()

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, HubProcess
+from tests.conftest import ADMIN_TOKEN, HubProcess, from_template
 from tests.e2e.accounts_support import Operator, close_clients, make_org, make_user, viewer
 from tests.e2e.mqtt_support import mp_request, provision
 from tests.e2e.sse_support import SSE, mqtt_publish, stored_log, stream_path
@@ -151,9 +151,10 @@ def test_tail_access(shared_hub: HubProcess, shared_api: httpx.Client) -> None:
 
 
 @pytest.fixture
-def tail_hub(tmp_path: Path) -> Iterator[HubProcess]:
+def tail_hub(tmp_path: Path, hub_template: Path) -> Iterator[HubProcess]:
     h = HubProcess(
-        tmp_path / "data", ["--set", "log.tail_heartbeat=0.5", "--set", "log.tail_buffer=10"]
+        from_template(hub_template, tmp_path / "data"),
+        ["--set", "log.tail_heartbeat=0.5", "--set", "log.tail_buffer=10"],
     )
     h.start()
     yield h

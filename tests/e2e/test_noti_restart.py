@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HubProcess
+from tests.conftest import HubProcess, from_template
 from tests.e2e.noti_support import Noti, Producer, enterprise, stats, tenant, wait_for
 
 
 @pytest.fixture
-def quick_idle_hub(tmp_path: Path) -> Iterator[HubProcess]:
-    h = HubProcess(tmp_path / "data", ["--set", "noti.idle_timeout=1"])
+def quick_idle_hub(tmp_path: Path, hub_template: Path) -> Iterator[HubProcess]:
+    h = HubProcess(from_template(hub_template, tmp_path / "data"), ["--set", "noti.idle_timeout=1"])
     h.start()
     yield h
     h.stop()

@@ -10,16 +10,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import HubProcess
+from tests.conftest import HubProcess, from_template
 from tests.e2e.mqtt_support import Client, mp_request, provision
 
 DAY = 86_400_000
 
 
 @pytest.fixture
-def hub(tmp_path: Path) -> Iterator[HubProcess]:
+def hub(tmp_path: Path, hub_template: Path) -> Iterator[HubProcess]:
     h = HubProcess(
-        tmp_path / "data",
+        from_template(hub_template, tmp_path / "data"),
         extra=["--set", "store.retention_interval=0.2", "--set", "store.retention_days=2"],
     )
     h.start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from headrace.proto.subscription import wire
-from tests.conftest import HubProcess
+from tests.conftest import HubProcess, from_template
 from tests.e2e import http_support as hs
 from tests.e2e.subscription_support import create_job
 
@@ -31,9 +32,9 @@ MAX_MESSAGE = 4096
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+def hub(tmp_path_factory: pytest.TempPathFactory, hub_template: Path) -> Iterator[HubProcess]:
     h = HubProcess(
-        tmp_path_factory.mktemp("sub-hostile") / "data",
+        from_template(hub_template, tmp_path_factory.mktemp("sub-hostile") / "data"),
         [
             "--set",
             f"subscription.login_timeout={LOGIN_TIMEOUT}",

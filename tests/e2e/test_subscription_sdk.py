@@ -15,12 +15,13 @@ import httpx
 import pytest
 import websocket
 
-from tests.conftest import HubProcess
+from tests.conftest import HubProcess, from_template
 from tests.e2e import http_support as hs
 from tests.e2e import mqtt_support as ms
 from tests.e2e.subscription_support import (
     SDKClient,
     create_job,
+    gather,
     job,
     points_of,
     wait_committed,
@@ -94,10 +95,11 @@ class Env:
 
 
 @pytest.fixture
-def hub(tmp_path: Path) -> Iterator[HubProcess]:
+def hub(tmp_path: Path, hub_template: Path) -> Iterator[HubProcess]:
     # the SDK holds one lock over a pull and its answer, and its commits wait for it: a
     # short long-poll lets these tests commit after every message (interval 0)
-    h = HubProcess(tmp_path / "data", ["--set", "subscription.pull_wait=0.1"])
+    data = from_template(hub_template, tmp_path / "data")
+    h = HubProcess(data, ["--set", "subscription.pull_wait=0.1"])
     h.start()
     yield h
     h.stop()
@@ -208,8 +210,10 @@ def test_commit_then_hub_restart_redelivers_exactly_the_uncommitted(env: Env) ->
         wait_members(env.api, t.org, sid, "g1", 1)
         env.reconnect_mqtt()
         after = [env.via_http("d0"), env.via_mqtt("d1"), env.via_http("d2")]
-        c.ask(len(uncommitted) + len(after) + 1)  # one more than expected: must not come
-        got = [json.loads(v) for v in c.more(10.0)]
+        expected = len(uncommitted) + len(after)
+        c.ask(expected + 1)  # one more than expected: must not come
+        [values] = gather([c], expected, timeout=10.0, quiet=2.0)
+        got = [json.loads(v) for v in values]
         assert sorted(temps(got)) == sorted(uncommitted + [float(n) for n in after])
     finally:
         c.stop()
@@ -236,8 +240,9 @@ def test_two_clients_in_one_group_share_the_messages(env: Env) -> None:
                 sent.append(env.via_http(f"x{i}") if round_ % 2 else env.via_mqtt(f"x{i}"))
         a.ask(len(sent))
         b.ask(len(sent))
-        got_a = [json.loads(v) for v in a.more(8.0)]
-        got_b = [json.loads(v) for v in b.more(2.0)]
+        values_a, values_b = gather([a, b], len(sent), timeout=10.0, quiet=2.0)
+        got_a = [json.loads(v) for v in values_a]
+        got_b = [json.loads(v) for v in values_b]
         assert got_a and got_b  # both got a share
         assets_a = {points_of(v)[0] for v in got_a}
         assets_b = {points_of(v)[0] for v in got_b}
