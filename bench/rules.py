@@ -293,13 +293,18 @@ def main() -> None:
         try:
             # 1. the load on a hub without rules and on one with a Kafka rule selecting
             # everything, alternated (--rounds) so that the shared machine's other load
-            # falls on both alike; both hubs run all along (the idle one costs nothing)
+            # falls on both alike; both hubs run all along (the idle one costs nothing).
+            # The ceiling's loads go to a third hub: a hub's import slows as its database
+            # grows (docs/benchmarks.md), so each of the two compared gets one load a round
             plain_hub = HubProcess(Path(d) / "plain", extra=["--set", "log.level=warning"])
             plain_hub.start()
+            ceiling_hub = HubProcess(Path(d) / "ceiling", extra=["--set", "log.level=warning"])
+            ceiling_hub.start()
             hub = HubProcess(Path(d) / "rule", extra=["--set", "log.level=warning"])
             hub.start()
             try:
                 plain_user, plain_password = setup(plain_hub)
+                ceiling_user, ceiling_password = setup(ceiling_hub)
                 user, password = setup(hub)
                 c = api(hub)
                 r = c.post(
@@ -329,7 +334,16 @@ def main() -> None:
                         args=(tansu.bootstrap, sample, 0.8 * plains[-1]["records_s"], args.seconds),
                     )
                     beside.start()
-                    ceilings.append(plain_load())
+                    ceilings.append(
+                        load(
+                            ceiling_hub,
+                            ceiling_user,
+                            ceiling_password,
+                            args.clients,
+                            args.seconds,
+                            broker,
+                        )
+                    )
                     beside.join()
                     running = threading.Event()
                     running.set()
@@ -353,6 +367,7 @@ def main() -> None:
                         time.sleep(0.1)
                     catch_ups.append(time.monotonic() - t_end)
                 plain_hub.stop()
+                ceiling_hub.stop()
                 delivered_load = stats(c, rid)["delivered"]
 
                 # 2. a backlog drained: records stored while paused, then resumed
@@ -390,6 +405,7 @@ def main() -> None:
             finally:
                 hub.stop()
                 plain_hub.stop()
+                ceiling_hub.stop()
             limit = minimal_producer(tansu.bootstrap, args.backlog, sample)
             limit_lat = minimal_latency(tansu.bootstrap, sample, 5000, min(args.seconds, 10))
         finally:
