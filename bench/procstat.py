@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, every thread) of a process and its child processes so far:
-    on a shared machine the CPU a message costs is steadier than the wall-clock rate."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command) of every process."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+                yield int(entry), f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+
+
+def _cpu(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) of a process and its child processes so far:
+    on a shared machine the CPU a message costs is steadier than the wall-clock rate."""
+    # fields[1]: the parent's pid
+    return sum(_cpu(f) for p, f in _processes() if p == pid or int(f[1]) == pid)
 
 
 def thread_cpu_seconds(pid: int) -> dict[str, float]:
@@ -43,20 +49,14 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
 def child_cpu_seconds(pid: int, marker: bytes) -> float:
     """CPU time (user + system) so far of the child processes of ``pid`` whose command
     line holds ``marker`` (e.g. the rules' delivery process: ``b"rules.worker"``)."""
-    tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for p, fields in _processes():
+        if int(fields[1]) != pid:
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) != pid:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if marker not in f.read():
-                    continue
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                if marker in f.read():
+                    total += _cpu(fields)
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
     return total

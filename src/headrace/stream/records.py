@@ -355,15 +355,5 @@ class Builder:
         model = self.model_of(product)
         if not wants(org, product, model, source, kind):
             return None
-        body = _Body(
-            org=org,
-            product=product,
-            model=model,
-            assetId=asset_id,
-            deviceKey=device_key,
-            source=source,
-            kind=kind,
-            time=ts,
-            content=content,
-        )
-        return (org, kind, _encode(body))
+        head = _head(org, product, model, asset_id, device_key, source, kind)
+        return (org, kind, _splice(head, ts, _encode(content)))
