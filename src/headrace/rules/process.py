@@ -66,6 +66,9 @@ class DeliveryProcess:
                     pass_fds=(theirs.fileno(),),
                     stdin=subprocess.DEVNULL,
                 )
+            except BaseException:
+                ours.close()
+                raise
             finally:
                 theirs.close()
             self.starts += 1
