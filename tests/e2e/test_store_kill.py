@@ -45,27 +45,34 @@ asyncio.run(main())
 """
 
 
+def run_and_kill(script: list[str], acks: int) -> list[int]:
+    """Run ``python -c SCRIPT ARGS...``, read the numbers it prints (what it had
+    acknowledged) until ``acks`` of them (or 60 s), then SIGKILL it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", *script],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    acked: list[int] = []
+    deadline = time.monotonic() + 60
+    while len(acked) < acks and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        acked.append(int(line))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    return acked
+
+
 def test_sigkill_during_writes_loses_no_acked_request_and_leaves_none_in_part(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "k.db"
     for round_ in range(3):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(db)],
-            stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert proc.stdout is not None
-        acked: list[int] = []
-        deadline = time.monotonic() + 60
-        while len(acked) < 40 + round_ * 17 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            acked.append(int(line))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
+        acked = run_and_kill([WRITER, str(db)], 40 + round_ * 17)
         assert len(acked) >= 40, "the writer did not get going"
         store = SQLiteStore(db)
         store.start()
@@ -181,22 +188,7 @@ def test_sigkill_during_folds_of_plain_rows(tmp_path: Path) -> None:
     db = tmp_path / "f.db"
     k0 = 0
     for round_ in range(3):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", FOLDER, str(db), str(k0)],
-            stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert proc.stdout is not None
-        acked: list[int] = []
-        deadline = time.monotonic() + 60
-        while len(acked) < 60 + round_ * 23 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            acked.append(int(line))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
+        acked = run_and_kill([FOLDER, str(db), str(k0)], 60 + round_ * 23)
         assert len(acked) >= 60, "the writer did not get going"
         store = SQLiteStore(db)
         store.start()

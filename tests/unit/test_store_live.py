@@ -12,6 +12,7 @@ import pytest
 
 from headrace.store.base import WriteBatch, point_records
 from headrace.store.sqlite.store import SQLiteStore
+from tests.unit.store_model import model_aggregate
 from tests.unit.test_store_series import EXACT, check_rows, flat, page_all, same
 
 
@@ -192,20 +193,7 @@ async def test_aggregates_across_chunks_and_plain_rows(store: SQLiteStore, fn: s
         series[t] = v
     for interval, start in ((10, 0), (30, 95), (1000, 0), (7, 149)):
         end = start + 300
-        buckets: dict[int, list[Any]] = {}
-        for t in sorted(series):
-            if start <= t < end:
-                buckets.setdefault((t - start) // interval, []).append(series[t])
-        f: Any = {
-            "min": min,
-            "max": max,
-            "sum": sum,
-            "count": len,
-            "avg": lambda v: sum(v) / len(v),
-            "first": lambda v: v[0],
-            "last": lambda v: v[-1],
-        }[fn]
-        want = [(start + b * interval, f(v)) for b, v in sorted(buckets.items())]
+        want = model_aggregate(series, start, end, interval, fn)
         got = (await store.aggregate(1, ["x"], start, end, interval, fn))["x"]
         assert [t for t, _ in got] == [t for t, _ in want], (interval, start)
         for (_, g), (_, w) in zip(got, want, strict=True):

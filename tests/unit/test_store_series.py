@@ -22,6 +22,7 @@ from headrace.store.sqlite import chunks
 from headrace.store.sqlite.engine import SQLiteEngine
 from headrace.store.sqlite.schema import MIGRATIONS
 from headrace.store.sqlite.store import SQLiteStore
+from tests.unit.store_model import model_aggregate
 
 Model = dict[tuple[int, str], dict[int, tuple[Any, int | None, int]]]
 
@@ -215,20 +216,7 @@ async def _agg_run(path: Path, writes: Any, interval: int, start: int, fn: str) 
             )
             series.update(dict(w))
         end = start + 150
-        buckets: dict[int, list[Any]] = {}
-        for t in sorted(series):
-            if start <= t < end:
-                buckets.setdefault((t - start) // interval, []).append(series[t])
-        f = {
-            "min": min,
-            "max": max,
-            "sum": sum,
-            "count": len,
-            "avg": lambda v: sum(v) / len(v),
-            "first": lambda v: v[0],
-            "last": lambda v: v[-1],
-        }[fn]
-        want = [(start + b * interval, f(v)) for b, v in sorted(buckets.items())]
+        want = model_aggregate(series, start, end, interval, fn)
         got = (await store.aggregate(1, ["x"], start, end, interval, fn))["x"]
         assert [t for t, _ in got] == [t for t, _ in want]
         for (_, g), (_, w) in zip(got, want, strict=True):

@@ -238,12 +238,25 @@ class SQLiteEngine:
                 self._reader_conns.append(conn)
         return conn
 
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(self, fn: Callable[[sqlite3.Connection], T], *, snapshot: bool = False) -> T:
+        """``fn`` on a reader connection; ``snapshot``: in one read transaction, so that
+        every statement of ``fn`` sees the same committed state."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
+        call = (
+            (lambda: _in_snapshot(self._reader(), fn)) if snapshot else lambda: fn(self._reader())
+        )
+        return await loop.run_in_executor(self._readers, call)
 
     def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return self._readers.submit(lambda: fn(self._reader())).result()
+
+
+def _in_snapshot(c: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    c.execute("BEGIN")
+    try:
+        return fn(c)
+    finally:
+        c.execute("COMMIT")
 
 
 def _resolve_all(items: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:

@@ -45,7 +45,6 @@ import sqlite3
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -657,20 +656,6 @@ class SeriesMixin:
         desc: bool,
         after: tuple[int, str] | None,
     ) -> list[Sample]:
-        with _snapshot(c):  # the chunks and the plain rows as of one moment
-            return self._query_samples_in(c, device, points, start, end, limit, desc, after)
-
-    def _query_samples_in(
-        self,
-        c: sqlite3.Connection,
-        device: int,
-        points: list[str],
-        start: int,
-        end: int,
-        limit: int,
-        desc: bool,
-        after: tuple[int, str] | None,
-    ) -> list[Sample]:
         pmap = self._point_map(c, points)
         walk = self._descending if desc else self._ascending
         streams = []
@@ -700,19 +685,6 @@ class SeriesMixin:
         return [Sample(s[1], s[0], s[2], s[3], s[4]) for s in itertools.islice(merged, limit)]
 
     def _aggregate(
-        self,
-        c: sqlite3.Connection,
-        device: int,
-        points: list[str],
-        start: int,
-        end: int,
-        interval: int,
-        fn: str,
-    ) -> dict[str, list[tuple[int, Any]]]:
-        with _snapshot(c):  # the chunks and the plain rows as of one moment
-            return self._aggregate_in(c, device, points, start, end, interval, fn)
-
-    def _aggregate_in(
         self,
         c: sqlite3.Connection,
         device: int,
@@ -880,16 +852,6 @@ def _add_slices(
         k = bisect_left(ts, start + (b + 1) * interval, i, j)
         _add(acc, b, fn, _fold(fn, vs[i:k]), k - i)
         i = k
-
-
-@contextmanager
-def _snapshot(c: sqlite3.Connection) -> Iterator[None]:
-    """One read transaction: every statement inside sees the same committed state."""
-    c.execute("BEGIN")
-    try:
-        yield
-    finally:
-        c.execute("COMMIT")
 
 
 def _with_plain(

@@ -273,14 +273,16 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
         after: tuple[int, str] | None,
     ) -> list[Sample]:
         return await self.engine.read(
-            lambda c: self._query_samples(c, device, points, start, end, limit, desc, after)
+            lambda c: self._query_samples(c, device, points, start, end, limit, desc, after),
+            snapshot=True,  # the chunks and the plain rows as of one moment
         )
 
     async def aggregate(
         self, device: int, points: list[str], start: int, end: int, interval: int, fn: str
     ) -> dict[str, list[tuple[int, Any]]]:
         return await self.engine.read(
-            lambda c: self._aggregate(c, device, points, start, end, interval, fn)
+            lambda c: self._aggregate(c, device, points, start, end, interval, fn),
+            snapshot=True,  # the chunks and the plain rows as of one moment
         )
 
     async def latest(self, device: int, points: list[str]) -> dict[str, Sample]:
