@@ -134,6 +134,7 @@ async def _model_run(path: Path, batches: Any, limit: int, compact: bool, live_r
     # time: plain rows and chunks overlap in every way
     store.LIVE_RUN = live_run
     store.FOLD_STEP = 3
+    store.SETTLE_STEP = 2  # recent chunks settled a few points at a time
     store.start()
     model: Model = {}
     try:
@@ -315,7 +316,7 @@ async def test_aggregate_reads_whole_chunks_from_their_row(store: SQLiteStore) -
     )
     # vandalize the stored values of the chunk: a read that decoded it would see garbage;
     # one interval over the whole chunk must come from the row's precomputed figures
-    store.engine.write_sync(lambda c: c.execute("UPDATE chunks SET vb = x'00ff'"))
+    store.engine.write_sync(lambda c: c.execute("UPDATE chunks_recent SET vb = x'00ff'").rowcount)
     got = await store.aggregate(1, ["v"], 0, 10_000, 10_000, "avg")
     assert got == {"v": [(0, 499.5)]}
     assert (await store.aggregate(1, ["v"], 0, 10_000, 10_000, "count")) == {"v": [(0, 1000)]}
@@ -350,6 +351,71 @@ async def test_compact_merges_the_small_chunks_of_live_data(store: SQLiteStore) 
     assert await store.compact() == 9
     assert await store.compact() == 0  # nothing new
     assert store.engine.read_sync(lambda c: c.execute(count).fetchone()) == (3,)
+
+
+async def test_the_fold_settles_recent_chunks_in_key_order_in_steps(store: SQLiteStore) -> None:
+    """New chunks are written in arrival order (chunks_recent); once there are
+    SETTLE_ROWS of them the fold moves them into the keyed table (chunks_sorted) in
+    steps, each its own write; reads, latest and resends answer the same on both sides."""
+    store.SETTLE_ROWS = 40
+    store.SETTLE_STEP = 7  # steps that end inside a device and hold one point whole
+
+    def count(table: str) -> int:
+        return int(
+            store.engine.read_sync(lambda c: c.execute(f"SELECT count(*) FROM {table}").fetchone())[
+                0
+            ]
+        )
+
+    def batch(r: int, device: int) -> WriteBatch:
+        return WriteBatch(
+            measurepoints=point_records(
+                [
+                    (device, p, r * 100 + k, float(r * 100 + k), None)
+                    for k in range(20)
+                    for p in "abc"
+                ]
+            )
+        )
+
+    for r in range(3):
+        for device in range(1, 6):
+            await store.write_batch(batch(r, device))
+    assert (count("chunks_recent"), count("chunks_sorted")) == (45, 0)
+
+    async def reads() -> list[Any]:
+        return [
+            (
+                await store.query_samples(d, ["a", "b", "c"], 0, 10_000, 1000, False, None),
+                await store.query_samples(d, ["b"], 0, 10_000, 1000, True, None),
+                await store.aggregate(d, ["a"], 0, 10_000, 100, "avg"),
+                await store.latest(d, ["a", "c"]),
+            )
+            for d in range(1, 6)
+        ]
+
+    before = await reads()
+    commits = store.engine.commits
+    await store.fold()
+    assert (count("chunks_recent"), count("chunks_sorted")) == (0, 45)
+    assert store.engine.commits - commits >= 45 // 7  # in steps, each its own commit
+    assert await reads() == before
+    await store.fold()  # below SETTLE_ROWS: nothing moves
+    await store.write_batch(batch(3, 1))
+    await store.fold()
+    assert (count("chunks_recent"), count("chunks_sorted")) == (3, 45)
+    # a write (a run long enough for chunks) over a sorted chunk and a recent one
+    over = [*range(210, 215), *range(305, 310)]
+    await store.write_batch(
+        WriteBatch(measurepoints=point_records([(1, "a", t, -1.0, None) for t in over]))
+    )
+    got = await store.query_samples(1, ["a"], 200, 320, 1000, False, None)
+    assert [s.ts for s in got] == [*range(200, 220), *range(300, 320)]
+    assert {s.ts: s.value for s in got}[210] == -1.0 and {s.ts: s.value for s in got}[305] == -1.0
+    # the merge took point a's two chunks (one sorted, one recent) and wrote one new
+    # recent chunk over both; b's and c's recent ones stay
+    assert (count("chunks_recent"), count("chunks_sorted")) == (3, 44)
+    assert (await store.latest(1, ["a"]))["a"].ts == 319
 
 
 async def test_prune_before_drops_whole_chunks_and_trims_the_edge(store: SQLiteStore) -> None:

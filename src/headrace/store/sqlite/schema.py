@@ -181,4 +181,37 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (device, point, ts)
     ) WITHOUT ROWID
     """,
+    # 9: chunks written in arrival order first (series.py): a B-tree keyed by (device,
+    # point, t1) dirties a page per point a commit appends to once each point's chunks
+    # fill leaves of their own, so new chunk rows go to chunks_recent (rowid order, its
+    # small index the only per-point pages) and the background fold moves them into the
+    # keyed table in key order, many per page. The view chunks is both: the chunks of
+    # one (device, point) never overlap in time across the two tables.
+    """
+    ALTER TABLE chunks RENAME TO chunks_sorted;
+
+    CREATE TABLE chunks_recent (
+        id INTEGER PRIMARY KEY,
+        device INTEGER NOT NULL,
+        point INTEGER NOT NULL,
+        t1 INTEGER NOT NULL,
+        t0 INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        src INTEGER NOT NULL,
+        vmin, vmax, vsum, vfirst, vlast,
+        tsb BLOB,
+        vb BLOB NOT NULL,
+        qb BLOB,
+        sb BLOB
+    );
+    CREATE INDEX chunks_recent_key ON chunks_recent (device, point, t1);
+
+    CREATE VIEW chunks AS
+        SELECT device, point, t1, t0, n, kind, src, vmin, vmax, vsum, vfirst, vlast,
+               tsb, vb, qb, sb FROM chunks_sorted
+        UNION ALL
+        SELECT device, point, t1, t0, n, kind, src, vmin, vmax, vsum, vfirst, vlast,
+               tsb, vb, qb, sb FROM chunks_recent
+    """,
 )

@@ -64,9 +64,22 @@ log = logging.getLogger("headrace.store")
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
 
-_INSERT = f"INSERT INTO chunks ({ck.COLUMNS}) VALUES ({','.join('?' * 16)})"
+# new chunks go to chunks_recent (arrival order); reads see both tables through the view
+# chunks; a write that changes stored chunks of a point first settles the point's recent
+# ones (_settle_key), so that _DELETE and its merges address chunks_sorted alone
+_INSERT = f"INSERT INTO chunks_recent ({ck.COLUMNS}) VALUES ({','.join('?' * 16)})"
 _OVERLAP = f"SELECT {ck.DATA_COLUMNS} FROM chunks WHERE device=? AND point=? AND t1>=? ORDER BY t1"
-_DELETE = "DELETE FROM chunks WHERE device=? AND point=? AND t1=?"
+_DELETE = "DELETE FROM chunks_sorted WHERE device=? AND point=? AND t1=?"
+_LAST = (
+    "SELECT max(t1) FROM (SELECT max(t1) AS t1 FROM chunks_sorted WHERE device=?1 AND point=?2 "
+    "UNION ALL SELECT max(t1) FROM chunks_recent WHERE device=?1 AND point=?2)"
+)
+_SETTLE = (
+    f"INSERT INTO chunks_sorted ({ck.COLUMNS}) SELECT {ck.COLUMNS} FROM chunks_recent "
+    "WHERE {where} ORDER BY device, point, t1"
+)
+_SETTLE_KEY = _SETTLE.format(where="device=? AND point=?")
+_SETTLED_KEY = "DELETE FROM chunks_recent WHERE device=? AND point=?"
 _UPSERT_LATEST = (
     "INSERT INTO latest(device, point, ts, value, quality, source) VALUES (?,?,?,?,?,?) "
     "ON CONFLICT(device, point) DO UPDATE SET ts=excluded.ts, value=excluded.value, "
@@ -162,6 +175,10 @@ class SeriesMixin:
     ``compact`` leaves as it is). Quick checks with ``bench/store_small.py`` (15 s, a
     shared machine): 8-64 about the same, 256 slower (4,400 against ~7,000 requests/s:
     a larger table of plain rows, more pages written per commit)."""
+    SETTLE_ROWS = 20_000
+    """The fold moves the recent chunks into chunks_sorted once they are this many."""
+    SETTLE_STEP = 2_000
+    """About as many recent chunks one transaction of the fold moves."""
     FOLD_AGE = 10.0
     """A point whose first plain row came this many seconds ago is folded by ``fold``."""
     FOLD_STEP = 512
@@ -366,9 +383,7 @@ class SeriesMixin:
             c.executemany(_INSERT, pending)
             pending.clear()
         if hi is None:
-            hi = c.execute("SELECT max(t1) FROM chunks WHERE device=? AND point=?", key).fetchone()[
-                0
-            ]
+            hi = c.execute(_LAST, key).fetchone()[0]
         if len(ts) < ck.SMALL and len(self._small) < _TAILS_MAX:
             self._small.add(key)  # for compact() to merge with its neighbours later
         if hi is None or t0 > hi:  # an append: nothing stored can overlap
@@ -418,6 +433,7 @@ class SeriesMixin:
             # key order apart): the chunks stay as they are
             return
         merged.update(zip(ts, new, strict=True))
+        SeriesMixin._settle_key(c, d, pid)
         c.executemany(_DELETE, [(d, pid, row[0]) for row in old])
         order = sorted(merged)
         items = [merged[t] for t in order]
@@ -433,6 +449,44 @@ class SeriesMixin:
             ),
         )
 
+    @staticmethod
+    def _settle_key(c: sqlite3.Connection, d: int, pid: int) -> None:
+        """Move the recent chunks of (d, pid) into chunks_sorted (before a write that
+        deletes or rewrites stored chunks of the point)."""
+        if c.execute(_SETTLE_KEY, (d, pid)).rowcount:
+            c.execute(_SETTLED_KEY, (d, pid))
+
+    @staticmethod
+    def _recent_rows(c: sqlite3.Connection) -> int:
+        return int(c.execute("SELECT count(*) FROM chunks_recent").fetchone()[0])
+
+    def _settle_step(self, c: sqlite3.Connection, start: tuple[int, int]) -> tuple[int, int] | None:
+        """Move the recent chunks of the points from ``start`` (device, point) on into
+        chunks_sorted, in key order, about ``SETTLE_STEP`` rows (all of a point's: a point
+        is never split), in this one transaction. Returns where the next step starts
+        (None: past the last)."""
+        end = c.execute(
+            "SELECT device, point FROM chunks_recent WHERE (device, point) >= (?, ?) "
+            "ORDER BY device, point LIMIT 1 OFFSET ?",
+            (*start, self.SETTLE_STEP),
+        ).fetchone()
+        if end is None:
+            where, args, after = "(device, point) >= (?, ?)", start, None
+        elif tuple(end) == start:  # one point holds the whole step
+            where, args, after = "device=? AND point=?", start, (start[0], start[1] + 1)
+        else:
+            where, args, after = (
+                "(device, point) >= (?, ?) AND (device, point) < (?, ?)",
+                (
+                    *start,
+                    *end,
+                ),
+                (end[0], end[1]),
+            )
+        c.execute(_SETTLE.format(where=where), args)
+        c.execute(f"DELETE FROM chunks_recent WHERE {where}", args)
+        return after
+
     def _take_small(self, c: sqlite3.Connection) -> list[tuple[int, int]]:
         keys = list(self._small)
         self._small.clear()
@@ -444,6 +498,7 @@ class SeriesMixin:
         before ``_compacted[key]`` were done by an earlier pass. Returns the chunks
         merged away."""
         key = (d, pid)
+        self._settle_key(c, d, pid)
         since = self._compacted.get(key, ck.INT64_MIN)
         groups: list[list[tuple[Any, ...]]] = [[]]
         mark = since
@@ -486,6 +541,7 @@ class SeriesMixin:
         """Drop up to ``max_chunks`` whole chunks of (device, pid) older than ``before``,
         then trim the chunk ``before`` falls in. (samples dropped, done)."""
         key = (device, pid)
+        self._settle_key(c, device, pid)
         cut = c.execute(
             "SELECT t1 FROM chunks WHERE device=? AND point=? AND t1<? ORDER BY t1 LIMIT 1 OFFSET ?",
             (device, pid, before, max_chunks),
@@ -495,7 +551,9 @@ class SeriesMixin:
             "SELECT coalesce(sum(n), 0) FROM chunks WHERE device=? AND point=? AND t1<?",
             (device, pid, limit),
         ).fetchone()[0]
-        c.execute("DELETE FROM chunks WHERE device=? AND point=? AND t1<?", (device, pid, limit))
+        c.execute(
+            "DELETE FROM chunks_sorted WHERE device=? AND point=? AND t1<?", (device, pid, limit)
+        )
         if cut is not None:
             return dropped, False
         row = c.execute(_OVERLAP + " LIMIT 1", (device, pid, before)).fetchone()

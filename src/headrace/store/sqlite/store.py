@@ -12,6 +12,7 @@ import msgspec
 
 from ...errors import Conflict, NotFound, Unstorable
 from ..base import DeviceRow, LogRow, Sample, StreamRow, WriteBatch
+from . import chunks as ck
 from .audit import AuditMixin
 from .engine import SQLiteEngine
 from .push import PushQueueMixin
@@ -179,7 +180,14 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
 
     async def delete_device(self, device_id: int) -> None:
         def fn(c: sqlite3.Connection) -> None:
-            for table in ("chunks", "live", "latest", "attributes", "events"):
+            for table in (
+                "chunks_sorted",
+                "chunks_recent",
+                "live",
+                "latest",
+                "attributes",
+                "events",
+            ):
                 c.execute(f"DELETE FROM {table} WHERE device=?", (device_id,))
             c.execute("DELETE FROM devices WHERE id=?", (device_id,))
             # a new device may get this id again: compact() must not skip its first
@@ -340,11 +348,17 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
         """Move plain rows (short runs, see series.py) into chunks: those of the points
         with ``FOLD_ROWS`` rows or a first row ``FOLD_AGE`` seconds old (``everything``:
         all), in writes of at most ``FOLD_STEP`` rows, each one transaction, so ingest
-        writes go between them. Returns the rows moved."""
+        writes go between them; then, once there are ``SETTLE_ROWS`` of them
+        (``everything``: any), the recent chunks into chunks_sorted, in writes of about
+        ``SETTLE_STEP``. Returns the plain rows moved."""
         due = await self.engine.write(functools.partial(self._fold_due, everything=everything))
         moved = 0
         while due:
             moved += await self.engine.write(functools.partial(self._fold_step, due=due))
+        if everything or await self.engine.read(self._recent_rows) >= self.SETTLE_ROWS:
+            start: tuple[int, int] | None = (ck.INT64_MIN, ck.INT64_MIN)
+            while start is not None:
+                start = await self.engine.write(functools.partial(self._settle_step, start=start))
         return moved
 
     async def compact(self) -> int:
