@@ -12,6 +12,7 @@ as they are: the fast fill).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Callable, Iterable
@@ -20,6 +21,10 @@ from typing import Any
 from headrace.store.base import PointRecord, WriteBatch
 from headrace.store.sqlite.series import Run
 from headrace.store.sqlite.store import SQLiteStore
+
+FOLD_EVERY = 1.0
+"""Seconds of writing between two folds, as the hub runs them (``fold_interval`` in
+``store/retention.py``)."""
 
 Columns = Callable[[int, int, int], list[Any]]
 """(point index, first record index, records) -> the values of that point."""
@@ -53,12 +58,19 @@ def write_requests(
     seconds: float | None = None,
 ) -> tuple[int, float]:
     """Write ``requests``, ``group`` per commit, until they run out or ``seconds`` of
-    writing have passed. Returns (points written, seconds spent writing: the writer's
+    writing have passed, and run the store's fold every ``FOLD_EVERY`` seconds of it as
+    the hub does. Returns (points written, seconds spent writing: the writer's
     time, making the rows of the requests excluded)."""
     it = iter(requests)
     points = 0
     busy = 0.0
+    fold_at = FOLD_EVERY
     while seconds is None or busy < seconds:
+        if busy >= fold_at:  # the hub's background fold (store/retention.py), timed too
+            t0 = time.perf_counter()
+            asyncio.run(store.fold())
+            busy += time.perf_counter() - t0
+            fold_at = busy + FOLD_EVERY
         part = list(itertools.islice(it, group))
         if not part:
             break

@@ -494,6 +494,48 @@ def test_an_old_database_is_migrated_on_start(tmp_path: Path) -> None:
         store.close()
 
 
+async def test_a_schema_8_database_keeps_its_chunks_through_migration_9(tmp_path: Path) -> None:
+    """Schema 9 renames the keyed table and adds chunks_recent beside it: the chunks a
+    schema-8 database holds read back, merge with new writes and settle."""
+    engine = SQLiteEngine(tmp_path / "s8.db", migrations=MIGRATIONS[:8])
+    engine.start()
+    rows = [
+        chunks.encode(1, 1, list(range(r * 100, r * 100 + 100)), [float(r)] * 100, [None] * 100, 0)
+        for r in range(5)
+    ]
+    engine.write_sync(
+        lambda c: (
+            c.execute("INSERT INTO point_names(id, name) VALUES (1, 'v')"),
+            c.executemany(
+                f"INSERT INTO chunks ({chunks.COLUMNS}) VALUES ({','.join('?' * 16)})", rows
+            ),
+        )
+    )
+    engine.close()
+    store = SQLiteStore(tmp_path / "s8.db")
+    store.start()
+    try:
+        got = await store.query_samples(1, ["v"], 0, 1000, 1000, False, None)
+        assert [(s.ts, s.value) for s in got] == [(t, float(t // 100)) for t in range(500)]
+        await store.write_batch(  # over the old chunks 2 and 3, and new ones after them
+            WriteBatch(
+                measurepoints=point_records([(1, "v", t, -1.0, None) for t in range(250, 650)])
+            )
+        )
+        await store.fold(everything=True)
+        got = await store.query_samples(1, ["v"], 0, 1000, 1000, False, None)
+        want = [(t, float(t // 100) if t < 250 else -1.0) for t in range(650)]
+        assert [(s.ts, s.value) for s in got] == want
+        n = store.engine.read_sync(
+            lambda c: c.execute(
+                "SELECT (SELECT count(*) FROM chunks_recent), (SELECT sum(n) FROM chunks_sorted)"
+            ).fetchone()
+        )
+        assert n == (0, 650)
+    finally:
+        store.close()
+
+
 class Interrupted(Exception):
     pass
 

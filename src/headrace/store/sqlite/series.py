@@ -29,8 +29,21 @@ a point with plain rows it is the newer of its ``latest`` row and its newest pla
 (a point's first plain row since its last fold writes the ``latest`` row, the fold the
 newest it moves: no upsert per plain row).
 
-Reads seek by the key (device, point, t1) and stop at the first chunk past the range, so a
-range costs what it holds, not what the store holds. Aggregates take whole chunks inside
+New chunk rows go to ``chunks_recent``, in arrival order (rowid) with an index by
+(device, point, t1), and the background ``fold`` moves them into ``chunks_sorted`` (keyed
+by (device, point, t1), WITHOUT ROWID) once there are ``SETTLE_ROWS`` of them, in key
+order, each step (about ``SETTLE_STEP`` rows, a point's never split) one transaction.
+Written straight into the keyed table, a commit dirtied a page per point it appended to
+once the table was large (each point's newest chunks in a leaf of their own): the import
+slowed as the store grew (``bench/store_growth.py``). The fold writes many chunks of a
+point per page. The view ``chunks`` is both tables: the non-overlap holds across them,
+and a write that deletes or rewrites stored chunks of a point (a merge, ``compact``,
+``prune``) first moves that point's recent chunks into ``chunks_sorted``
+(``_settle_key``).
+
+Reads seek by the key (device, point, t1) in both tables (the view's two arms merged by
+time) and stop at the first chunk past the range, so a range costs what it holds, not
+what the store holds. Aggregates take whole chunks inside
 one interval from the row's precomputed n/min/max/sum/first/last and decode only the
 chunks that cross an interval's edge.
 """
