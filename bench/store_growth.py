@@ -115,7 +115,9 @@ def peer(layout: str, segments: list[int], group: int) -> list[float]:
             ]
         )
     cols = "device, point, t1, t0, n, tsb, vb"
-    fold_rows, fold_step = SeriesMixin.SETTLE_ROWS, SeriesMixin.SETTLE_STEP
+    # the store's own settings (a tree before schema 9, run for a before figure, has none)
+    fold_rows = getattr(SeriesMixin, "SETTLE_ROWS", 20_000)
+    fold_step = getattr(SeriesMixin, "SETTLE_STEP", 2_000)
     rates = []
     with tempfile.TemporaryDirectory() as d:
         c = sqlite3.connect(Path(d) / "peer.db", isolation_level=None)
