@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from headrace.store.sqlite.store import SQLiteStore
 
 WRITER = r"""
@@ -20,8 +22,19 @@ from headrace.store.sqlite.store import SQLiteStore
 
 async def main():
     store = SQLiteStore(sys.argv[1])
+    settle = sys.argv[2:] == ["settle"]
+    if settle:  # recent chunks settled one point per transaction, all the time
+        store.SETTLE_ROWS = store.SETTLE_STEP = 1
     store.start()
     sem = asyncio.Semaphore(8)  # several requests in flight: group commits
+
+    async def folds():
+        while True:
+            await store.fold()
+            await asyncio.sleep(0)
+
+    if settle:
+        asyncio.create_task(folds())
 
     async def one(k):
         # device 1: an append of 50 new samples; device 2: all of [0, 50) rewritten, merged
@@ -67,12 +80,15 @@ def run_and_kill(script: list[str], acks: int) -> list[int]:
     return acked
 
 
+@pytest.mark.parametrize("settle", [False, True], ids=["writes", "writes-and-settles"])
 def test_sigkill_during_writes_loses_no_acked_request_and_leaves_none_in_part(
-    tmp_path: Path,
+    tmp_path: Path, settle: bool
 ) -> None:
+    """With ``settle``, the fold moves the recent chunks into the keyed table, a point per
+    transaction, beside the writes: the kill lands in a settle step too."""
     db = tmp_path / "k.db"
     for round_ in range(3):
-        acked = run_and_kill([WRITER, str(db)], 40 + round_ * 17)
+        acked = run_and_kill([WRITER, str(db), *(["settle"] if settle else [])], 40 + round_ * 17)
         assert len(acked) >= 40, "the writer did not get going"
         store = SQLiteStore(db)
         store.start()
@@ -90,6 +106,16 @@ def test_sigkill_during_writes_loses_no_acked_request_and_leaves_none_in_part(
             assert [r.ts for r in rewritten] == list(range(50))
             assert len({r.value for r in rewritten}) == 1  # one request's values, whole
             assert rewritten[0].value >= max(acked)
+            # every sample in one table of the two, once: a step moves chunks (inserted
+            # into the keyed table, deleted from the recent one) in one transaction
+            stored = store.engine.read_sync(
+                lambda c: c.execute("SELECT coalesce(sum(n), 0) FROM chunks").fetchone()[0]
+            )
+            assert stored == len(rows) + len(rewritten)
+            if settle:
+                assert store.engine.read_sync(
+                    lambda c: c.execute("SELECT count(*) FROM chunks_sorted").fetchone()[0]
+                )
         finally:
             store.close()
         # the next round's k restart at 0: move this round's device 1 data out of the way
