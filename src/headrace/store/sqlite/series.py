@@ -218,7 +218,28 @@ class SeriesMixin:
     ) -> None:
         self._write_runs(c, runs_of(records), source)
 
-    def _write_runs(self, c: sqlite3.Connection, runs: list[Run], source: int) -> None:
+    def _encode_ahead(self, runs: list[Run], source: int) -> list[Encoded | None]:
+        """Each long run sorted and encoded as chunk rows (the point id left at -1: the
+        writer interns the names), before the write is queued: off the writer thread. The
+        writer uses them when the run is an append, else encodes what it merges."""
+        short = self.LIVE_RUN
+        out: list[Encoded | None] = []
+        for d, _p, ts, vs, qs in runs:
+            n = len(ts)
+            if n < short or not n == len(vs) == len(qs):
+                out.append(None)
+                continue
+            ts, vs, qs = ck.normalize(ts, vs, qs)
+            out.append((ts, vs, qs, ck.encode_run(d, -1, ts, vs, qs, source)))
+        return out
+
+    def _write_runs(
+        self,
+        c: sqlite3.Connection,
+        runs: list[Run],
+        source: int,
+        ahead: list[Encoded | None] | None = None,
+    ) -> None:
         """Store runs (device, point name, times, values, qualities), in their order (a
         later value of an equal time replacing an earlier one), and update ``latest``.
         Short runs become plain rows, the others chunks."""
@@ -230,7 +251,7 @@ class SeriesMixin:
         short = self.LIVE_RUN
         room = len(live) < _TAILS_MAX
         now = time.monotonic()
-        for d, p, ts, vs, qs in runs:
+        for i, (d, p, ts, vs, qs) in enumerate(runs):
             n = len(ts)
             if not n == len(vs) == len(qs):
                 raise ValueError(f"a run of {p!r} has {len(ts)} times, {len(vs)} values")
@@ -269,7 +290,12 @@ class SeriesMixin:
                         e[1] = hi
                     e[2] += n
                 continue
-            ts, vs, qs = ck.normalize(ts, vs, qs)
+            enc = None if ahead is None else ahead[i]
+            if enc is None:
+                ts, vs, qs = ck.normalize(ts, vs, qs)
+                encoded = None
+            else:
+                ts, vs, qs, encoded = enc
             latest.append((d, pid, ts[-1], latest_value(vs[-1]), qs[-1], source))
             srcs: Sequence[int] | int = source
             if e is not None:
@@ -278,7 +304,8 @@ class SeriesMixin:
                     plain.clear()
                 if e[0] <= ts[-1] and e[1] >= ts[0]:
                     ts, vs, qs, srcs = self._take_live(c, e, d, pid, ts, vs, qs, source)
-            self._store_run(c, d, pid, ts, vs, qs, srcs, rows)
+                    encoded = None  # the run took plain rows: encoded again
+            self._store_run(c, d, pid, ts, vs, qs, srcs, rows, encoded)
         if plain:
             c.executemany(_UPSERT_LIVE, plain)
         if rows:
@@ -382,8 +409,10 @@ class SeriesMixin:
         qs: Sequence[Any],
         srcs: Sequence[int] | int,
         pending: list[ck.ChunkRow] | None = None,
+        encoded: list[ck.ChunkRow] | None = None,
     ) -> None:
-        """Store one sorted run of distinct times of (d, pid), merging any overlap.
+        """Store one sorted run of distinct times of (d, pid), merging any overlap
+        (``encoded``: its chunk rows made ahead, point -1, for an append).
 
         An append's chunk rows go to ``pending`` when given (the caller inserts them all
         in one statement); ``pending`` is inserted before anything is read back, so that
@@ -400,7 +429,13 @@ class SeriesMixin:
         if len(ts) < ck.SMALL and len(self._small) < _TAILS_MAX:
             self._small.add(key)  # for compact() to merge with its neighbours later
         if hi is None or t0 > hi:  # an append: nothing stored can overlap
-            if pending is None:
+            if encoded is not None:
+                made = [(d, pid, *r[2:]) for r in encoded]
+                if pending is None:
+                    c.executemany(_INSERT, made)
+                else:
+                    pending += made
+            elif pending is None:
                 c.executemany(_INSERT, ck.encode_run(d, pid, ts, vs, qs, srcs))
             elif len(ts) <= ck.CHUNK_MAX:
                 pending.append(ck.encode(d, pid, ts, vs, qs, srcs))
@@ -851,6 +886,10 @@ class SeriesMixin:
 Run = tuple[int, str, Sequence[int], Sequence[Any], Sequence[Any]]
 """(device, point name, times, values, qualities): many samples of one (device, point)."""
 _device_of, _time_of, _names_of, _values_of, _qualities_of = (itemgetter(i) for i in range(5))
+
+
+Encoded = tuple[Sequence[int], Sequence[Any], Sequence[Any], list[ck.ChunkRow]]
+"""A long run sorted (times, values, qualities) and its chunk rows (``_encode_ahead``)."""
 
 
 def _flat(

@@ -17,7 +17,7 @@ from .audit import AuditMixin
 from .engine import SQLiteEngine
 from .push import PushQueueMixin
 from .schema import MIGRATIONS
-from .series import Run, SeriesMixin
+from .series import Run, SeriesMixin, runs_of
 from .stream import StreamMixin
 
 _json_encode = msgspec.json.Encoder().encode
@@ -233,9 +233,12 @@ class SQLiteStore(SeriesMixin, PushQueueMixin, StreamMixin, AuditMixin):
     def batch_writer(self, batch: WriteBatch) -> Any:
         """The write function for one batch (also used by the bare-store benchmark)."""
 
+        runs = runs_of(batch.measurepoints) if batch.measurepoints else None
+        ahead = None if runs is None else self._encode_ahead(runs, batch.source)
+
         def fn(c: sqlite3.Connection) -> int:
-            if batch.measurepoints:
-                self._write_measurepoints(c, batch.measurepoints, batch.source)
+            if runs:
+                self._write_runs(c, runs, batch.source, ahead)
             if batch.attributes:
                 c.executemany(
                     "INSERT INTO attributes(device, name, value, updated_at) VALUES (?,?,?,?) "
