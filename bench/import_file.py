@@ -25,7 +25,6 @@ reply to the requesting connection when it subscribed to the reply topic.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import re
 import subprocess
@@ -68,19 +67,14 @@ def run_peer(
     hub: HubProcess, user: str, password: str, clients: int, inflight: int, seconds: float
 ) -> tuple[float, float]:
     """bench/mqtt_import.py's load: (own-reply points/s, as that script counts them)."""
-    out: mp.Queue = mp.Queue()
-    procs = [
-        mp.Process(
-            target=mqtt_import.client_main,
-            args=(i, hub.mqtt_port, user, password, seconds, inflight, out, clients),
-        )
-        for i in range(clients)
-    ]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=seconds + 120) for _ in procs]
-    for p in procs:
-        p.join()
+    results = mqtt_import.run_processes(
+        mqtt_import.client_main,
+        lambda out: [
+            (i, hub.mqtt_port, user, password, seconds, inflight, out, clients)
+            for i in range(clients)
+        ],
+        seconds + 120,
+    )
     elapsed = max(r["elapsed"] for r in results)
     per_request = mqtt_import.RECORDS * mqtt_import.POINTS
     own = sum(len(r["lat"]) for r in results) * per_request / elapsed

@@ -32,8 +32,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -152,6 +153,24 @@ def client_main(
     c.loop_stop()
     c.disconnect()
     out.put({"ok": ok, "failed": failed, "lat": lat, "elapsed": elapsed})
+
+
+def run_processes(
+    target: Callable[..., None],
+    args: Callable[[mp.Queue], list[tuple[Any, ...]]],
+    timeout: float,
+    kwargs: dict[str, Any] | None = None,
+) -> list[Any]:
+    """One process of ``target`` per tuple of ``args(out)``, started together; each puts
+    its one result on ``out``. Returns the results once every process has ended."""
+    out: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=target, args=a, kwargs=kwargs or {}) for a in args(out)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=timeout) for _ in procs]
+    for p in procs:
+        p.join()
+    return results
 
 
 def bare_store(seconds: float, group: int, *, as_records: bool = True) -> float:
@@ -275,16 +294,11 @@ def influx_peer(seconds: float, clients: int, inflight: int) -> tuple[float, flo
         db.start()
         try:
             db.query("CREATE DATABASE bench")
-            out: mp.Queue = mp.Queue()
-            procs = [
-                mp.Process(target=influx_client, args=(db.port, i, clients, seconds, inflight, out))
-                for i in range(clients)
-            ]
-            for p in procs:
-                p.start()
-            results = [out.get(timeout=seconds + 300) for _ in procs]
-            for p in procs:
-                p.join()
+            results = run_processes(
+                influx_client,
+                lambda out: [(db.port, i, clients, seconds, inflight, out) for i in range(clients)],
+                seconds + 300,
+            )
         finally:
             db.stop()
         disk = db.disk_bytes()

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tests.conftest import ADMIN_TOKEN, HubProcess
 from tests.e2e.kafka_support import Tansu
 
-from mqtt_import import PK, POINTS, RECORDS, client_main, setup
+from mqtt_import import PK, POINTS, RECORDS, client_main, run_processes, setup
 from procstat import child_cpu_seconds, cpu_seconds, thread_cpu_seconds
 
 TOPIC = "MEASURE_POINT_ORIGIN_OFFLINE_bench"
@@ -73,19 +73,14 @@ def load(
     cpu0 = cpu_seconds(hub.proc.pid), cpu_seconds(broker_pid) if broker_pid else 0.0
     threads0 = thread_cpu_seconds(hub.proc.pid)
     delivery0 = child_cpu_seconds(hub.proc.pid, b"rules.worker")
-    out: mp.Queue = mp.Queue()
-    procs = [
-        mp.Process(
-            target=client_main,
-            args=(i, hub.mqtt_port, user, password, seconds, 16, out, clients, first_cycle),
-        )
-        for i in range(clients)
-    ]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=seconds + 120) for _ in procs]
-    for p in procs:
-        p.join()
+    results = run_processes(
+        client_main,
+        lambda out: [
+            (i, hub.mqtt_port, user, password, seconds, 16, out, clients, first_cycle)
+            for i in range(clients)
+        ],
+        seconds + 120,
+    )
     ok = sum(r["ok"] for r in results)
     elapsed = max(r["elapsed"] for r in results)
     lat = sorted(x for r in results for x in r["lat"])

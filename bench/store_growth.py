@@ -27,7 +27,6 @@ last load's rate over the first (1.0: flat).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import sqlite3
 import statistics
@@ -42,7 +41,7 @@ from tests.conftest import HubProcess
 
 from headrace.store.sqlite import chunks
 from headrace.store.sqlite.series import SeriesMixin
-from mqtt_import import DEVICES, POINTS, RECORDS, client_main, setup
+from mqtt_import import DEVICES, POINTS, RECORDS, client_main, run_processes, setup
 
 CYCLES_PER_LOAD = 1000  # a client's 50 requests per cycle: far more than a load sends
 INFLIGHT = 16
@@ -65,20 +64,15 @@ def hub_loads(loads: int, seconds: float, clients: int) -> list[dict[str, float]
             assert hub.proc is not None
             for load in range(loads):
                 w0 = disk_writes(hub.proc.pid)
-                out: mp.Queue = mp.Queue()
-                procs = [
-                    mp.Process(
-                        target=client_main,
-                        args=(i, hub.mqtt_port, user, password, seconds, INFLIGHT, out, clients),
-                        kwargs={"first_cycle": (load + 1) * CYCLES_PER_LOAD},
-                    )
-                    for i in range(clients)
-                ]
-                for p in procs:
-                    p.start()
-                results = [out.get(timeout=seconds + 120) for _ in procs]
-                for p in procs:
-                    p.join()
+                results = run_processes(
+                    client_main,
+                    lambda out: [
+                        (i, hub.mqtt_port, user, password, seconds, INFLIGHT, out, clients)
+                        for i in range(clients)
+                    ],
+                    seconds + 120,
+                    {"first_cycle": (load + 1) * CYCLES_PER_LOAD},
+                )
                 records = sum(r["ok"] for r in results) * RECORDS
                 failed = sum(r["failed"] for r in results)
                 size = sum(f.stat().st_size for f in (Path(d) / "data").glob("headrace.db*"))
