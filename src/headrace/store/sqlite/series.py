@@ -213,11 +213,6 @@ class SeriesMixin:
                 ).fetchone()[0]
         return ids
 
-    def _write_measurepoints(
-        self, c: sqlite3.Connection, records: list[PointRecord], source: int
-    ) -> None:
-        self._write_runs(c, runs_of(records), source)
-
     def _encode_ahead(self, runs: list[Run], source: int) -> list[Encoded | None]:
         """Each long run sorted and encoded as chunk rows (the point id left at -1: the
         writer interns the names), before the write is queued: off the writer thread. The
@@ -523,14 +518,8 @@ class SeriesMixin:
         elif tuple(end) == start:  # one point holds the whole step
             where, args, after = "device=? AND point=?", start, (start[0], start[1] + 1)
         else:
-            where, args, after = (
-                "(device, point) >= (?, ?) AND (device, point) < (?, ?)",
-                (
-                    *start,
-                    *end,
-                ),
-                (end[0], end[1]),
-            )
+            where = "(device, point) >= (?, ?) AND (device, point) < (?, ?)"
+            args, after = (*start, *end), (end[0], end[1])
         c.execute(_SETTLE.format(where=where), args)
         c.execute(f"DELETE FROM chunks_recent WHERE {where}", args)
         return after
