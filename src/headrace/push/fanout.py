@@ -25,7 +25,8 @@ fault points straight to its device_status_kv, its values spliced from the recor
 JSON: ``Deriver.kv_spliced``), puts them at the head of every queue that
 wants them (pushed at once: the data is committed), and writes them to the queues'
 rows in ONE store write at a time with the fault states they changed, the acks (deleted
-rows) and its stream cursor (``push_write``). A request is answered once its data and
+rows) and its stream cursor (``push_write``), ``push.write_delay_ms`` after the push: the
+rows of events acked by then are never written (nor deleted). A request is answered once its data and
 its stream records are committed; it does not wait for that queue write: a crash before
 it leaves the cursor behind, and at the next start the fan-out reads the stream from its
 cursor (``_recover``) and queues those events then (at-least-once).
