@@ -399,6 +399,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Bytes of events of each enterprise queue's head kept in memory.",
     ),
     Setting(
+        "push.write_delay_ms",
+        int,
+        20,
+        "How long the noti fan-out waits before writing pushed events to the queues' rows, so that events acked meanwhile are never written nor deleted (0: at once).",
+    ),
+    Setting(
         "tls.cert_file",
         str,
         "",
@@ -628,6 +634,10 @@ def _check(values: dict[str, Any]) -> None:
     ):
         if values[name] < 1:
             raise ConfigError(f"setting {name!r} must be positive", field=name)
+    if values["push.write_delay_ms"] < 0:
+        raise ConfigError(
+            "setting 'push.write_delay_ms' must not be negative", field="push.write_delay_ms"
+        )
     for name in ("subscription.partitions", "subscription.pull_batch", "subscription.buffer"):
         if values[name] < 1:
             raise ConfigError(f"setting {name!r} must be positive", field=name)

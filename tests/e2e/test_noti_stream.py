@@ -7,6 +7,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.conftest import HubProcess
 from tests.e2e.noti_support import Noti, Producer, enterprise, stats, tenant, wait_for
 
@@ -100,5 +102,62 @@ def test_fault_state_follows_data_no_consumer_wants_without_stream_rows(tmp_path
             assert state == [(1, again["event_id"])]
         finally:
             db.close()
+    finally:
+        hub.stop()
+
+
+def _metric(api: httpx.Client, name: str) -> float:
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_events_acked_within_the_write_delay_are_never_written(tmp_path: Path) -> None:
+    # a long write delay: acked events are never written; unacked ones are once it is
+    # over, and survive a crash
+    hub = HubProcess(tmp_path / "data", ["--set", "push.write_delay_ms=1500"])
+    hub.start()
+    try:
+        with hub.client() as api:
+            t = tenant(api)
+            eid, secret = enterprise(api, t, types=["device_status_kv"])
+            n = Noti(hub)
+            n.login(eid, secret, 100)
+            producer = Producer(hub, t)
+            producer.measurepoints([("d0", {"seq": i}) for i in range(5)])
+            got = n.pushes(5)
+            for p in got:
+                n.ack(p["delivery_id"])
+            wait_for(lambda: stats(api, t, eid)["acked"] == 5)
+            st = stats(api, t, eid)
+            assert (st["stored"], st["enqueued"]) == (0, 5), st
+            assert _metric(api, "headrace_push_unwritten_events_total") == 5
+            db = sqlite3.connect(hub.data_dir / "headrace.db")
+            try:
+                assert db.execute("SELECT count(*) FROM push_queue").fetchone() == (0,)
+                # not acked: written once the delay is over
+                producer.measurepoints([("d1", {"seq": 10 + i}) for i in range(3)])
+                more = n.pushes(3)
+                assert [p["data"]["seq"] for p in more] == [10, 11, 12]
+                wait_for(
+                    lambda: db.execute("SELECT count(*) FROM push_queue").fetchone() == (3,),
+                    what="the unacked rows written",
+                )
+            finally:
+                db.close()
+            assert _metric(api, "headrace_push_unwritten_events_total") == 5
+            producer.close()
+            n.close()
+        hub.kill()
+        hub.start()
+        n = Noti(hub)
+        try:
+            n.login(eid, secret, 100)
+            again = n.pushes(3)
+            assert [p["data"]["seq"] for p in again] == [10, 11, 12]
+            n.nothing(0.3)
+        finally:
+            n.close()
     finally:
         hub.stop()

@@ -45,6 +45,7 @@ def test_sources_in_order(tmp_path: Path) -> None:
         ({"overrides": ["http.port=70000"]}, "port number"),
         ({"overrides": ["store.synchronous=sometimes"]}, "one of full, normal"),
         ({"overrides": ["tls.cert_file=/x.pem"]}, "together"),
+        ({"overrides": ["push.write_delay_ms=-1"]}, "must not be negative"),
         ({"environ": {"HEADRACE_NOPE": "1"}}, "HEADRACE_NOPE"),
     ],
 )

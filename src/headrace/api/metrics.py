@@ -65,6 +65,11 @@ class HubCollector(Collector):
             "Events whose push line passes 8 KiB (raw data too large to split).",
             value=self.fanout.oversize,
         )
+        yield CounterMetricFamily(
+            "headrace_push_unwritten_events",
+            "Events acked within push.write_delay_ms of their push: never written to the queue's rows.",
+            value=self.fanout.unwritten,
+        )
         noti = self.noti
         yield CounterMetricFamily(
             "headrace_noti_logins", "Accepted noti logins.", value=noti.logins

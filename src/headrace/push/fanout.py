@@ -25,7 +25,8 @@ fault points straight to its device_status_kv, its values spliced from the recor
 JSON: ``Deriver.kv_spliced``), puts them at the head of every queue that
 wants them (pushed at once: the data is committed), and writes them to the queues'
 rows in ONE store write at a time with the fault states they changed, the acks (deleted
-rows) and its stream cursor (``push_write``). A request is answered once its data and
+rows) and its stream cursor (``push_write``), ``push.write_delay_ms`` after the push: the
+rows of events acked by then are never written (nor deleted). A request is answered once its data and
 its stream records are committed; it does not wait for that queue write: a crash before
 it leaves the cursor behind, and at the next start the fan-out reads the stream from its
 cursor (``_recover``) and queues those events then (at-least-once).
@@ -132,11 +133,13 @@ class Fanout:
         self.default_max_queue: int = s["push.max_queue"]
         self.memory_events: int = s["push.memory_events"]
         self.memory_bytes: int = s["push.memory_bytes"]
+        self.write_delay: float = s["push.write_delay_ms"] / 1000
         self.queues: dict[str, EnterpriseQueue] = {}  # by enterprise id; never rebound
         self._announced: set[str] = set()  # assetIds announced online ahead of the tracker
         self._ips: dict[str, str] = {}  # assetId -> ip of its last real-time request
         self.deriver = Deriver(registry)
         self.oversize = 0  # events whose push line passes 8 KiB (raw data)
+        self.unwritten = 0  # events acked before their queue rows were written: never written
         self.consumer: Consumer | None = None
         self._shapes: dict[tuple[str, str, str], frozenset[str] | None] = {}
         self._nothing: bool | None = None  # _wants_nothing, until _invalidate
@@ -150,6 +153,7 @@ class Fanout:
         self._backlog = 0  # records in _pending
         self._drained: asyncio.Event | None = None
         self._wake = asyncio.Event()
+        self._hurry = asyncio.Event()  # a request waits for the pending write
         self._writer_task: asyncio.Task[None] | None = None
         self._writing = False
         self._ack_queues: set[EnterpriseQueue] = set()
@@ -373,6 +377,9 @@ class Fanout:
             item = self._records([(0, at, doc) for _org, _kind, doc in mem[1]])
             if item is not None and (item.appends or item.faults):
                 written = item.done = asyncio.get_running_loop().create_future()
+                self._hurry.set()
+        if self._backlog > BACKLOG // 2:
+            self._hurry.set()
         if self._backlog <= BACKLOG:
             return written
         if self._drained is None:
@@ -559,9 +566,20 @@ class Fanout:
         write at a time with everything pending (appends made from many commits, acks of
         every queue). Seqs were taken in order, so appends commit in seq order; a delete
         always follows the append of its row; the cursor moves with the rows made from
-        the records before it. A failed write is tried again (a second later)."""
+        the records before it. A failed write is tried again (a second later).
+
+        Each write waits ``push.write_delay_ms`` first (the events are pushed already):
+        a client that acks within it costs the store neither the rows nor their deletes,
+        only the cursor. It waits not when a request waits for the write (fault states)
+        or the backlog is far behind."""
         while True:
             await self._wake.wait()
+            if self.write_delay > 0 and not self._urgent():
+                self._hurry.clear()
+                try:  # cut short when a request comes to wait for this write
+                    await asyncio.wait_for(self._hurry.wait(), self.write_delay)
+                except TimeoutError:
+                    pass
             self._wake.clear()
             while self._work():
                 batch, self._pending = self._pending, []
@@ -581,6 +599,13 @@ class Fanout:
                 if self._drained is not None and self._backlog <= BACKLOG:
                     self._drained.set()
                     self._drained = None
+
+    def _urgent(self) -> bool:
+        """Whether the pending write must not wait: a request waits for it (fault
+        states, events of records made in memory), or the backlog is far behind."""
+        if self._backlog > BACKLOG // 2:
+            return True
+        return any(item.done is not None for item in self._pending)
 
     async def _write(self, batch: list[_Append]) -> bool:
         last: dict[EnterpriseQueue, int] = {}
@@ -645,6 +670,7 @@ class Fanout:
             return False
         for (q, seqs), n in zip(acks, deleted, strict=True):
             q.acks_done(len(seqs), n + skipped.get(q, 0), True)
+        self.unwritten += sum(skipped.values())
         for item in batch:
             for q, entries in item.appends:
                 q.appended(entries, True)
