@@ -32,7 +32,6 @@ def cpu_seconds(pid: int) -> float:
 def thread_cpu_seconds(pid: int) -> dict[str, float]:
     """CPU time (user + system) of each thread of a process so far, by thread name (the
     names of threads that share one are summed): which thread a load binds."""
-    tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -41,8 +40,7 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
         except OSError:
             continue
         name = head.split("(", 1)[1]
-        fields = rest.split()
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        out[name] = out.get(name, 0.0) + _cpu(rest.split())
     return out
 
 
@@ -60,3 +58,13 @@ def child_cpu_seconds(pid: int, marker: bytes) -> float:
         except OSError:
             continue
     return total
+
+
+def disk_writes(pid: int) -> int:
+    """Bytes a process has made the kernel write to storage so far (``write_bytes`` of
+    /proc/PID/io: its database, WAL and checkpoints)."""
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("write_bytes"):
+                return int(line.split()[1])
+    return 0

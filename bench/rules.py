@@ -289,8 +289,9 @@ def main() -> None:
             # 1. the load on a hub without rules and on one with a Kafka rule selecting
             # everything, alternated (--rounds) so that the shared machine's other load
             # falls on both alike; both hubs run all along (the idle one costs nothing).
-            # The ceiling's loads go to a third hub: a hub's import slows as its database
-            # grows (docs/benchmarks.md), so each of the two compared gets one load a round
+            # The ceiling's loads go to a third hub: a hub's import rate depends on what its
+            # database holds (docs/benchmarks.md), so each of the two compared gets one load
+            # a round
             plain_hub = HubProcess(Path(d) / "plain", extra=["--set", "log.level=warning"])
             plain_hub.start()
             ceiling_hub = HubProcess(Path(d) / "ceiling", extra=["--set", "log.level=warning"])

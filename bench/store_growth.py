@@ -42,16 +42,10 @@ from tests.conftest import HubProcess
 from headrace.store.sqlite import chunks
 from headrace.store.sqlite.series import SeriesMixin
 from mqtt_import import DEVICES, POINTS, RECORDS, client_main, run_processes, setup
+from procstat import disk_writes
 
 CYCLES_PER_LOAD = 1000  # a client's 50 requests per cycle: far more than a load sends
 INFLIGHT = 16
-
-
-def disk_writes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("write_bytes"):
-            return int(line.split()[1])
-    return 0
 
 
 def hub_loads(loads: int, seconds: float, clients: int) -> list[dict[str, float]]:

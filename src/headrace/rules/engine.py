@@ -133,14 +133,12 @@ class RuleEngine:
         """Start the rule's runner in the delivery process (if enabled)."""
         if not (rule.enabled and self._started):
             return
-        try:
-            await self.delivery.ensure()
-        except Exception as e:  # shown in the rule's stats; tried again with a backoff
-            log.exception("starting the rules' delivery process failed")
+        failure = await self._start_process()
+        if failure is not None:  # shown in the rule's stats; tried again with a backoff
             counters = self._counters.setdefault(rule.ruleId, {})
             counters.update(
                 running=False,
-                lastError=f"the rules' delivery process did not start: {e}",
+                lastError=f"the rules' delivery process did not start: {failure}",
                 lastErrorAt=int(time.time() * 1000),
             )
             self._schedule_restart()
@@ -242,20 +240,21 @@ class RuleEngine:
         while self._started:
             await asyncio.sleep(backoff)
             async with self._lock:
-                if self.delivery.alive or await self._started_process():
+                if self.delivery.alive or await self._start_process() is None:
                     for rule in list(self.rules.values()):
                         if rule.ruleId not in self._running:
                             await self._run(rule)
                     return
             backoff = min(backoff * 2, _RESTART_MAX)
 
-    async def _started_process(self) -> bool:
+    async def _start_process(self) -> Exception | None:
+        """Start the delivery process unless it runs; the failure, logged (None: it runs)."""
         try:
             await self.delivery.ensure()
-            return True
-        except Exception:
+            return None
+        except Exception as e:
             log.exception("starting the rules' delivery process failed")
-            return False
+            return e
 
     # -- documents -----------------------------------------------------------------------
 

@@ -314,7 +314,7 @@ class Builder:
             content: dict[str, Any] = {"measurepoints": dict(zip(names, values, strict=True))}
             if quality:
                 content["quality"] = quality
-            out.append((h[0], MEASUREPOINT, _splice(h[1], ts, _encode(content))))
+            add(h, MEASUREPOINT, ts, content)
         attrs: dict[int, tuple[int, dict[str, Any]]] = {}
         for dev, name, value, updated_at in batch.attributes:
             slot = attrs.get(dev)

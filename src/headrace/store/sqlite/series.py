@@ -91,8 +91,9 @@ _SETTLE = (
     f"INSERT INTO chunks_sorted ({ck.COLUMNS}) SELECT {ck.COLUMNS} FROM chunks_recent "
     "WHERE {where} ORDER BY device, point, t1"
 )
+_SETTLED = "DELETE FROM chunks_recent WHERE {where}"
 _SETTLE_KEY = _SETTLE.format(where="device=? AND point=?")
-_SETTLED_KEY = "DELETE FROM chunks_recent WHERE device=? AND point=?"
+_SETTLED_KEY = _SETTLED.format(where="device=? AND point=?")
 _UPSERT_LATEST = (
     "INSERT INTO latest(device, point, ts, value, quality, source) VALUES (?,?,?,?,?,?) "
     "ON CONFLICT(device, point) DO UPDATE SET ts=excluded.ts, value=excluded.value, "
@@ -521,7 +522,7 @@ class SeriesMixin:
             where = "(device, point) >= (?, ?) AND (device, point) < (?, ?)"
             args, after = (*start, *end), (end[0], end[1])
         c.execute(_SETTLE.format(where=where), args)
-        c.execute(f"DELETE FROM chunks_recent WHERE {where}", args)
+        c.execute(_SETTLED.format(where=where), args)
         return after
 
     def _take_small(self, c: sqlite3.Connection) -> list[tuple[int, int]]:
